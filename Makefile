@@ -1,0 +1,38 @@
+# Two commands do everything on a fresh machine:
+#   make run    set up .venv and run the CPU-sized pipeline (config/quick.yaml)
+#   make test   set up .venv and run the test suite
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CORES ?= all
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup run smoke figures test dry-run clean
+
+$(STAMP): pyproject.toml
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	# The CPU build of torch first: a bare `torch` requirement would pull a multi-GB CUDA build.
+	$(PYTHON) -m pip install --quiet torch==2.13.0
+	$(PYTHON) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/snakemake --cores $(CORES) --configfile config/quick.yaml --rerun-incomplete
+
+smoke: $(STAMP)
+	$(VENV)/bin/snakemake --cores $(CORES) --configfile config/smoke.yaml --rerun-incomplete
+
+figures: $(STAMP)
+	$(VENV)/bin/imfn figures --results results
+
+dry-run: $(STAMP)
+	$(VENV)/bin/snakemake -n --quiet rules
+
+test: $(STAMP)
+	$(PYTHON) -m pytest
+
+clean:
+	rm -rf results logs benchmarks .snakemake

@@ -1,0 +1,24 @@
+# IMFN reference pipeline. Paper grid:   snakemake --cores all --resources gpu=4
+# CPU-sized run:                          snakemake --cores all --configfile config/quick.yaml
+import os
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+configfile: os.path.join(workflow.basedir, "config/config.yaml")
+
+validate(config, schema="workflow/schemas/config.schema.yaml")
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/teacher.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        ALL_SWEEPERS,
+        TEACHER_METRICS,
+        TEACHER_FIGURES,

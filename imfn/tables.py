@@ -1,0 +1,21 @@
+"""Tidy metric tables: per-job Parquet files concatenated into one table per model family."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from imfn.atomic import atomic_output
+
+log = logging.getLogger(__name__)
+
+
+def aggregate(parts: Sequence[Path], out: Path) -> None:
+    """Concatenate per-cell metric Parquet files into one table."""
+    frame = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    with atomic_output(out) as tmp:
+        frame.to_parquet(tmp, index=False)
+    log.info("aggregated %d files, %d rows into %s", len(parts), len(frame), out)

@@ -1,0 +1,23 @@
+import math
+
+import torch
+
+from imfn.metrics import mse_per_frame, psnr, ssim_per_frame
+
+
+def test_mse_and_psnr_against_hand_computed_values():
+    target = torch.zeros(2, 3, 784)
+    reconstruction = torch.full((2, 3, 784), 0.1)
+    mse = mse_per_frame(reconstruction, target)
+    torch.testing.assert_close(mse, torch.full((2, 3), 0.01))
+    torch.testing.assert_close(psnr(mse), torch.full((2, 3), 20.0))
+    assert math.isclose(psnr(torch.tensor(0.052132)).item(), 12.83, abs_tol=0.01)  # paper's Table 1 pair
+
+
+def test_ssim_is_one_for_identical_frames_and_drops_with_noise():
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.rand(4, 784, generator=generator)
+    torch.testing.assert_close(ssim_per_frame(frames, frames), torch.ones(4))
+    noisy = (frames + 0.3 * torch.randn(4, 784, generator=generator)).clamp(0, 1)
+    values = ssim_per_frame(noisy, frames)
+    assert values.shape == (4,) and (values < 0.9).all()

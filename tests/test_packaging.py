@@ -1,0 +1,34 @@
+"""Set-up files agree with each other."""
+
+import re
+import tomllib
+
+import yaml
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~ \[]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+# conda and PyPI spell one package differently
+CONDA_TO_PYPI = {"pytorch": "torch"}
+
+
+def test_environment_yml_names_the_same_dependencies_as_pyproject(repo):
+    project = tomllib.loads((repo / "pyproject.toml").read_text())["project"]
+    pypi = {_name(r) for r in project["dependencies"]}
+    pypi |= {_name(r) for extra in ("test", "gpu") for r in project["optional-dependencies"][extra]}
+    env = yaml.safe_load((repo / "environment.yml").read_text())
+    conda, pip = set(), set()
+    for entry in env["dependencies"]:
+        if isinstance(entry, dict):
+            pip |= {_name(r) for r in entry["pip"]}
+        else:
+            conda.add(CONDA_TO_PYPI.get(_name(entry), _name(entry)))
+    conda -= {"python", "pip"}
+    assert conda | pip == pypi
+
+
+def test_ci_runs_the_readme_test_command(repo):
+    assert "make test" in (repo / ".ci" / "run").read_text()
+    assert "make test" in (repo / "README.md").read_text()

@@ -1,0 +1,118 @@
+"""Training one level: deterministic, resumable after a kill, loud on NaN, whole outputs only."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from imfn.bank import build_image_bank, build_latent_bank
+from imfn.data.mnist import write_split
+from imfn.store import read_array, read_attrs, write_arrays
+from imfn.train.sweeper import NonFiniteLossError, SweeperTraining, train_sweeper
+
+DIM = 16
+
+
+@pytest.fixture(scope="module")
+def image_bank(mnist_store, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bank")
+    write_split(mnist_store, 0, 0.1, folder / "split.parquet")
+    build_image_bank(mnist_store, folder / "split.parquet", 0, 50, 1000, folder / "bank_L0.zarr")
+    return folder / "bank_L0.zarr"
+
+
+def _train(bank, tmp_path, name, level=0, epochs=2, **kw):
+    hp = SweeperTraining(seed=0, dim=DIM, level=level, epochs=epochs, codec_hidden=32, **kw)
+    out = tmp_path / f"{name}.pt"
+    train_sweeper(hp, bank, out, tmp_path / f"{name}_loss.parquet", tmp_path / f".{name}.resume.pt",
+                  torch.device("cpu"))
+    return out
+
+
+def _weights(path):
+    state = torch.load(path, weights_only=False)
+    return {**{f"s.{k}": v for k, v in state["sweeper"].items()},
+            **{f"c.{k}": v for k, v in (state["codec"] or {}).items()}}
+
+
+def _assert_same_weights(a, b):
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+
+
+def test_image_bank_holds_train_images_and_zeros(image_bank, mnist_store):
+    data, source = read_array(image_bank, "data"), read_array(image_bank, "source_index")
+    assert data.shape == (1000, 784) and data.dtype == np.uint8
+    assert (source == -1).sum() == 50 and (data[source == -1] == 0).all()
+    images = read_array(mnist_store, "images")
+    np.testing.assert_array_equal(data[source >= 0], images[source[source >= 0]])
+    assert read_attrs(image_bank)["seed"] == 0
+
+
+def test_same_seed_same_weights(image_bank, tmp_path):
+    _assert_same_weights(_train(image_bank, tmp_path, "a"), _train(image_bank, tmp_path, "b"))
+
+
+def test_training_lowers_the_loss_and_builds_the_next_bank(image_bank, tmp_path):
+    import pandas as pd
+
+    out = _train(image_bank, tmp_path, "l0", epochs=4)
+    curve = pd.read_parquet(tmp_path / "l0_loss.parquet")
+    assert curve["epoch"].tolist() == [1, 2, 3, 4]
+    assert curve["reconstruction"].iloc[-1] < curve["reconstruction"].iloc[0]
+    build_latent_bank(image_bank, out, 0, DIM, 1, None, tmp_path / "bank_L1.zarr", torch.device("cpu"))
+    latents = read_array(tmp_path / "bank_L1.zarr", "data")
+    assert latents.shape == (1000, DIM) and latents.dtype == np.float32 and np.isfinite(latents).all()
+    assert read_attrs(tmp_path / "bank_L1.zarr")["source_checkpoint"] == str(out)
+    assert not (tmp_path / ".l0.resume.pt").exists()  # removed once the level is complete
+
+
+def test_killed_job_resumes_and_ends_with_the_same_weights(image_bank, tmp_path, env_with_venv):
+    epochs = 30
+    reference = _train(image_bank, tmp_path, "reference", epochs=epochs)
+    out, resume = tmp_path / "killed.pt", tmp_path / "killed.resume.pt"
+    cmd = [sys.executable, "-m", "imfn.cli", "train-sweeper", "--bank", str(image_bank), "--seed", "0",
+           "--dim", str(DIM), "--level", "0", "--epochs", str(epochs), "--codec-hidden", "32", "--device", "cpu",
+           "--out", str(out), "--loss-out", str(tmp_path / "killed_loss.parquet"), "--resume", str(resume)]
+    job = subprocess.Popen(cmd, env=env_with_venv, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not resume.exists() and time.monotonic() < deadline and job.poll() is None:
+        time.sleep(0.01)
+    os.kill(job.pid, signal.SIGKILL)
+    job.wait()
+    assert resume.exists() and not out.exists(), "the job should die mid-level, leaving only its resume point"
+    stopped_after = torch.load(resume, weights_only=False)["epoch"]
+    assert 1 <= stopped_after < epochs
+    rerun = subprocess.run(cmd, env=env_with_venv, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"after epoch {stopped_after}" in rerun.stderr
+    _assert_same_weights(reference, out)
+
+
+def test_nan_loss_stops_with_a_clear_error_and_no_output(tmp_path, env_with_venv):
+    bank = tmp_path / "bank_L1.zarr"
+    latents = np.random.default_rng(0).normal(size=(256, DIM)).astype(np.float32)
+    latents[17, 3] = np.nan
+    write_arrays(bank, {"data": latents}, {"level": 1})
+    with pytest.raises(NonFiniteLossError, match="level 1 .*loss became nan"):
+        _train(bank, tmp_path, "nan", level=1, epochs=1)
+    assert not (tmp_path / "nan.pt").exists() and not (tmp_path / "nan_loss.parquet").exists()
+    cli = subprocess.run([sys.executable, "-m", "imfn.cli", "train-sweeper", "--bank", str(bank), "--seed", "0",
+                          "--dim", str(DIM), "--level", "1", "--epochs", "1", "--device", "cpu",
+                          "--out", str(tmp_path / "cli.pt"), "--loss-out", str(tmp_path / "cli.parquet")],
+                         env=env_with_venv, capture_output=True, text=True)
+    assert cli.returncode == 1
+    assert "loss became nan" in cli.stderr and "Traceback" not in cli.stderr
+    assert not (tmp_path / "cli.pt").exists()
+
+
+def test_bank_of_the_wrong_kind_is_rejected(image_bank, tmp_path):
+    with pytest.raises(ValueError, match="float32"):
+        _train(image_bank, tmp_path, "wrong", level=1)

@@ -1,0 +1,58 @@
+"""Teacher modules and the tree: shapes, parameter count, and the order of merges and inversions."""
+
+import torch
+
+from imfn.models.teacher import LeafCodec, CodecConfig, Sweeper, SweeperConfig, teacher_parameter_count
+from imfn.tree import depth_for, invert_down, merge_up
+
+import pytest
+
+
+class PositionalSweeper:
+    """An exactly invertible stand-in merge on scalars: (a, b) -> a * base + b.
+
+    It makes the tree's bookkeeping checkable: the root spells out the leaves in order
+    and inverting it must give them back at their own positions.
+    """
+
+    def __init__(self, base: float):
+        self.base = base
+
+    def merge(self, a, b):
+        return a * self.base + b
+
+    def invert(self, z):
+        a = torch.floor(z / self.base)
+        return a, z - a * self.base
+
+
+def test_root_encodes_leaves_in_order_and_inversion_restores_positions():
+    T = 8
+    leaves = torch.tensor([[[3.0], [1.0], [4.0], [1.0], [5.0], [9.0], [2.0], [6.0]]], dtype=torch.float64)
+    sweepers = [PositionalSweeper(10.0), PositionalSweeper(100.0), PositionalSweeper(10_000.0)]
+    root = merge_up(sweepers, leaves)
+    assert root.item() == 31415926
+    torch.testing.assert_close(invert_down(sweepers, root, T), leaves)
+
+
+def test_depth_rejects_lengths_that_are_not_powers_of_two():
+    assert depth_for(256) == 8
+    for bad in (0, 1, 3, 12):
+        with pytest.raises(ValueError, match="power of two"):
+            depth_for(bad)
+
+
+def test_paper_size_teacher_parameter_count():
+    # d=1024, codec hidden 1024, merge/inverter hidden d, 9 sweepers; the paper reports 61.43M.
+    assert teacher_parameter_count(1024, 9) == 62_475_024
+
+
+def test_sweeper_and_codec_shapes():
+    sweeper = Sweeper(SweeperConfig.for_dim(32))
+    a, b = torch.randn(5, 32), torch.randn(5, 32)
+    z = sweeper.merge(a, b)
+    left, right = sweeper.invert(z)
+    assert z.shape == left.shape == right.shape == (5, 32)
+    codec = LeafCodec(CodecConfig(32, 64))
+    images = codec.decode(codec.encode(torch.rand(5, 784)))
+    assert images.shape == (5, 784) and images.min() >= 0 and images.max() <= 1
