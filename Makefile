@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CORES ?= all
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run smoke figures test dry-run clean
+.PHONY: setup run ablation smoke figures test dry-run clean
 
 $(STAMP): pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -22,11 +22,15 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/snakemake --cores $(CORES) --configfile config/quick.yaml --rerun-incomplete
 
+ablation: $(STAMP)
+	$(VENV)/bin/snakemake ablation --cores $(CORES) --configfile config/quick.yaml --rerun-incomplete
+
 smoke: $(STAMP)
 	$(VENV)/bin/snakemake --cores $(CORES) --configfile config/smoke.yaml --rerun-incomplete
 
 figures: $(STAMP)
 	$(VENV)/bin/imfn figures --results results
+	test ! -f results/metrics/teacher_ablation.parquet || $(VENV)/bin/imfn ablation-report --results results
 
 dry-run: $(STAMP)
 	$(VENV)/bin/snakemake -n --quiet rules

@@ -17,8 +17,17 @@ include: "workflow/rules/figures.smk"
 
 
 rule all:
+    """The teacher over the whole grid (every level, even one no evaluated T reaches), its
+    metrics and health, per-frame PCA at equal memory, and Figures 2-3."""
     default_target: True
     input:
-        ALL_SWEEPERS,
-        TEACHER_METRICS,
+        grid(SWEEPER),
+        "results/metrics/teacher.parquet",
+        "results/metrics/pca.parquet",
         TEACHER_FIGURES,
+
+
+rule ablation:
+    """Teacher variants compared at the largest d (config `ablation`)."""
+    input:
+        ABLATION_OUTPUTS,

@@ -47,7 +47,8 @@ def build_image_bank(mnist: Path, split: Path, seed: int, zero_images: int, bank
 def build_latent_bank(previous_bank: Path, sweeper_path: Path, seed: int, dim: int, level: int,
                       bank_size: int | None, out: Path, device: torch.device, batch: int = 4096) -> None:
     """Bank ``level``: sweeper ``level-1`` merges random pairs of bank ``level-1``."""
-    sweeper, codec, _ = load_sweeper_checkpoint(sweeper_path, device)
+    checkpoint = load_sweeper_checkpoint(sweeper_path, device)
+    sweeper, codec = checkpoint.sweeper, checkpoint.codec
     previous = load_bank(previous_bank, level - 1, dim)
     n_out = bank_size or len(previous)
     gen = seeded_generator(PURPOSE_BANK, seed, level)

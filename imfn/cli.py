@@ -15,11 +15,12 @@ def _job(args: argparse.Namespace):
     from imfn.job import setup_logging, setup_torch
 
     setup_logging(args.log)
+    if hasattr(args, "threads"):
+        setup_torch(args.threads)
     if not hasattr(args, "device"):
         return None
     from imfn.devices import select_device
 
-    setup_torch(args.threads)
     return select_device(args.device)
 
 
@@ -45,15 +46,22 @@ def cmd_image_bank(args):
 
 
 def cmd_train_sweeper(args):
+    from imfn.health import HealthLimits
+    from imfn.train.depth_decoder import DepthDecoderTraining
     from imfn.train.sweeper import SweeperTraining, train_sweeper
 
     device = _job(args)
     hp = SweeperTraining(seed=args.seed, dim=args.dim, level=args.level, epochs=args.epochs,
                          batch_size=args.batch_size, lr=args.lr, noise_sigma=args.noise_sigma,
                          norm_penalty=args.norm_penalty, codec_hidden=args.codec_hidden,
-                         sweeper_hidden=args.sweeper_hidden)
+                         sweeper_hidden=args.sweeper_hidden, recipe=args.recipe,
+                         variant=args.variant)
     resume = args.resume or args.out.with_name(f".{args.out.stem}.resume.pt")
-    train_sweeper(hp, args.bank, args.out, args.loss_out, resume, device)
+    limits = HealthLimits(args.max_unexplained_variance, args.max_dead_fraction)
+    decoder = DepthDecoderTraining(epochs=args.decoder_epochs, hidden=args.decoder_hidden, frames=args.decoder_frames,
+                                   batch_size=args.decoder_batch_size, lr=args.decoder_lr)
+    train_sweeper(hp, args.bank, args.out, args.loss_out, args.health_out, resume, device, limits, args.on_collapse,
+                  decoder, args.lower, args.image_bank)
 
 
 def cmd_build_bank(args):
@@ -69,7 +77,14 @@ def cmd_roundtrip(args):
 
     device = _job(args)
     evaluate_roundtrip(args.sweepers, args.mnist, args.split, args.seed, args.dim, args.T, args.sequences,
-                       args.out, device)
+                       args.out, device, args.variant)
+
+
+def cmd_pca_baseline(args):
+    from imfn.baselines.pca import evaluate_pca
+
+    _job(args)
+    evaluate_pca(args.mnist, args.split, args.seed, args.dims, args.T, args.sequences, args.out)
 
 
 def cmd_aggregate(args):
@@ -79,33 +94,51 @@ def cmd_aggregate(args):
     aggregate(args.parts, args.out)
 
 
+def _metrics(results: Path, *names: str) -> list[Path]:
+    paths = [results / "metrics" / f"{name}.parquet" for name in names]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"{', '.join(missing)} not found: run the pipeline first")
+    return paths
+
+
 def cmd_figures(args):
-    from imfn.plots import teacher_figures
+    from imfn.plots import health_figure, teacher_figures
 
     _job(args)
-    metrics = args.results / "metrics" / "teacher.parquet"
-    if not metrics.exists():
-        raise FileNotFoundError(f"{metrics} not found: run the pipeline (or its 'evaluate' target) first")
-    teacher_figures(metrics, args.results / "figures")
+    teacher, health = _metrics(args.results, "teacher", "teacher_health")
+    teacher_figures(teacher, args.results / "figures")
+    health_figure(health, args.results / "figures")
+
+
+def cmd_ablation_report(args):
+    from imfn.plots import ablation_report
+
+    _job(args)
+    ablation, health, pca = _metrics(args.results, "teacher_ablation", "teacher_ablation_health", "pca")
+    ablation_report(ablation, health, pca, args.results / "tables" / "teacher_ablation.md", args.results / "figures")
 
 
 def cmd_param_count(args):
     from imfn.models.teacher import teacher_parameter_count
 
-    n = teacher_parameter_count(args.dim, args.levels, args.codec_hidden, args.sweeper_hidden)
-    print(f"teacher d={args.dim}, {args.levels} levels: {n:,} parameters ({n / 1e6:.2f}M; paper 61.43M)")
+    n = teacher_parameter_count(args.dim, args.levels, args.codec_hidden, args.sweeper_hidden, args.recipe,
+                                args.decoder_hidden)
+    print(f"teacher ({args.recipe}) d={args.dim}, {args.levels} levels: {n:,} parameters "
+          f"({n / 1e6:.2f}M; paper 61.43M)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imfn", description=__doc__)
     sub = parser.add_subparsers(dest="verb", required=True)
 
-    def verb(name, func, help, device=False):
+    def verb(name, func, help, device=False, threads=False):
         p = sub.add_parser(name, help=help, description=help)
         p.set_defaults(func=func)
         p.add_argument("--log", type=Path, help="also append the log to this file")
         if device:
             p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+        if device or threads:
             p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
         return p
 
@@ -140,8 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--norm-penalty", type=float, default=1e-4)
     p.add_argument("--codec-hidden", type=int, default=1024)
     p.add_argument("--sweeper-hidden", type=int, default=None)
+    p.add_argument("--recipe", default="paper", choices=["paper", "pca"])
+    p.add_argument("--variant", default="paper", help="name of the teacher variant, recorded in outputs")
+    p.add_argument("--max-unexplained-variance", type=float, default=0.9, help="collapse threshold")
+    p.add_argument("--max-dead-fraction", type=float, default=0.5, help="collapse threshold")
+    p.add_argument("--on-collapse", default="warn", choices=["warn", "fail"])
+    p.add_argument("--decoder-epochs", type=int, default=0, help="epochs of this depth's decoder (0 = none)")
+    p.add_argument("--decoder-hidden", type=int, default=512)
+    p.add_argument("--decoder-frames", type=int, default=16384, help="frames read back to train the decoder on")
+    p.add_argument("--decoder-batch-size", type=int, default=128)
+    p.add_argument("--decoder-lr", type=float, default=1e-3)
+    p.add_argument("--lower", type=Path, nargs="*", default=[], help="checkpoints of levels 0..level-1")
+    p.add_argument("--image-bank", type=Path, help="bank 0 (images), for the depth decoder above level 0")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--loss-out", type=Path, required=True)
+    p.add_argument("--health-out", type=Path, required=True)
     p.add_argument("--resume", type=Path, help="resumable checkpoint (default: hidden file beside --out)")
 
     p = verb("build-bank", cmd_build_bank, "write bank l: sweeper l-1 merges random pairs of bank l-1", device=True)
@@ -161,6 +207,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dim", type=int, required=True)
     p.add_argument("--T", type=int, required=True)
     p.add_argument("--sequences", type=int, default=500)
+    p.add_argument("--variant", default="paper", help="name of the teacher variant, recorded in the table")
+    p.add_argument("--out", type=Path, required=True)
+
+    p = verb("pca-baseline", cmd_pca_baseline, "evaluate per-frame PCA at equal memory (k = d // T per frame)",
+             threads=True)
+    p.add_argument("--mnist", type=Path, required=True)
+    p.add_argument("--split", type=Path, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--dims", type=int, nargs="+", required=True)
+    p.add_argument("--T", type=int, nargs="+", required=True)
+    p.add_argument("--sequences", type=int, default=500)
     p.add_argument("--out", type=Path, required=True)
 
     p = verb("aggregate", cmd_aggregate, "concatenate metric Parquet files")
@@ -170,11 +227,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("figures", cmd_figures, "make every figure from the metric Parquet files under --results")
     p.add_argument("--results", type=Path, default=Path("results"))
 
+    p = verb("ablation-report", cmd_ablation_report, "make the teacher ablation table and figure from --results")
+    p.add_argument("--results", type=Path, default=Path("results"))
+
     p = verb("param-count", cmd_param_count, "count the teacher's parameters")
     p.add_argument("--dim", type=int, default=1024)
     p.add_argument("--levels", type=int, default=9)
     p.add_argument("--codec-hidden", type=int, default=1024)
     p.add_argument("--sweeper-hidden", type=int, default=None)
+    p.add_argument("--recipe", default="paper", choices=["paper", "pca"])
+    p.add_argument("--decoder-hidden", type=int, default=None, help="count one depth decoder per level too")
     return parser
 
 

@@ -6,6 +6,7 @@ import torch
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 SIDE = 28
+SSIM_CHUNK = 1024
 
 
 def mse_per_frame(reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -21,8 +22,9 @@ def psnr(mse: torch.Tensor) -> torch.Tensor:
 def ssim_per_frame(reconstruction: torch.Tensor, target: torch.Tensor, side: int = SIDE) -> torch.Tensor:
     """(..., side*side) -> (...): SSIM of each frame (torchmetrics, Gaussian window 11, sigma 1.5)."""
     shape = reconstruction.shape[:-1]
-    as_images = lambda x: x.reshape(-1, 1, side, side).double()  # noqa: E731
-    values = structural_similarity_index_measure(
-        as_images(reconstruction), as_images(target), data_range=1.0, reduction="none"
-    )
-    return values.float().reshape(shape)
+    preds, target = (x.reshape(-1, 1, side, side).float() for x in (reconstruction, target))
+    values = [  # in chunks: torchmetrics' memory grows faster than linearly with the batch
+        structural_similarity_index_measure(p, t, data_range=1.0, reduction="none")
+        for p, t in zip(preds.split(SSIM_CHUNK), target.split(SSIM_CHUNK))
+    ]
+    return torch.cat(values).reshape(shape)

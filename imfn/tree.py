@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from imfn.models.teacher import LeafCodec, Sweeper, load_sweeper_checkpoint
+from imfn.models.teacher import DepthDecoder, LeafCodec, Sweeper, load_sweeper_checkpoint
 
 
 def depth_for(T: int) -> int:
@@ -36,30 +36,45 @@ def invert_down(sweepers: Sequence[Sweeper], root: torch.Tensor, T: int) -> torc
 
 
 class Teacher(torch.nn.Module):
-    """Leaf codec plus the sweepers of levels 0..L-1, loaded from their checkpoints."""
+    """Leaf codec, the sweepers of levels 0..L-1 and any depth decoders, loaded from checkpoints."""
 
-    def __init__(self, codec: LeafCodec, sweepers: Sequence[Sweeper]):
+    def __init__(self, codec: LeafCodec, sweepers: Sequence[Sweeper],
+                 depth_decoders: dict[int, DepthDecoder] | None = None):
         super().__init__()
         self.codec = codec
         self.sweepers = torch.nn.ModuleList(sweepers)
+        self.depth_decoders = torch.nn.ModuleDict({str(k): v for k, v in (depth_decoders or {}).items()})
 
     @classmethod
     def load(cls, checkpoints: Sequence[Path], device: torch.device | str = "cpu") -> "Teacher":
         """``checkpoints`` in level order, starting with level 0 (which holds the codec)."""
         loaded = [load_sweeper_checkpoint(path, device) for path in checkpoints]
-        for expected, (path, (_, _, state)) in enumerate(zip(checkpoints, loaded)):
-            if state["level"] != expected:
-                raise ValueError(f"{path} holds level {state['level']}, expected level {expected}")
-        codec = loaded[0][1]
-        if codec is None:
-            raise ValueError(f"{checkpoints[0]} holds no leaf codec")
-        return cls(codec, [sweeper for sweeper, _, _ in loaded]).eval()
+        for expected, (path, level) in enumerate(zip(checkpoints, loaded)):
+            if level.state["level"] != expected:
+                raise ValueError(f"{path} holds level {level.state['level']}, expected level {expected}")
+        if not loaded or loaded[0].codec is None:
+            raise ValueError(f"{checkpoints[0] if checkpoints else 'no checkpoint'} holds no leaf codec")
+        decoders = {level + 1: c.depth_decoder for level, c in enumerate(loaded) if c.depth_decoder is not None}
+        return cls(loaded[0].codec, [c.sweeper for c in loaded], decoders).eval()
+
+    def encode_leaves(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, T, 784) images -> (N, T, d) leaf codes."""
+        N, T, P = images.shape
+        return self.codec.encode(images.reshape(N * T, P)).reshape(N, T, -1)
+
+    def read_back(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, T, 784) images -> (N, T, d) leaf codes as the tree gives them back from its root."""
+        T = images.shape[1]
+        return invert_down(self.sweepers, merge_up(self.sweepers, self.encode_leaves(images)), T)
+
+    def decode(self, codes: torch.Tensor, depth: int) -> torch.Tensor:
+        """(..., d) leaf codes read back through ``depth`` levels -> pixels, with that depth's decoder if any."""
+        decoder = self.depth_decoders[str(depth)] if str(depth) in self.depth_decoders else None
+        return decoder(self.codec, codes) if decoder is not None else self.codec.decode(codes)
 
     @torch.no_grad()
     def roundtrip(self, images: torch.Tensor) -> torch.Tensor:
         """(N, T, 784) images in [0, 1] -> their reconstruction through the tree's root."""
         N, T, P = images.shape
-        leaves = self.codec.encode(images.reshape(N * T, P)).reshape(N, T, -1)
-        root = merge_up(self.sweepers, leaves)
-        decoded = invert_down(self.sweepers, root, T)
-        return self.codec.decode(decoded.reshape(N * T, -1)).reshape(N, T, P)
+        codes = self.read_back(images)
+        return self.decode(codes.reshape(N * T, -1), depth_for(T)).reshape(N, T, P)

@@ -22,7 +22,8 @@ def two_levels(mnist_store, tmp_path_factory):
         hp = SweeperTraining(seed=1, dim=8, level=level, epochs=1, codec_hidden=32)
         out = folder / f"sweeper_L{level}.pt"
         bank = folder / f"bank_L{level}.zarr"
-        train_sweeper(hp, bank, out, folder / f"loss_L{level}.parquet", folder / f".resume{level}", cpu)
+        train_sweeper(hp, bank, out, folder / f"loss_L{level}.parquet", folder / f"health_L{level}.parquet",
+                      folder / f".resume{level}", cpu)
         if level == 0:
             build_latent_bank(bank, out, 1, 8, 1, None, folder / "bank_L1.zarr", cpu)
         sweepers.append(out)
@@ -34,7 +35,7 @@ def test_roundtrip_metrics_are_tidy_and_consistent(two_levels):
     out = folder / "roundtrip_T4.parquet"
     evaluate_roundtrip(sweepers, mnist, split, 1, 8, 4, 30, out, torch.device("cpu"))
     frame = pd.read_parquet(out)
-    assert set(frame.columns) == {"model", "seed", "dim", "T", "position", "metric", "value"}
+    assert set(frame.columns) == {"model", "variant", "seed", "dim", "T", "position", "metric", "value"}
     overall = frame[frame["position"].isna()].set_index("metric")["value"]
     per_position = frame[frame["position"].notna() & (frame["metric"] == "mse")]
     assert per_position["position"].tolist() == [0, 1, 2, 3]
@@ -49,3 +50,19 @@ def test_roundtrip_needs_enough_levels(two_levels):
     mnist, split, sweepers, folder = two_levels
     with pytest.raises(ValueError, match="needs 3 sweepers"):
         evaluate_roundtrip(sweepers, mnist, split, 1, 8, 8, 10, folder / "x.parquet", torch.device("cpu"))
+
+
+def test_per_frame_pca_keeps_d_over_T_components(two_levels):
+    from imfn.baselines.pca import evaluate_pca, fit_pca, pca_roundtrip
+
+    mnist, split, _, folder = two_levels
+    frames = torch.rand(10, 784)
+    mean, basis = fit_pca(frames)
+    torch.testing.assert_close(pca_roundtrip(frames, mean, basis, 784), frames, atol=1e-4, rtol=0)
+    out = folder / "pca.parquet"
+    evaluate_pca(mnist, split, 1, [64, 256], [2, 8], 20, out)
+    frame = pd.read_parquet(out)
+    mse = frame[frame["position"].isna() & (frame["metric"] == "mse")].set_index(["dim", "T"])["value"]
+    assert (frame["model"] == "pca").all()
+    # more components per frame, less error: d=256,T=2 (k=128) < d=64,T=2 (k=32) < d=64,T=8 (k=8)
+    assert mse[(256, 2)] < mse[(64, 2)] < mse[(64, 8)]

@@ -7,12 +7,15 @@ import sys
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from imfn.bank import build_image_bank, build_latent_bank
 from imfn.data.mnist import write_split
+from imfn.health import HealthLimits, LevelCollapseError
 from imfn.store import read_array, read_attrs, write_arrays
+from imfn.train.depth_decoder import DepthDecoderTraining
 from imfn.train.sweeper import NonFiniteLossError, SweeperTraining, train_sweeper
 
 DIM = 16
@@ -26,11 +29,12 @@ def image_bank(mnist_store, tmp_path_factory):
     return folder / "bank_L0.zarr"
 
 
-def _train(bank, tmp_path, name, level=0, epochs=2, **kw):
+def _train(bank, tmp_path, name, level=0, epochs=2, limits=HealthLimits(), on_collapse="warn", decoder=None,
+           lower=(), image_bank=None, **kw):
     hp = SweeperTraining(seed=0, dim=DIM, level=level, epochs=epochs, codec_hidden=32, **kw)
     out = tmp_path / f"{name}.pt"
-    train_sweeper(hp, bank, out, tmp_path / f"{name}_loss.parquet", tmp_path / f".{name}.resume.pt",
-                  torch.device("cpu"))
+    train_sweeper(hp, bank, out, tmp_path / f"{name}_loss.parquet", tmp_path / f"{name}_health.parquet",
+                  tmp_path / f".{name}.resume.pt", torch.device("cpu"), limits, on_collapse, decoder, lower, image_bank)
     return out
 
 
@@ -61,8 +65,6 @@ def test_same_seed_same_weights(image_bank, tmp_path):
 
 
 def test_training_lowers_the_loss_and_builds_the_next_bank(image_bank, tmp_path):
-    import pandas as pd
-
     out = _train(image_bank, tmp_path, "l0", epochs=4)
     curve = pd.read_parquet(tmp_path / "l0_loss.parquet")
     assert curve["epoch"].tolist() == [1, 2, 3, 4]
@@ -80,7 +82,8 @@ def test_killed_job_resumes_and_ends_with_the_same_weights(image_bank, tmp_path,
     out, resume = tmp_path / "killed.pt", tmp_path / "killed.resume.pt"
     cmd = [sys.executable, "-m", "imfn.cli", "train-sweeper", "--bank", str(image_bank), "--seed", "0",
            "--dim", str(DIM), "--level", "0", "--epochs", str(epochs), "--codec-hidden", "32", "--device", "cpu",
-           "--out", str(out), "--loss-out", str(tmp_path / "killed_loss.parquet"), "--resume", str(resume)]
+           "--out", str(out), "--loss-out", str(tmp_path / "killed_loss.parquet"),
+           "--health-out", str(tmp_path / "killed_health.parquet"), "--resume", str(resume)]
     job = subprocess.Popen(cmd, env=env_with_venv, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not resume.exists() and time.monotonic() < deadline and job.poll() is None:
@@ -106,7 +109,8 @@ def test_nan_loss_stops_with_a_clear_error_and_no_output(tmp_path, env_with_venv
     assert not (tmp_path / "nan.pt").exists() and not (tmp_path / "nan_loss.parquet").exists()
     cli = subprocess.run([sys.executable, "-m", "imfn.cli", "train-sweeper", "--bank", str(bank), "--seed", "0",
                           "--dim", str(DIM), "--level", "1", "--epochs", "1", "--device", "cpu",
-                          "--out", str(tmp_path / "cli.pt"), "--loss-out", str(tmp_path / "cli.parquet")],
+                          "--out", str(tmp_path / "cli.pt"), "--loss-out", str(tmp_path / "cli.parquet"),
+                          "--health-out", str(tmp_path / "cli_health.parquet")],
                          env=env_with_venv, capture_output=True, text=True)
     assert cli.returncode == 1
     assert "loss became nan" in cli.stderr and "Traceback" not in cli.stderr
@@ -116,3 +120,40 @@ def test_nan_loss_stops_with_a_clear_error_and_no_output(tmp_path, env_with_venv
 def test_bank_of_the_wrong_kind_is_rejected(image_bank, tmp_path):
     with pytest.raises(ValueError, match="float32"):
         _train(image_bank, tmp_path, "wrong", level=1)
+
+
+def test_collapsed_level_fails_the_job_when_configured_and_writes_nothing(image_bank, tmp_path):
+    # One epoch of the paper's recipe at d=16 reconstructs far worse than the mean image: a collapse.
+    strict = HealthLimits(max_unexplained_variance=0.9)
+    with pytest.raises(LevelCollapseError, match="LEVEL 0 COLLAPSED .*unexplained variance"):
+        _train(image_bank, tmp_path, "strict", epochs=1, limits=strict, on_collapse="fail")
+    assert list(tmp_path.glob("strict*")) == []
+    _train(image_bank, tmp_path, "lenient", epochs=1, limits=strict, on_collapse="warn")
+    health = pd.read_parquet(tmp_path / "lenient_health.parquet").iloc[0]
+    assert health["collapsed"] and health["unexplained_variance"] > 0.9
+
+
+def test_pca_recipe_starts_at_the_best_linear_codec_and_stays_healthy(image_bank, tmp_path):
+    _train(image_bank, tmp_path, "pca", epochs=0, recipe="pca", norm_penalty=0.0)
+    health = pd.read_parquet(tmp_path / "pca_health.parquet").iloc[0]
+    assert not health["collapsed"] and health["dead_fraction"] == 0.0
+    # d=16 keeps 8 principal components per image: MNIST's top 8 explain about 40-60% of the variance
+    assert 0.3 < health["unexplained_variance"] < 0.7
+
+
+def test_depth_decoders_learn_what_the_linear_read_out_cannot(image_bank, tmp_path):
+    decoder = DepthDecoderTraining(epochs=4, hidden=64, frames=2048, batch_size=64)
+    level0 = _train(image_bank, tmp_path, "d0", epochs=0, recipe="pca", decoder=decoder)
+    build_latent_bank(image_bank, level0, 0, DIM, 1, None, tmp_path / "bank_L1.zarr", torch.device("cpu"))
+    _train(tmp_path / "bank_L1.zarr", tmp_path, "d1", level=1, epochs=0, recipe="pca", decoder=decoder,
+           lower=[level0], image_bank=image_bank)
+    curve = pd.read_parquet(tmp_path / "d1_loss.parquet")
+    assert curve["stage"].tolist() == ["depth_decoder"] * 4 and (curve["level"] == 1).all()
+    assert curve["reconstruction"].iloc[-1] < curve["reconstruction"].iloc[0]
+    state = torch.load(tmp_path / "d1.pt", weights_only=False)
+    assert state["depth_decoder_config"]["depth"] == 2 and state["codec"] is None
+
+
+def test_depth_decoder_above_level_0_needs_the_levels_below(image_bank, tmp_path):
+    with pytest.raises(ValueError, match="needs the 1 lower levels"):
+        _train(image_bank, tmp_path, "x", level=1, epochs=0, recipe="pca", decoder=DepthDecoderTraining(epochs=1))

@@ -12,7 +12,8 @@ import yaml
 
 
 def snakemake(repo, workdir, *args, env, check=True):
-    cmd = ["snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir), *args]
+    """Run snakemake; ``args`` start with any targets, since --configfile takes every word after it."""
+    cmd = ["snakemake", *args, "-s", str(repo / "Snakefile"), "-d", str(workdir)]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
@@ -21,7 +22,7 @@ def snakemake(repo, workdir, *args, env, check=True):
 
 def planned_jobs(repo, workdir, env, *args) -> Counter:
     """Rule -> job count from a dry run's summary table."""
-    out = snakemake(repo, workdir, "-n", "--quiet", "rules", *args, env=env).stdout
+    out = snakemake(repo, workdir, *args, "-n", "--quiet", "rules", env=env).stdout
     counts = Counter()
     for line in out.splitlines():
         match = re.fullmatch(r"\s*(\w+)\s+(\d+)\s*", line)
@@ -36,15 +37,17 @@ def test_default_config_plans_the_full_paper_grid(repo, tmp_path, env_with_venv)
     assert jobs["train_sweeper"] == 25 * 9
     assert jobs["build_bank"] == 25 * 8
     assert jobs["roundtrip"] == 25 * 8
-    assert jobs["split"] == jobs["image_bank"] == 5
-    assert jobs["fetch_mnist"] == jobs["teacher_metrics"] == jobs["figures"] == 1
+    assert jobs["split"] == jobs["image_bank"] == jobs["pca_baseline"] == 5
+    assert jobs["fetch_mnist"] == jobs["figures"] == 1
+    assert jobs["aggregate_metrics"] == 3  # teacher, teacher_health, pca
 
 
 @pytest.mark.parametrize(
     "override, message",
     [
         ({"teacher": {"bathc_size": 32}}, "bathc_size"),
-        ({"teacher": {"lr": "fast"}}, "fast"),
+        ({"teacher": {"training": {"lr": "fast"}}}, "fast"),
+        ({"teacher": {"variants": {"pca": {"recipe": "svd"}}}}, "svd"),
         ({"device": "gpu"}, "gpu"),
         ({"evaluation": {"T": [3]}}, "3"),
     ],
@@ -60,9 +63,12 @@ def test_bad_config_fails_before_any_job_naming_the_key(repo, tmp_path, env_with
 
 def test_config_checks_beyond_the_schema(repo, tmp_path, env_with_venv):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"teacher": {"levels": 3, "epochs": [1, 1]}, "evaluation": {"T": [2]}}))
+    bad.write_text(yaml.safe_dump({"teacher": {"levels": 3, "training": {"epochs": [1, 1]}}, "evaluation": {"T": [2]}}))
     result = snakemake(repo, tmp_path, "-n", "--configfile", str(bad), env=env_with_venv, check=False)
-    assert result.returncode != 0 and "teacher.epochs lists 2 values" in result.stdout + result.stderr
+    assert result.returncode != 0 and "variant 'paper' lists 2 values" in result.stdout + result.stderr
+    bad.write_text(yaml.safe_dump({"teacher": {"variant": "mystery"}}))
+    result = snakemake(repo, tmp_path, "-n", "--configfile", str(bad), env=env_with_venv, check=False)
+    assert result.returncode != 0 and "['mystery']" in result.stdout + result.stderr
     bad.write_text(yaml.safe_dump({"teacher": {"levels": 2}, "evaluation": {"T": [2, 8]}}))
     result = snakemake(repo, tmp_path, "-n", "--configfile", str(bad), env=env_with_venv, check=False)
     assert result.returncode != 0 and "[8]" in result.stdout + result.stderr
@@ -71,38 +77,48 @@ def test_config_checks_beyond_the_schema(repo, tmp_path, env_with_venv):
 def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, workdir_with_wheel, env_with_venv):
     work = workdir_with_wheel
     smoke = ["--configfile", str(repo / "config" / "smoke.yaml")]
-    snakemake(repo, work, "--cores", "2", *smoke, env=env_with_venv)
+    cell = work / "results/mnist/seed0/d16/pca-pixel"
+    snakemake(repo, work, "all", "ablation", "--cores", "2", *smoke, env=env_with_venv)
 
     metrics = pd.read_parquet(work / "results/metrics/teacher.parquet")
     overall = metrics[metrics["position"].isna()]
     assert sorted(overall["T"].unique()) == [2, 4] and set(overall["metric"]) == {"mse", "psnr", "ssim"}
-    assert overall["value"].notna().all()
-    for name in ("fig2_mse_vs_dim", "fig3_mse_vs_T"):
+    assert set(overall["variant"]) == {"pca-pixel"} and overall["value"].notna().all()
+    health = pd.read_parquet(work / "results/metrics/teacher_health.parquet")
+    assert sorted(health["level"]) == [0, 1]
+    for name in ("fig2_mse_vs_dim", "fig3_mse_vs_T", "teacher_health", "teacher_ablation_mse_vs_T"):
         assert (work / f"results/figures/{name}.png").stat().st_size > 10_000
-    assert (work / "logs/mnist/seed0/d16/train_sweeper_L1.log").read_text().count("epoch 1/1") == 1
+    table = (work / "results/tables/teacher_ablation.md").read_text()
+    assert all(row in table for row in ("| paper |", "| pca-pixel |", "| per-frame PCA |"))
+    assert "depth 2 decoder epoch 1/1" in (work / "logs/mnist/seed0/d16/pca-pixel/train_sweeper_L1.log").read_text()
     assert list(work.rglob("*.tmp-*")) == [] and list(work.rglob(".*resume.pt")) == []
 
-    assert planned_jobs(repo, work, env_with_venv, *smoke) == Counter()  # a rerun does no work
+    assert planned_jobs(repo, work, env_with_venv, "all", "ablation", *smoke) == Counter()  # a rerun does no work
 
-    (work / "results/mnist/seed0/d16/sweeper_L1.pt").unlink()
+    (cell / "sweeper_L1.pt").unlink()
     assert planned_jobs(repo, work, env_with_venv, *smoke) == Counter(
-        {"train_sweeper": 1, "roundtrip": 1, "teacher_metrics": 1, "figures": 1, "all": 1}
+        {"train_sweeper": 1, "roundtrip": 1, "aggregate_metrics": 2, "figures": 1, "all": 1}
     )
-    before = (work / "results/mnist/seed0/d16/roundtrip_T2.parquet").stat().st_mtime_ns
+    before = (cell / "roundtrip_T2.parquet").stat().st_mtime_ns
     snakemake(repo, work, "--cores", "2", *smoke, env=env_with_venv)
-    assert (work / "results/mnist/seed0/d16/roundtrip_T2.parquet").stat().st_mtime_ns == before
-    assert (work / "results/mnist/seed0/d16/sweeper_L1.pt").exists()
+    assert (cell / "roundtrip_T2.parquet").stat().st_mtime_ns == before
+    assert (cell / "sweeper_L1.pt").exists()
     # same seed, same numbers: the retrained level reproduces the first run's metrics exactly
     pd.testing.assert_frame_equal(metrics, pd.read_parquet(work / "results/metrics/teacher.parquet"))
 
 
 def test_figures_rebuild_from_results_alone(repo, tmp_path, env_with_venv):
-    rows = [{"model": "imfn-teacher", "seed": s, "dim": d, "T": T, "position": None, "metric": "mse",
+    rows = [{"model": "imfn-teacher", "variant": "pca-pixel", "seed": s, "dim": d, "T": T, "position": None, "metric": "mse",
              "value": 0.01 * T / d + 0.001 * s} for s in (0, 1) for d in (64, 256) for T in (2, 4, 8)]
     (tmp_path / "metrics").mkdir()
     frame = pd.DataFrame(rows)
     frame["position"] = frame["position"].astype("Int64")
     frame.to_parquet(tmp_path / "metrics" / "teacher.parquet")
+    health = pd.DataFrame([{"variant": "pca-pixel", "seed": s, "dim": d, "level": level, "unexplained_variance": 0.1,
+                            "effective_rank": 10.0, "collapsed": level == 2, "max_unexplained_variance": 0.9}
+                           for s in (0, 1) for d in (64, 256) for level in range(3)])
+    health.to_parquet(tmp_path / "metrics" / "teacher_health.parquet")
     subprocess.run(["imfn", "figures", "--results", str(tmp_path)], env=env_with_venv, check=True)
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
-        "fig2_mse_vs_dim.pdf", "fig2_mse_vs_dim.png", "fig3_mse_vs_T.pdf", "fig3_mse_vs_T.png"]
+        "fig2_mse_vs_dim.pdf", "fig2_mse_vs_dim.png", "fig3_mse_vs_T.pdf", "fig3_mse_vs_T.png",
+        "teacher_health.pdf", "teacher_health.png"]

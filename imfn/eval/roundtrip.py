@@ -1,8 +1,8 @@
 """Teacher roundtrip evaluation (method.md section 3) as tidy Parquet.
 
-For one (seed, d, T): held-out sequences of T random test images are encoded, merged to
-one root, inverted back and decoded. Rows are long format: one per (model, seed, dim, T,
-position, metric); ``position`` is the frame index, or null for the average over frames.
+For one (variant, seed, d, T): held-out sequences of T random test images are encoded, merged to
+one root, inverted back and decoded. Rows are long format: one per (model, variant, seed,
+dim, T, position, metric); ``position`` is the frame index, or null for the average over frames.
 PSNR is computed per sequence (from that sequence's MSE) and then averaged.
 """
 
@@ -37,9 +37,10 @@ def test_sequences(mnist: Path, split: Path, seed: int, T: int, sequences: int) 
     return images[test[picks]].float() / 255.0
 
 
-def metric_rows(model: str, seed: int, dim: int, T: int, mse: torch.Tensor, ssim: torch.Tensor) -> list[dict]:
+def metric_rows(model: str, variant: str, seed: int, dim: int, T: int, mse: torch.Tensor,
+                ssim: torch.Tensor) -> list[dict]:
     """Long-format rows from per-frame MSE and SSIM, both (sequences, T)."""
-    base = {"model": model, "seed": seed, "dim": dim, "T": T}
+    base = {"model": model, "variant": variant, "seed": seed, "dim": dim, "T": T}
     rows = [
         {**base, "position": None, "metric": "mse", "value": mse.mean().item()},
         {**base, "position": None, "metric": "psnr", "value": psnr(mse.mean(dim=1)).mean().item()},
@@ -58,7 +59,7 @@ def to_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def evaluate_roundtrip(checkpoints: Sequence[Path], mnist: Path, split: Path, seed: int, dim: int, T: int,
-                       sequences: int, out: Path, device: torch.device) -> None:
+                       sequences: int, out: Path, device: torch.device, variant: str = "paper") -> None:
     depth = depth_for(T)
     if len(checkpoints) < depth:
         raise ValueError(f"T={T} needs {depth} sweepers, got {len(checkpoints)}")
@@ -72,9 +73,9 @@ def evaluate_roundtrip(checkpoints: Sequence[Path], mnist: Path, split: Path, se
         mse_parts.append(mse_per_frame(reconstruction, batch).cpu())
         ssim_parts.append(ssim_per_frame(reconstruction, batch).cpu())
     mse, ssim = torch.cat(mse_parts), torch.cat(ssim_parts)
-    frame = to_frame(metric_rows("imfn-teacher", seed, dim, T, mse, ssim))
+    frame = to_frame(metric_rows("imfn-teacher", variant, seed, dim, T, mse, ssim))
     with atomic_output(out) as tmp:
         frame.to_parquet(tmp, index=False)
-    log.info("roundtrip seed %d d=%d T=%d: MSE %.5f, PSNR %.2f, SSIM %.4f", seed, dim, T,
+    log.info("roundtrip %s seed %d d=%d T=%d: MSE %.5f, PSNR %.2f, SSIM %.4f", variant, seed, dim, T,
              mse.mean().item(), psnr(mse.mean(dim=1)).mean().item(), ssim.mean().item())
 

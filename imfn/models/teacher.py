@@ -3,6 +3,17 @@
 A sweeper has a merge ``M: (a, b) -> z`` (two d-dim states to one) and an inverter
 ``I: z -> (a_hat, b_hat)``. Level 0's sweeper works on codes of the image encoder ``E``;
 reconstructions go back to pixels through the decoder ``D`` (method.md section 2).
+
+Two recipes build these maps:
+- ``paper``: plain MLPs (encoder 3 ReLU layers, decoder ending in a sigmoid; merge and
+  inverter one hidden layer each), randomly initialized, exactly as the paper describes.
+- ``pca``: every map is linear, set in closed form from principal components of the
+  level's own bank (:func:`init_from_pca`, :func:`init_pair_from_pca`): the best linear
+  merge and its inverse. What is nonlinear lives in the depth decoders below.
+
+A :class:`DepthDecoder` refines the leaf decoder for codes that came back through a tree of
+a given depth (pixel-space supervision through the frozen stack): the leaf codec's decoder
+plus an MLP residual that starts at zero, so untrained it is the codec's decoder.
 """
 
 from __future__ import annotations
@@ -13,6 +24,7 @@ import torch
 from torch import nn
 
 N_PIXELS = 784
+RECIPES = ("paper", "pca")
 
 
 def mlp(widths: list[int], out_activation: nn.Module | None = None) -> nn.Sequential:
@@ -26,49 +38,124 @@ def mlp(widths: list[int], out_activation: nn.Module | None = None) -> nn.Sequen
     return nn.Sequential(*layers)
 
 
+def zero_residual(widths: list[int]) -> nn.Sequential:
+    """An MLP whose output layer starts at zero: a residual branch that begins switched off."""
+    net = mlp(widths)
+    nn.init.zeros_(net[-1].weight)
+    nn.init.zeros_(net[-1].bias)
+    return net
+
+
+@torch.no_grad()
+def init_from_pca(encode: nn.Linear, decode: nn.Linear, samples: torch.Tensor) -> torch.Tensor:
+    """Set ``encode`` to project onto the top principal components of ``samples`` and ``decode``
+    to map back (orthonormal, so decode(encode(x)) is the best rank-k reconstruction).
+
+    When asked for more components than ``samples`` has dimensions, the extra codes are zero.
+    Returns the explained-variance spectrum of the kept components.
+    """
+    samples = samples.double()
+    mean = samples.mean(dim=0)
+    centered = samples - mean
+    covariance = centered.T @ centered / max(len(samples) - 1, 1)
+    eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
+    order = torch.argsort(eigenvalues, descending=True)
+    k = min(encode.out_features, samples.shape[1])
+    basis = torch.zeros(samples.shape[1], encode.out_features, dtype=torch.float64)
+    basis[:, :k] = eigenvectors[:, order[:k]]
+    encode.weight.copy_(basis.T)
+    encode.bias.copy_(-(basis.T @ mean))
+    decode.weight.copy_(basis)
+    decode.bias.copy_(mean)
+    return eigenvalues[order[:k]].clamp_min(0).float()
+
+
+@torch.no_grad()
+def init_pair_from_pca(merge: nn.Linear, invert: nn.Linear, codes: torch.Tensor) -> None:
+    """Set a merge (2d -> d) to keep the top d/2 principal components of each child and the
+    inverter (d -> 2d) to map them back.
+
+    The two children of a merge are independent draws from the same bank, so the covariance of
+    the pair is block-diagonal with two equal blocks, and the best linear merge keeps the top
+    half of each child's components. Fitting one child's PCA on the bank estimates that exactly,
+    without the noise of estimating cross-covariances that are zero.
+    """
+    d = codes.shape[1]
+    half_encode, half_decode = nn.Linear(d, d // 2).double(), nn.Linear(d // 2, d).double()
+    init_from_pca(half_encode, half_decode, codes)
+    merge.weight.zero_()
+    invert.weight.zero_()
+    for side in (slice(0, d // 2), slice(d // 2, d)):
+        children = slice(0, d) if side.start == 0 else slice(d, 2 * d)
+        merge.weight[side, children] = half_encode.weight
+        merge.bias[side] = half_encode.bias
+        invert.weight[children, side] = half_decode.weight
+        invert.bias[children] = half_decode.bias
+
+
 @dataclass(frozen=True)
 class CodecConfig:
     dim: int
     hidden: int = 1024
+    recipe: str = "paper"
 
 
 class LeafCodec(nn.Module):
-    """Image encoder E (3-layer ReLU MLP, 784 -> d) and decoder D (d -> 784, sigmoid)."""
+    """Image encoder E (784 -> d) and decoder D (d -> 784, pixels in [0, 1])."""
 
     def __init__(self, config: CodecConfig):
         super().__init__()
         self.config = config
-        h = config.hidden
-        self.encoder = mlp([N_PIXELS, h, h, config.dim])
-        self.decoder = mlp([config.dim, h, h, N_PIXELS], nn.Sigmoid())
+        h, d = config.hidden, config.dim
+        if config.recipe == "paper":
+            self.encoder = mlp([N_PIXELS, h, h, d])
+            self.decoder = mlp([d, h, h, N_PIXELS], nn.Sigmoid())
+        elif config.recipe == "pca":
+            self.encoder = nn.Linear(N_PIXELS, d)
+            self.decoder = nn.Linear(d, N_PIXELS)
+        else:
+            raise ValueError(f"unknown recipe {config.recipe!r}; expected one of {RECIPES}")
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return self.encoder(images)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.decoder(codes)
+        pixels = self.decoder(codes)
+        return pixels if self.config.recipe == "paper" else pixels.clamp(0.0, 1.0)
+
+    def init_from_data(self, images: torch.Tensor) -> None:
+        """Data-dependent initialization from a sample of images (``pca`` recipe only)."""
+        if self.config.recipe == "pca":
+            init_from_pca(self.encoder, self.decoder, images)
 
 
 @dataclass(frozen=True)
 class SweeperConfig:
     dim: int
     hidden: int
+    recipe: str = "paper"
 
     @classmethod
-    def for_dim(cls, dim: int, hidden: int | None = None) -> "SweeperConfig":
+    def for_dim(cls, dim: int, hidden: int | None = None, recipe: str = "paper") -> "SweeperConfig":
         """``hidden=None`` means one hidden layer as wide as the memory, the project default."""
-        return cls(dim=dim, hidden=hidden or dim)
+        return cls(dim=dim, hidden=hidden or dim, recipe=recipe)
 
 
 class Sweeper(nn.Module):
-    """One tree level: merge MLP 2d -> d and inverter MLP d -> 2d, one hidden layer each."""
+    """One tree level: merge 2d -> d and inverter d -> 2d, one hidden layer each."""
 
     def __init__(self, config: SweeperConfig):
         super().__init__()
         self.config = config
         d, h = config.dim, config.hidden
-        self.merge_net = mlp([2 * d, h, d])
-        self.invert_net = mlp([d, h, 2 * d])
+        if config.recipe == "paper":
+            self.merge_net = mlp([2 * d, h, d])
+            self.invert_net = mlp([d, h, 2 * d])
+        elif config.recipe == "pca":
+            self.merge_net = nn.Linear(2 * d, d)
+            self.invert_net = nn.Linear(d, 2 * d)
+        else:
+            raise ValueError(f"unknown recipe {config.recipe!r}; expected one of {RECIPES}")
 
     def merge(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         return self.merge_net(torch.cat([left, right], dim=-1))
@@ -77,38 +164,78 @@ class Sweeper(nn.Module):
         left, right = self.invert_net(merged).chunk(2, dim=-1)
         return left, right
 
+    def init_from_data(self, codes: torch.Tensor) -> None:
+        """Data-dependent initialization from a sample of the level's bank (``pca`` recipe only)."""
+        if self.config.recipe == "pca":
+            init_pair_from_pca(self.merge_net, self.invert_net, codes)
+
+
+@dataclass(frozen=True)
+class DepthDecoderConfig:
+    dim: int
+    hidden: int
+    depth: int  # number of tree levels the codes went through (T = 2**depth)
+
+
+class DepthDecoder(nn.Module):
+    """Pixels from leaf codes that were read back through ``depth`` levels: the codec's decoder
+    plus a zero-initialized residual MLP trained on exactly such codes."""
+
+    def __init__(self, config: DepthDecoderConfig):
+        super().__init__()
+        self.config = config
+        self.residual = zero_residual([config.dim, config.hidden, config.hidden, N_PIXELS])
+
+    def forward(self, codec: LeafCodec, codes: torch.Tensor) -> torch.Tensor:
+        return (codec.decoder(codes) + self.residual(codes)).clamp(0.0, 1.0)
+
 
 def parameter_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def teacher_parameter_count(dim: int, levels: int, codec_hidden: int = 1024, sweeper_hidden: int | None = None) -> int:
-    """Parameters of the whole teacher (codec + ``levels`` sweepers), counted on instantiated modules."""
-    codec = parameter_count(LeafCodec(CodecConfig(dim, codec_hidden)))
-    sweeper = parameter_count(Sweeper(SweeperConfig.for_dim(dim, sweeper_hidden)))
-    return codec + levels * sweeper
+def teacher_parameter_count(dim: int, levels: int, codec_hidden: int = 1024, sweeper_hidden: int | None = None,
+                            recipe: str = "paper", decoder_hidden: int | None = None) -> int:
+    """Parameters of the whole teacher (codec, ``levels`` sweepers and, with ``decoder_hidden``, one
+    depth decoder per level), counted on instantiated modules."""
+    codec = parameter_count(LeafCodec(CodecConfig(dim, codec_hidden, recipe)))
+    sweeper = parameter_count(Sweeper(SweeperConfig.for_dim(dim, sweeper_hidden, recipe)))
+    decoder = parameter_count(DepthDecoder(DepthDecoderConfig(dim, decoder_hidden, 1))) if decoder_hidden else 0
+    return codec + levels * (sweeper + decoder)
 
 
-def sweeper_checkpoint(level: int, sweeper: Sweeper, codec: LeafCodec | None, **extra) -> dict:
-    return {
-        "kind": "imfn-sweeper",
-        "level": level,
-        "sweeper_config": asdict(sweeper.config),
-        "sweeper": sweeper.state_dict(),
-        "codec_config": asdict(codec.config) if codec is not None else None,
-        "codec": codec.state_dict() if codec is not None else None,
-        **extra,
-    }
+def _state(module: nn.Module | None) -> tuple[dict | None, dict | None]:
+    return (asdict(module.config), module.state_dict()) if module is not None else (None, None)
 
 
-def load_sweeper_checkpoint(path, device: torch.device | str = "cpu") -> tuple[Sweeper, LeafCodec | None, dict]:
+def sweeper_checkpoint(level: int, sweeper: Sweeper, codec: LeafCodec | None,
+                       depth_decoder: DepthDecoder | None = None, **extra) -> dict:
+    """One level's checkpoint: its sweeper, the leaf codec (level 0) and its depth decoder, if any."""
+    state = {"kind": "imfn-sweeper", "level": level, **extra}
+    for name, module in (("sweeper", sweeper), ("codec", codec), ("depth_decoder", depth_decoder)):
+        state[f"{name}_config"], state[name] = _state(module)
+    return state
+
+
+@dataclass
+class LevelCheckpoint:
+    sweeper: Sweeper
+    codec: LeafCodec | None
+    depth_decoder: DepthDecoder | None
+    state: dict
+
+
+def load_sweeper_checkpoint(path, device: torch.device | str = "cpu") -> LevelCheckpoint:
     state = torch.load(path, map_location=device, weights_only=False)
     if not isinstance(state, dict) or state.get("kind") != "imfn-sweeper":
         raise ValueError(f"{path} is not an IMFN sweeper checkpoint")
-    sweeper = Sweeper(SweeperConfig(**state["sweeper_config"])).to(device)
-    sweeper.load_state_dict(state["sweeper"])
-    codec = None
-    if state["codec"] is not None:
-        codec = LeafCodec(CodecConfig(**state["codec_config"])).to(device)
-        codec.load_state_dict(state["codec"])
-    return sweeper.eval(), (codec.eval() if codec is not None else None), state
+    modules = {}
+    for name, cls, config_cls in (("sweeper", Sweeper, SweeperConfig), ("codec", LeafCodec, CodecConfig),
+                                  ("depth_decoder", DepthDecoder, DepthDecoderConfig)):
+        if state.get(name) is None:
+            modules[name] = None
+            continue
+        module = cls(config_cls(**state[f"{name}_config"])).to(device)
+        module.load_state_dict(state[name])
+        modules[name] = module.eval()
+    return LevelCheckpoint(modules["sweeper"], modules["codec"], modules["depth_decoder"], state)

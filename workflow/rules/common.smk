@@ -1,33 +1,51 @@
 # Paths, wildcard constraints, config checks beyond the schema, and input functions.
 import math
+import re
+
+MNIST = "resources/mnist.zarr"
+SPLIT = "results/mnist/seed{seed}/split.parquet"
+IMAGE_BANK = "results/mnist/seed{seed}/bank_L0.zarr"
+CELL = "results/mnist/seed{seed}/d{dim}/{variant}"  # one teacher: a (seed, d) grid cell trained by one variant
+LATENT_BANK = CELL + "/bank_L{level}.zarr"
+SWEEPER = CELL + "/sweeper_L{level}.pt"
+SWEEPER_LOSS = CELL + "/sweeper_L{level}_loss.parquet"
+SWEEPER_HEALTH = CELL + "/sweeper_L{level}_health.parquet"
+ROUNDTRIP = CELL + "/roundtrip_T{T}.parquet"
+PCA_ROUNDTRIP = "results/mnist/seed{seed}/pca_roundtrip.parquet"
+LOGS = "logs/mnist/seed{seed}/d{dim}/{variant}"
+BENCHMARKS = "benchmarks/mnist/seed{seed}/d{dim}/{variant}"
+
+TEACHER = config["teacher"]
+LEVELS = TEACHER["levels"]
+VARIANT = TEACHER["variant"]
+SEEDS, DIMS, TS = config["seeds"], config["dims"], config["evaluation"]["T"]
+ABLATION_VARIANTS = config["ablation"]["variants"]
+ABLATION_DIM = max(DIMS)
 
 wildcard_constraints:
     seed=r"\d+",
     dim=r"\d+",
     level=r"\d+",
     T=r"\d+",
+    variant="|".join(re.escape(name) for name in TEACHER["variants"]),
 
-MNIST = "resources/mnist.zarr"
-SPLIT = "results/mnist/seed{seed}/split.parquet"
-IMAGE_BANK = "results/mnist/seed{seed}/bank_L0.zarr"
-LATENT_BANK = "results/mnist/seed{seed}/d{dim}/bank_L{level}.zarr"
-SWEEPER = "results/mnist/seed{seed}/d{dim}/sweeper_L{level}.pt"
-SWEEPER_LOSS = "results/mnist/seed{seed}/d{dim}/sweeper_L{level}_loss.parquet"
-ROUNDTRIP = "results/mnist/seed{seed}/d{dim}/roundtrip_T{T}.parquet"
-TEACHER_METRICS = "results/metrics/teacher.parquet"
-TEACHER_FIGURES = expand("results/figures/{name}.{ext}", name=["fig2_mse_vs_dim", "fig3_mse_vs_T"], ext=["png", "pdf"])
 
-TEACHER = config["teacher"]
-LEVELS = TEACHER["levels"]
-# Every level is trained, even one no evaluated T reaches (the paper's 9th sweeper at T <= 256).
-ALL_SWEEPERS = expand(SWEEPER, seed=config["seeds"], dim=config["dims"], level=range(LEVELS))
+def variant_settings(name):
+    """A variant's full hyperparameters: the base `training` block with its overrides."""
+    return {**TEACHER["training"], **TEACHER["variants"][name]}
 
 
 def _check_config():
-    epochs = TEACHER["epochs"]
-    if isinstance(epochs, list) and len(epochs) != LEVELS:
-        raise ValueError(f"config teacher.epochs lists {len(epochs)} values but teacher.levels is {LEVELS}")
-    too_long = [T for T in config["evaluation"]["T"] if int(math.log2(T)) > LEVELS]
+    unknown = sorted({VARIANT, *ABLATION_VARIANTS} - set(TEACHER["variants"]))
+    if unknown:
+        raise ValueError(f"config names teacher variants {unknown} that teacher.variants does not define "
+                         f"(defined: {sorted(TEACHER['variants'])})")
+    for name in TEACHER["variants"]:
+        epochs = variant_settings(name)["epochs"]
+        if isinstance(epochs, list) and len(epochs) != LEVELS:
+            raise ValueError(f"config teacher.epochs of variant {name!r} lists {len(epochs)} values "
+                             f"but teacher.levels is {LEVELS}")
+    too_long = [T for T in TS if int(math.log2(T)) > LEVELS]
     if too_long:
         raise ValueError(f"config evaluation.T has {too_long}, which need more than teacher.levels={LEVELS} levels")
 
@@ -35,28 +53,73 @@ def _check_config():
 _check_config()
 
 
-def epochs_for(level):
-    epochs = TEACHER["epochs"]
+def epochs_for(variant, level):
+    epochs = variant_settings(variant)["epochs"]
     return epochs[int(level)] if isinstance(epochs, list) else epochs
 
 
-def bank_path(seed, dim, level):
-    """Level 0's bank holds images and is shared by every d; higher banks hold d-dim codes."""
+def bank_path(seed, dim, variant, level):
+    """Level 0's bank holds images and is shared by every d and variant; higher banks hold d-dim codes."""
     level = int(level)
     if level == 0:
         return IMAGE_BANK.format(seed=seed)
-    return LATENT_BANK.format(seed=seed, dim=dim, level=level)
+    return LATENT_BANK.format(seed=seed, dim=dim, variant=variant, level=level)
 
 
-def bank_for(wildcards):
-    return bank_path(wildcards.seed, wildcards.dim, wildcards.level)
+def sweeper_paths(seed, dim, variant, levels):
+    return [SWEEPER.format(seed=seed, dim=dim, variant=variant, level=level) for level in range(levels)]
 
 
-def sweepers_for_T(wildcards):
-    depth = int(math.log2(int(wildcards.T)))
-    return [SWEEPER.format(seed=wildcards.seed, dim=wildcards.dim, level=level) for level in range(depth)]
+def train_inputs(w):
+    """A level trains on its bank; with a depth decoder it also reads the images and the levels below."""
+    inputs = {"bank": bank_path(w.seed, w.dim, w.variant, w.level)}
+    if variant_settings(w.variant)["decoder_epochs"] > 0:
+        inputs["image_bank"] = IMAGE_BANK.format(seed=w.seed)
+        inputs["lower"] = sweeper_paths(w.seed, w.dim, w.variant, int(w.level))
+    return inputs
 
 
 def optional(flag, value):
-    """A command-line flag, or nothing when the config value is null."""
+    """A command-line flag, or nothing when the value is null."""
     return "" if value is None else f"{flag} {value}"
+
+
+def cells(variants, dims):
+    return [dict(seed=s, dim=d, variant=v) for v in variants for s in SEEDS for d in dims]
+
+
+def grid(pattern, variants=(VARIANT,), dims=DIMS):
+    """``pattern`` over seeds x dims x variants, and over levels / T when it has those wildcards."""
+    if "{level}" in pattern:
+        return [pattern.format(**c, level=l) for c in cells(variants, dims) for l in range(LEVELS)]
+    if "{T}" in pattern:
+        return [pattern.format(**c, T=T) for c in cells(variants, dims) for T in TS]
+    return [pattern.format(**c) for c in cells(variants, dims)]
+
+
+TEACHER_FIGURES = expand("results/figures/{name}.{ext}", name=["fig2_mse_vs_dim", "fig3_mse_vs_T", "teacher_health"],
+                         ext=["png", "pdf"])
+ABLATION_OUTPUTS = ["results/tables/teacher_ablation.md", "results/figures/teacher_ablation_mse_vs_T.png",
+                    "results/figures/teacher_ablation_mse_vs_T.pdf"]
+
+
+def training_flags(w):
+    """`imfn train-sweeper` flags for one level of one variant."""
+    s = variant_settings(w.variant)
+    flags = [
+        f"--variant {w.variant} --recipe {s['recipe']} --epochs {epochs_for(w.variant, w.level)} --batch-size {s['batch_size']}",
+        f"--lr {s['lr']} --noise-sigma {s['noise_sigma']} --norm-penalty {s['norm_penalty']}",
+        f"--codec-hidden {s['codec_hidden']}", optional("--sweeper-hidden", s["sweeper_hidden"]),
+        f"--on-collapse {TEACHER['on_collapse']}",
+        f"--max-unexplained-variance {TEACHER['health']['max_unexplained_variance']}",
+        f"--max-dead-fraction {TEACHER['health']['max_dead_fraction']}",
+    ]
+    if s["decoder_epochs"] > 0:
+        inputs = train_inputs(w)
+        flags += [
+            f"--decoder-epochs {s['decoder_epochs']} --decoder-hidden {s['decoder_hidden']}",
+            f"--decoder-frames {s['decoder_frames']} --decoder-batch-size {s['decoder_batch_size']}",
+            f"--decoder-lr {s['decoder_lr']} --image-bank {inputs['image_bank']}",
+            "--lower " + " ".join(inputs["lower"]) if inputs["lower"] else "",
+        ]
+    return " ".join(flag for flag in flags if flag)

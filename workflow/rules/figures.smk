@@ -1,9 +1,25 @@
 rule figures:
+    """Figures 2 and 3 and the teacher's level health, from results/metrics alone."""
     input:
-        TEACHER_METRICS,
+        "results/metrics/teacher.parquet",
+        "results/metrics/teacher_health.parquet",
     output:
         TEACHER_FIGURES,
     log:
         "logs/figures.log",
     shell:
         "imfn figures --results results --log {log}"
+
+
+rule ablation_report:
+    """Variant x T ablation table and figure at the largest d, with per-frame PCA beside it."""
+    input:
+        "results/metrics/teacher_ablation.parquet",
+        "results/metrics/teacher_ablation_health.parquet",
+        "results/metrics/pca.parquet",
+    output:
+        ABLATION_OUTPUTS,
+    log:
+        "logs/ablation_report.log",
+    shell:
+        "imfn ablation-report --results results --log {log}"

@@ -1,42 +1,38 @@
 rule train_sweeper:
     input:
-        bank=bank_for,
+        unpack(train_inputs),
     output:
         sweeper=SWEEPER,
         loss=SWEEPER_LOSS,
+        health=SWEEPER_HEALTH,
     log:
-        "logs/mnist/seed{seed}/d{dim}/train_sweeper_L{level}.log",
+        LOGS + "/train_sweeper_L{level}.log",
     benchmark:
-        "benchmarks/mnist/seed{seed}/d{dim}/train_sweeper_L{level}.tsv"
+        BENCHMARKS + "/train_sweeper_L{level}.tsv"
     params:
-        epochs=lambda w: epochs_for(w.level),
-        t=TEACHER,
-        sweeper_hidden=optional("--sweeper-hidden", TEACHER["sweeper_hidden"]),
+        flags=training_flags,
         device=config["device"],
     threads: config["threads"]["train"]
     resources:
         gpu=1,
     shell:
         "imfn train-sweeper --bank {input.bank} --seed {wildcards.seed} --dim {wildcards.dim}"
-        " --level {wildcards.level} --epochs {params.epochs} --batch-size {params.t[batch_size]}"
-        " --lr {params.t[lr]} --noise-sigma {params.t[noise_sigma]} --norm-penalty {params.t[norm_penalty]}"
-        " --codec-hidden {params.t[codec_hidden]} {params.sweeper_hidden}"
-        " --device {params.device} --threads {threads}"
-        " --out {output.sweeper} --loss-out {output.loss} --log {log}"
+        " --level {wildcards.level} {params.flags} --device {params.device} --threads {threads}"
+        " --out {output.sweeper} --loss-out {output.loss} --health-out {output.health} --log {log}"
 
 
 rule build_bank:
     input:
-        previous=lambda w: bank_path(w.seed, w.dim, int(w.level) - 1),
-        sweeper=lambda w: SWEEPER.format(seed=w.seed, dim=w.dim, level=int(w.level) - 1),
+        previous=lambda w: bank_path(w.seed, w.dim, w.variant, int(w.level) - 1),
+        sweeper=lambda w: SWEEPER.format(seed=w.seed, dim=w.dim, variant=w.variant, level=int(w.level) - 1),
     output:
         directory(LATENT_BANK),
     wildcard_constraints:
         level=r"[1-9]\d*",
     log:
-        "logs/mnist/seed{seed}/d{dim}/build_bank_L{level}.log",
+        LOGS + "/build_bank_L{level}.log",
     benchmark:
-        "benchmarks/mnist/seed{seed}/d{dim}/build_bank_L{level}.tsv"
+        BENCHMARKS + "/build_bank_L{level}.tsv"
     params:
         bank_size=optional("--bank-size", TEACHER["bank_size"]),
         device=config["device"],
@@ -51,15 +47,15 @@ rule build_bank:
 
 rule roundtrip:
     input:
-        sweepers=sweepers_for_T,
+        sweepers=lambda w: sweeper_paths(w.seed, w.dim, w.variant, int(math.log2(int(w.T)))),
         mnist=MNIST,
         split=SPLIT,
     output:
         ROUNDTRIP,
     log:
-        "logs/mnist/seed{seed}/d{dim}/roundtrip_T{T}.log",
+        LOGS + "/roundtrip_T{T}.log",
     benchmark:
-        "benchmarks/mnist/seed{seed}/d{dim}/roundtrip_T{T}.tsv"
+        BENCHMARKS + "/roundtrip_T{T}.tsv"
     params:
         sequences=config["evaluation"]["sequences"],
         device=config["device"],
@@ -68,16 +64,45 @@ rule roundtrip:
         gpu=1,
     shell:
         "imfn roundtrip --sweepers {input.sweepers} --mnist {input.mnist} --split {input.split}"
-        " --seed {wildcards.seed} --dim {wildcards.dim} --T {wildcards.T} --sequences {params.sequences}"
-        " --device {params.device} --threads {threads} --out {output} --log {log}"
+        " --seed {wildcards.seed} --dim {wildcards.dim} --T {wildcards.T} --variant {wildcards.variant}"
+        " --sequences {params.sequences} --device {params.device} --threads {threads} --out {output} --log {log}"
 
 
-rule teacher_metrics:
+rule pca_baseline:
     input:
-        expand(ROUNDTRIP, seed=config["seeds"], dim=config["dims"], T=config["evaluation"]["T"]),
+        mnist=MNIST,
+        split=SPLIT,
     output:
-        TEACHER_METRICS,
+        PCA_ROUNDTRIP,
     log:
-        "logs/metrics/teacher.log",
+        "logs/mnist/seed{seed}/pca_baseline.log",
+    benchmark:
+        "benchmarks/mnist/seed{seed}/pca_baseline.tsv"
+    params:
+        dims=" ".join(map(str, DIMS)),
+        Ts=" ".join(map(str, TS)),
+        sequences=config["evaluation"]["sequences"],
+    threads: config["threads"]["eval"]
+    shell:
+        "imfn pca-baseline --mnist {input.mnist} --split {input.split} --seed {wildcards.seed} --dims {params.dims}"
+        " --T {params.Ts} --sequences {params.sequences} --threads {threads} --out {output} --log {log}"
+
+
+rule aggregate_metrics:
+    """Tidy tables under results/metrics: one per model family."""
+    input:
+        lambda w: {
+            "teacher": grid(ROUNDTRIP),
+            "teacher_health": grid(SWEEPER_HEALTH),
+            "teacher_ablation": grid(ROUNDTRIP, ABLATION_VARIANTS, [ABLATION_DIM]),
+            "teacher_ablation_health": grid(SWEEPER_HEALTH, ABLATION_VARIANTS, [ABLATION_DIM]),
+            "pca": expand(PCA_ROUNDTRIP, seed=SEEDS),
+        }[w.table],
+    output:
+        "results/metrics/{table}.parquet",
+    wildcard_constraints:
+        table="teacher|teacher_health|teacher_ablation|teacher_ablation_health|pca",
+    log:
+        "logs/metrics/{table}.log",
     shell:
         "imfn aggregate --out {output} --log {log} {input}"

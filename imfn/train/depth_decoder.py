@@ -1,0 +1,90 @@
+"""Pixel-space supervision through the frozen stack: a decoder per tree depth.
+
+After level l is trained, sequences of T = 2^(l+1) images from bank 0 are pushed through the
+frozen levels 0..l up to the root and read back down; the leaf codes that come back have lost
+what the tree could not keep. A decoder trained on exactly those codes (the codec's decoder
+plus a zero-initialized MLP residual) learns the best images they can stand for, which a
+linear read-out cannot.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from imfn.job import seeded_generator
+from imfn.models.teacher import DepthDecoder, DepthDecoderConfig
+from imfn.tree import Teacher
+
+log = logging.getLogger(__name__)
+
+PURPOSE_DECODER = 6
+READ_BACK_FRAMES = 4096  # frames per no-grad chunk when reading sequences back through the tree
+
+
+@dataclass(frozen=True)
+class DepthDecoderTraining:
+    epochs: int
+    hidden: int = 512
+    frames: int = 16384
+    batch_size: int = 128
+    lr: float = 1e-3
+
+
+class NonFiniteDecoderLoss(RuntimeError):
+    """The depth decoder's loss became NaN or infinite."""
+
+
+@torch.no_grad()
+def read_back_frames(teacher: Teacher, images: torch.Tensor, T: int, frames: int, generator: torch.Generator,
+                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Leaf codes read back through the tree and their target pixels, for random T-sequences."""
+    sequences = max(1, frames // T)
+    picks = torch.randint(len(images), (sequences, T), generator=generator)
+    codes, targets = [], []
+    for chunk in picks.split(max(1, READ_BACK_FRAMES // T)):
+        batch = (images[chunk].float() / 255.0).to(device)
+        codes.append(teacher.read_back(batch).reshape(-1, teacher.codec.config.dim))
+        targets.append(batch.reshape(-1, batch.shape[-1]))
+    return torch.cat(codes), torch.cat(targets)
+
+
+def train_depth_decoder(teacher: Teacher, images: torch.Tensor, seed: int, level: int, hp: DepthDecoderTraining,
+                        device: torch.device) -> tuple[DepthDecoder, list[dict]]:
+    """Train the decoder for depth ``level + 1`` on codes read back through ``teacher`` (levels 0..level)."""
+    depth, T = level + 1, 2 ** (level + 1)
+    teacher.eval().requires_grad_(False)
+    codes, targets = read_back_frames(teacher, images, T, hp.frames, seeded_generator(PURPOSE_DECODER, seed, level),
+                                      device)
+    torch.manual_seed(seed * 1000 + level + 500)
+    decoder = DepthDecoder(DepthDecoderConfig(teacher.codec.config.dim, hp.hidden, depth)).to(device)
+    optimizer = torch.optim.Adam(decoder.parameters(), lr=hp.lr, fused=True)
+    rows = []
+    with torch.no_grad():
+        start_mse = F.mse_loss(decoder(teacher.codec, codes), targets).item()
+    log.info("depth %d decoder (T=%d): %d frames, MSE before training %.5f", depth, T, len(codes), start_mse)
+    for epoch in range(hp.epochs):
+        order = torch.randperm(len(codes), generator=seeded_generator(PURPOSE_DECODER, seed, level, epoch + 1))
+        t0, total = time.perf_counter(), torch.zeros((), device=device)
+        for idx in tqdm(order.split(hp.batch_size), desc=f"depth {depth} decoder epoch {epoch + 1}", mininterval=10,
+                        leave=False):
+            idx = idx.to(device)
+            loss = F.mse_loss(decoder(teacher.codec, codes[idx]), targets[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach() * len(idx)
+        mse = (total / len(codes)).item()
+        if not math.isfinite(mse):
+            raise NonFiniteDecoderLoss(f"depth {depth} decoder (seed {seed}): loss became {mse} in epoch {epoch + 1}")
+        rows.append({"stage": "depth_decoder", "epoch": epoch + 1, "loss": mse, "reconstruction": mse,
+                     "seconds": time.perf_counter() - t0})
+        log.info("depth %d decoder epoch %d/%d: MSE %.5f (read-out before training %.5f)", depth, epoch + 1,
+                 hp.epochs, mse, start_mse)
+    return decoder.eval().cpu(), rows
