@@ -47,11 +47,13 @@ def measure(dim: int, level: int, steps: int, batch_size: int = 64) -> dict:
     torch.manual_seed(0)
     model = LevelModel(hp)
     optimizer = make_optimizer(model, hp)
-    if level == 0:
-        make = lambda: torch.randint(0, 256, (batch_size, 784), dtype=torch.uint8)  # noqa: E731
-    else:
-        make = lambda: torch.randn(batch_size, dim)  # noqa: E731
-    batches = [(make(), make(), torch.randn(batch_size, dim)) for _ in range(8)]
+
+    def rows() -> torch.Tensor:  # what the level's bank holds: uint8 images at level 0, codes above
+        if level == 0:
+            return torch.randint(0, 256, (batch_size, 784), dtype=torch.uint8)
+        return torch.randn(batch_size, dim)
+
+    batches = [(rows(), rows(), torch.randn(batch_size, dim)) for _ in range(8)]
     with FlopCounterMode(display=False) as counter:
         train_step(model, optimizer, hp, batches[0])
     flops_per_step = counter.get_total_flops()
@@ -61,10 +63,15 @@ def measure(dim: int, level: int, steps: int, batch_size: int = 64) -> dict:
     for i in range(steps):
         train_step(model, optimizer, hp, batches[i % 8])
     seconds = time.perf_counter() - t0
-    return {"dim": dim, "level": level, "batch_size": batch_size, "steps": steps,
-            "samples_per_s": steps * batch_size / seconds,
-            "gflop_per_step": flops_per_step / 1e9,
-            "achieved_gflops": flops_per_step * steps / seconds / 1e9}
+    return {
+        "dim": dim,
+        "level": level,
+        "batch_size": batch_size,
+        "steps": steps,
+        "samples_per_s": steps * batch_size / seconds,
+        "gflop_per_step": flops_per_step / 1e9,
+        "achieved_gflops": flops_per_step * steps / seconds / 1e9,
+    }
 
 
 def main() -> None:
@@ -84,8 +91,11 @@ def main() -> None:
     frame["threads"] = args.threads
     frame.to_parquet(args.out, index=False)
     print(f"matmul peak (2048^3 float32, {args.threads} threads): {max(peak, peak_after):.1f} GFLOP/s")
-    print(frame[["dim", "level", "samples_per_s", "gflop_per_step", "achieved_gflops", "fraction_of_peak"]]
-          .to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(
+        frame[["dim", "level", "samples_per_s", "gflop_per_step", "achieved_gflops", "fraction_of_peak"]].to_string(
+            index=False, float_format=lambda v: f"{v:.3f}"
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -31,21 +31,34 @@ def build_image_bank(mnist: Path, split: Path, seed: int, zero_images: int, bank
     rng = np.random.default_rng([PURPOSE_BANK, seed, 0])
     if bank_size is not None:
         if not zero_images < bank_size <= len(train) + zero_images:
-            raise ValueError(f"bank_size {bank_size} must exceed zero_images {zero_images} and be at most "
-                             f"{len(train) + zero_images}")
+            raise ValueError(
+                f"bank_size {bank_size} must exceed zero_images {zero_images} and be at most {len(train) + zero_images}"
+            )
         train = rng.choice(train, size=bank_size - zero_images, replace=False)
     source = np.concatenate([train, np.full(zero_images, -1)]).astype(np.int64)
     source = source[rng.permutation(len(source))]
     images = read_array(mnist, "images")
     data = np.where(source[:, None] >= 0, images[np.maximum(source, 0)], 0).astype(np.uint8)
-    write_arrays(out, {"data": data, "source_index": source},
-                 {"seed": seed, "level": 0, "kind": "images", "zero_images": zero_images, "mnist": str(mnist)})
+    write_arrays(
+        out,
+        {"data": data, "source_index": source},
+        {"seed": seed, "level": 0, "kind": "images", "zero_images": zero_images, "mnist": str(mnist)},
+    )
     log.info("bank L0 seed %d: %d images (%d zeros)", seed, len(data), zero_images)
 
 
 @torch.no_grad()
-def build_latent_bank(previous_bank: Path, sweeper_path: Path, seed: int, dim: int, level: int,
-                      bank_size: int | None, out: Path, device: torch.device, batch: int = 4096) -> None:
+def build_latent_bank(
+    previous_bank: Path,
+    sweeper_path: Path,
+    seed: int,
+    dim: int,
+    level: int,
+    bank_size: int | None,
+    out: Path,
+    device: torch.device,
+    batch: int = 4096,
+) -> None:
     """Bank ``level``: sweeper ``level-1`` merges random pairs of bank ``level-1``."""
     checkpoint = load_sweeper_checkpoint(sweeper_path, device)
     sweeper, codec = checkpoint.sweeper, checkpoint.codec
@@ -63,8 +76,18 @@ def build_latent_bank(previous_bank: Path, sweeper_path: Path, seed: int, dim: i
     for start in range(0, n_out, batch):
         sl = slice(start, start + batch)
         merged[sl] = sweeper.merge(codes(previous[left[sl]]), codes(previous[right[sl]])).cpu()
-    write_arrays(out, {"data": merged.numpy()},
-                 {"seed": seed, "dim": dim, "level": level, "kind": "latents",
-                  "source_checkpoint": str(sweeper_path), "source_bank": str(previous_bank)})
-    log.info("bank L%d seed %d d=%d: %d codes, mean |z| %.3f", level, seed, dim, n_out,
-             merged.norm(dim=1).mean().item())
+    write_arrays(
+        out,
+        {"data": merged.numpy()},
+        {
+            "seed": seed,
+            "dim": dim,
+            "level": level,
+            "kind": "latents",
+            "source_checkpoint": str(sweeper_path),
+            "source_bank": str(previous_bank),
+        },
+    )
+    log.info(
+        "bank L%d seed %d d=%d: %d codes, mean |z| %.3f", level, seed, dim, n_out, merged.norm(dim=1).mean().item()
+    )

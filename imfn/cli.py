@@ -51,33 +51,70 @@ def cmd_train_sweeper(args):
     from imfn.train.sweeper import SweeperTraining, train_sweeper
 
     device = _job(args)
-    hp = SweeperTraining(seed=args.seed, dim=args.dim, level=args.level, epochs=args.epochs,
-                         batch_size=args.batch_size, lr=args.lr, noise_sigma=args.noise_sigma,
-                         norm_penalty=args.norm_penalty, codec_hidden=args.codec_hidden,
-                         sweeper_hidden=args.sweeper_hidden, recipe=args.recipe,
-                         variant=args.variant)
+    hp = SweeperTraining(
+        seed=args.seed,
+        dim=args.dim,
+        level=args.level,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        noise_sigma=args.noise_sigma,
+        norm_penalty=args.norm_penalty,
+        codec_hidden=args.codec_hidden,
+        sweeper_hidden=args.sweeper_hidden,
+        recipe=args.recipe,
+        variant=args.variant,
+    )
     resume = args.resume or args.out.with_name(f".{args.out.stem}.resume.pt")
     limits = HealthLimits(args.max_unexplained_variance, args.max_dead_fraction)
-    decoder = DepthDecoderTraining(epochs=args.decoder_epochs, hidden=args.decoder_hidden, frames=args.decoder_frames,
-                                   batch_size=args.decoder_batch_size, lr=args.decoder_lr)
-    train_sweeper(hp, args.bank, args.out, args.loss_out, args.health_out, resume, device, limits, args.on_collapse,
-                  decoder, args.lower, args.image_bank)
+    decoder = DepthDecoderTraining(
+        epochs=args.decoder_epochs,
+        hidden=args.decoder_hidden,
+        frames=args.decoder_frames,
+        batch_size=args.decoder_batch_size,
+        lr=args.decoder_lr,
+    )
+    train_sweeper(
+        hp,
+        args.bank,
+        args.out,
+        args.loss_out,
+        args.health_out,
+        resume,
+        device,
+        limits,
+        args.on_collapse,
+        decoder,
+        args.lower,
+        args.image_bank,
+    )
 
 
 def cmd_build_bank(args):
     from imfn.bank import build_latent_bank
 
     device = _job(args)
-    build_latent_bank(args.previous_bank, args.sweeper, args.seed, args.dim, args.level, args.bank_size,
-                      args.out, device)
+    build_latent_bank(
+        args.previous_bank, args.sweeper, args.seed, args.dim, args.level, args.bank_size, args.out, device
+    )
 
 
 def cmd_roundtrip(args):
     from imfn.eval.roundtrip import evaluate_roundtrip
 
     device = _job(args)
-    evaluate_roundtrip(args.sweepers, args.mnist, args.split, args.seed, args.dim, args.T, args.sequences,
-                       args.out, device, args.variant)
+    evaluate_roundtrip(
+        args.sweepers,
+        args.mnist,
+        args.split,
+        args.seed,
+        args.dim,
+        args.T,
+        args.sequences,
+        args.out,
+        device,
+        args.variant,
+    )
 
 
 def cmd_pca_baseline(args):
@@ -122,10 +159,12 @@ def cmd_ablation_report(args):
 def cmd_param_count(args):
     from imfn.models.teacher import teacher_parameter_count
 
-    n = teacher_parameter_count(args.dim, args.levels, args.codec_hidden, args.sweeper_hidden, args.recipe,
-                                args.decoder_hidden)
-    print(f"teacher ({args.recipe}) d={args.dim}, {args.levels} levels: {n:,} parameters "
-          f"({n / 1e6:.2f}M; paper 61.43M)")
+    n = teacher_parameter_count(
+        args.dim, args.levels, args.codec_hidden, args.sweeper_hidden, args.recipe, args.decoder_hidden
+    )
+    print(
+        f"teacher ({args.recipe}) d={args.dim}, {args.levels} levels: {n:,} parameters ({n / 1e6:.2f}M; paper 61.43M)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -210,8 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", default="paper", help="name of the teacher variant, recorded in the table")
     p.add_argument("--out", type=Path, required=True)
 
-    p = verb("pca-baseline", cmd_pca_baseline, "evaluate per-frame PCA at equal memory (k = d // T per frame)",
-             threads=True)
+    p = verb(
+        "pca-baseline", cmd_pca_baseline, "evaluate per-frame PCA at equal memory (k = d // T per frame)", threads=True
+    )
     p.add_argument("--mnist", type=Path, required=True)
     p.add_argument("--split", type=Path, required=True)
     p.add_argument("--seed", type=int, required=True)

@@ -25,6 +25,9 @@ class HealthLimits:
     max_dead_fraction: float = 0.5
 
 
+DEFAULT_LIMITS = HealthLimits()
+
+
 class LevelCollapseError(RuntimeError):
     """A level's codes collapsed and the config says to stop."""
 
@@ -57,8 +60,10 @@ def code_health(merged: torch.Tensor, reconstruction_mse: float, target_variance
 def collapse_reasons(health: dict, limits: HealthLimits) -> list[str]:
     reasons = []
     if health["unexplained_variance"] > limits.max_unexplained_variance:
-        reasons.append(f"unexplained variance {health['unexplained_variance']:.3f} > "
-                       f"{limits.max_unexplained_variance} (1.0 = predicting the mean)")
+        reasons.append(
+            f"unexplained variance {health['unexplained_variance']:.3f} > "
+            f"{limits.max_unexplained_variance} (1.0 = predicting the mean)"
+        )
     if health["dead_fraction"] > limits.max_dead_fraction:
         reasons.append(f"{health['dead_fraction']:.0%} of code dimensions are dead (> {limits.max_dead_fraction:.0%})")
     return reasons

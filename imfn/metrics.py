@@ -25,6 +25,6 @@ def ssim_per_frame(reconstruction: torch.Tensor, target: torch.Tensor, side: int
     preds, target = (x.reshape(-1, 1, side, side).float() for x in (reconstruction, target))
     values = [  # in chunks: torchmetrics' memory grows faster than linearly with the batch
         structural_similarity_index_measure(p, t, data_range=1.0, reduction="none")
-        for p, t in zip(preds.split(SSIM_CHUNK), target.split(SSIM_CHUNK))
+        for p, t in zip(preds.split(SSIM_CHUNK), target.split(SSIM_CHUNK), strict=True)
     ]
     return torch.cat(values).reshape(shape)

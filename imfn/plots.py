@@ -8,10 +8,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from imfn.atomic import atomic_output  # noqa: E402
+from imfn.atomic import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,16 @@ def _lines(summary: pd.DataFrame, x: str, curve: str, xlabel: str, curve_label: 
     cmap = plt.get_cmap("viridis", max(len(curves), 2))
     for i, value in enumerate(curves):
         part = summary[summary[curve] == value].sort_values(x)
-        ax.errorbar(part[x], part["mean"], yerr=part["std"], marker="o", ms=4, capsize=3,
-                    color=cmap(i), label=f"{curve_label}={value}")
+        ax.errorbar(
+            part[x],
+            part["mean"],
+            yerr=part["std"],
+            marker="o",
+            ms=4,
+            capsize=3,
+            color=cmap(i),
+            label=f"{curve_label}={value}",
+        )
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted(summary[x].unique()))
     ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
@@ -69,8 +77,12 @@ def health_figure(health: Path, out_dir: Path, name: str = "teacher_health") -> 
     frame = pd.read_parquet(health)
     fig, (ax_fvu, ax_rank) = plt.subplots(1, 2, figsize=(10, 4))
     for (variant, dim), part in frame.groupby(["variant", "dim"]):
-        stats = part.groupby("level").agg(fvu=("unexplained_variance", "mean"), fvu_max=("unexplained_variance", "max"),
-                                          rank=("effective_rank", "mean"), collapsed=("collapsed", "any"))
+        stats = part.groupby("level").agg(
+            fvu=("unexplained_variance", "mean"),
+            fvu_max=("unexplained_variance", "max"),
+            rank=("effective_rank", "mean"),
+            collapsed=("collapsed", "any"),
+        )
         label = f"d={dim}" if frame["variant"].nunique() == 1 else f"{variant} d={dim}"
         line = ax_fvu.plot(stats.index, stats["fvu"], marker="o", ms=4, label=label)[0]
         ax_rank.plot(stats.index, stats["rank"] / dim, marker="o", ms=4, color=line.get_color(), label=label)
@@ -106,8 +118,11 @@ def ablation_summary(ablation: Path, pca: Path) -> tuple[pd.DataFrame, int]:
     teacher = pd.read_parquet(ablation)
     dim = int(teacher["dim"].max())
     baseline = pd.read_parquet(pca)
-    baseline = baseline[(baseline["dim"] == dim) & baseline["seed"].isin(teacher["seed"].unique())
-                        & baseline["T"].isin(teacher["T"].unique())]
+    baseline = baseline[
+        (baseline["dim"] == dim)
+        & baseline["seed"].isin(teacher["seed"].unique())
+        & baseline["T"].isin(teacher["T"].unique())
+    ]
     rows = pd.concat([teacher[teacher["dim"] == dim], baseline.assign(variant="per-frame PCA")])
     return seed_summary(rows, "mse", ["variant", "T"]), dim
 
@@ -118,9 +133,12 @@ def ablation_report(ablation: Path, ablation_health: Path, pca: Path, table_out:
     Ts = sorted(summary["T"].unique())
     order = list(dict.fromkeys(pd.read_parquet(ablation)["variant"])) + ["per-frame PCA"]
     n_seeds = int(summary["count"].max())
-    lines = [f"# Teacher ablation: roundtrip MSE at d = {dim} (mean ± std over {n_seeds} seeds)", "",
-             "| variant | " + " | ".join(f"T={T}" for T in Ts) + " | collapsed levels |",
-             "|---|" + "---|" * (len(Ts) + 1)]
+    lines = [
+        f"# Teacher ablation: roundtrip MSE at d = {dim} (mean ± std over {n_seeds} seeds)",
+        "",
+        "| variant | " + " | ".join(f"T={T}" for T in Ts) + " | collapsed levels |",
+        "|---|" + "---|" * (len(Ts) + 1),
+    ]
     for variant in order:
         part = summary[summary["variant"] == variant].set_index("T")
         cells = [f"{part.loc[T, 'mean']:.4f} ± {part.loc[T, 'std']:.4f}" if T in part.index else "" for T in Ts]
@@ -132,9 +150,12 @@ def ablation_report(ablation: Path, ablation_health: Path, pca: Path, table_out:
         lines.append(f"| {variant} | " + " | ".join(cells) + f" | {collapsed} |")
     paper = [f"{PAPER_TEACHER_MSE[T]:.4f}" if T in PAPER_TEACHER_MSE and dim == 1024 else "" for T in Ts]
     lines.append("| paper (reported, full budget) | " + " | ".join(paper) + " | |")
-    lines += ["", "Per-frame PCA keeps k = d // T components per frame (the same d numbers as the root), fit on",
-              "the seed's training split and evaluated on the same held-out sequences. The paper reports",
-              "only T = 128 at d = 1024 numerically (Table 1); its Figures 2-3 values were lost."]
+    lines += [
+        "",
+        "Per-frame PCA keeps k = d // T components per frame (the same d numbers as the root), fit on",
+        "the seed's training split and evaluated on the same held-out sequences. The paper reports",
+        "only T = 128 at d = 1024 numerically (Table 1); its Figures 2-3 values were lost.",
+    ]
     with atomic_output(table_out) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     fig, ax = plt.subplots(figsize=(6.4, 4.4))

@@ -38,18 +38,19 @@ def invert_down(sweepers: Sequence[Sweeper], root: torch.Tensor, T: int) -> torc
 class Teacher(torch.nn.Module):
     """Leaf codec, the sweepers of levels 0..L-1 and any depth decoders, loaded from checkpoints."""
 
-    def __init__(self, codec: LeafCodec, sweepers: Sequence[Sweeper],
-                 depth_decoders: dict[int, DepthDecoder] | None = None):
+    def __init__(
+        self, codec: LeafCodec, sweepers: Sequence[Sweeper], depth_decoders: dict[int, DepthDecoder] | None = None
+    ):
         super().__init__()
         self.codec = codec
         self.sweepers = torch.nn.ModuleList(sweepers)
         self.depth_decoders = torch.nn.ModuleDict({str(k): v for k, v in (depth_decoders or {}).items()})
 
     @classmethod
-    def load(cls, checkpoints: Sequence[Path], device: torch.device | str = "cpu") -> "Teacher":
+    def load(cls, checkpoints: Sequence[Path], device: torch.device | str = "cpu") -> Teacher:
         """``checkpoints`` in level order, starting with level 0 (which holds the codec)."""
         loaded = [load_sweeper_checkpoint(path, device) for path in checkpoints]
-        for expected, (path, level) in enumerate(zip(checkpoints, loaded)):
+        for expected, (path, level) in enumerate(zip(checkpoints, loaded, strict=True)):
             if level.state["level"] != expected:
                 raise ValueError(f"{path} holds level {level.state['level']}, expected level {expected}")
         if not loaded or loaded[0].codec is None:
@@ -69,7 +70,7 @@ class Teacher(torch.nn.Module):
 
     def decode(self, codes: torch.Tensor, depth: int) -> torch.Tensor:
         """(..., d) leaf codes read back through ``depth`` levels -> pixels, with that depth's decoder if any."""
-        decoder = self.depth_decoders[str(depth)] if str(depth) in self.depth_decoders else None
+        decoder = self.depth_decoders[str(depth)] if str(depth) in self.depth_decoders else None  # noqa: SIM401
         return decoder(self.codec, codes) if decoder is not None else self.codec.decode(codes)
 
     @torch.no_grad()

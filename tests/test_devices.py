@@ -1,5 +1,6 @@
 """GPU claiming: with 4 (fake) devices and 8 concurrent jobs, never two jobs on one device."""
 
+import itertools
 import multiprocessing as mp
 import time
 
@@ -35,7 +36,7 @@ def test_eight_claimers_never_share_one_of_four_devices(tmp_path, monkeypatch):
         by_device.setdefault(index, []).append((start, end))
     for intervals in by_device.values():
         intervals.sort()
-        for (_, end), (next_start, _) in zip(intervals, intervals[1:]):
+        for (_, end), (next_start, _) in itertools.pairwise(intervals):
             assert next_start >= end, "two jobs held the same device at once"
     assert len(by_device) == 4  # all four devices were used
 
@@ -44,9 +45,9 @@ def test_claim_times_out_with_a_clear_error_when_all_devices_are_held(tmp_path, 
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     assert claim_free_gpu(1, tmp_path) == 0
     ctx = mp.get_context("spawn")
-    with ctx.Pool(1) as pool:  # another process: flock is per open file, so a second process is blocked
-        with pytest.raises(TimeoutError, match="no free GPU"):
-            pool.apply(claim_free_gpu, (1, str(tmp_path), 0.3, 0.05))
+    # another process: flock is per open file, so a second process is blocked
+    with ctx.Pool(1) as pool, pytest.raises(TimeoutError, match="no free GPU"):
+        pool.apply(claim_free_gpu, (1, str(tmp_path), 0.3, 0.05))
 
 
 def test_device_selection_on_a_cpu_machine():

@@ -22,8 +22,15 @@ def two_levels(mnist_store, tmp_path_factory):
         hp = SweeperTraining(seed=1, dim=8, level=level, epochs=1, codec_hidden=32)
         out = folder / f"sweeper_L{level}.pt"
         bank = folder / f"bank_L{level}.zarr"
-        train_sweeper(hp, bank, out, folder / f"loss_L{level}.parquet", folder / f"health_L{level}.parquet",
-                      folder / f".resume{level}", cpu)
+        train_sweeper(
+            hp,
+            bank,
+            out,
+            folder / f"loss_L{level}.parquet",
+            folder / f"health_L{level}.parquet",
+            folder / f".resume{level}",
+            cpu,
+        )
         if level == 0:
             build_latent_bank(bank, out, 1, 8, 1, None, folder / "bank_L1.zarr", cpu)
         sweepers.append(out)

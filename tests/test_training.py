@@ -13,7 +13,7 @@ import torch
 
 from imfn.bank import build_image_bank, build_latent_bank
 from imfn.data.mnist import write_split
-from imfn.health import HealthLimits, LevelCollapseError
+from imfn.health import DEFAULT_LIMITS, HealthLimits, LevelCollapseError
 from imfn.store import read_array, read_attrs, write_arrays
 from imfn.train.depth_decoder import DepthDecoderTraining
 from imfn.train.sweeper import NonFiniteLossError, SweeperTraining, train_sweeper
@@ -29,19 +29,44 @@ def image_bank(mnist_store, tmp_path_factory):
     return folder / "bank_L0.zarr"
 
 
-def _train(bank, tmp_path, name, level=0, epochs=2, limits=HealthLimits(), on_collapse="warn", decoder=None,
-           lower=(), image_bank=None, **kw):
+def _train(
+    bank,
+    tmp_path,
+    name,
+    level=0,
+    epochs=2,
+    limits=DEFAULT_LIMITS,
+    on_collapse="warn",
+    decoder=None,
+    lower=(),
+    image_bank=None,
+    **kw,
+):
     hp = SweeperTraining(seed=0, dim=DIM, level=level, epochs=epochs, codec_hidden=32, **kw)
     out = tmp_path / f"{name}.pt"
-    train_sweeper(hp, bank, out, tmp_path / f"{name}_loss.parquet", tmp_path / f"{name}_health.parquet",
-                  tmp_path / f".{name}.resume.pt", torch.device("cpu"), limits, on_collapse, decoder, lower, image_bank)
+    train_sweeper(
+        hp,
+        bank,
+        out,
+        tmp_path / f"{name}_loss.parquet",
+        tmp_path / f"{name}_health.parquet",
+        tmp_path / f".{name}.resume.pt",
+        torch.device("cpu"),
+        limits,
+        on_collapse,
+        decoder,
+        lower,
+        image_bank,
+    )
     return out
 
 
 def _weights(path):
     state = torch.load(path, weights_only=False)
-    return {**{f"s.{k}": v for k, v in state["sweeper"].items()},
-            **{f"c.{k}": v for k, v in (state["codec"] or {}).items()}}
+    return {
+        **{f"s.{k}": v for k, v in state["sweeper"].items()},
+        **{f"c.{k}": v for k, v in (state["codec"] or {}).items()},
+    }
 
 
 def _assert_same_weights(a, b):
@@ -80,10 +105,34 @@ def test_killed_job_resumes_and_ends_with_the_same_weights(image_bank, tmp_path,
     epochs = 30
     reference = _train(image_bank, tmp_path, "reference", epochs=epochs)
     out, resume = tmp_path / "killed.pt", tmp_path / "killed.resume.pt"
-    cmd = [sys.executable, "-m", "imfn.cli", "train-sweeper", "--bank", str(image_bank), "--seed", "0",
-           "--dim", str(DIM), "--level", "0", "--epochs", str(epochs), "--codec-hidden", "32", "--device", "cpu",
-           "--out", str(out), "--loss-out", str(tmp_path / "killed_loss.parquet"),
-           "--health-out", str(tmp_path / "killed_health.parquet"), "--resume", str(resume)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "imfn.cli",
+        "train-sweeper",
+        "--bank",
+        str(image_bank),
+        "--seed",
+        "0",
+        "--dim",
+        str(DIM),
+        "--level",
+        "0",
+        "--epochs",
+        str(epochs),
+        "--codec-hidden",
+        "32",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--loss-out",
+        str(tmp_path / "killed_loss.parquet"),
+        "--health-out",
+        str(tmp_path / "killed_health.parquet"),
+        "--resume",
+        str(resume),
+    ]
     job = subprocess.Popen(cmd, env=env_with_venv, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not resume.exists() and time.monotonic() < deadline and job.poll() is None:
@@ -107,11 +156,35 @@ def test_nan_loss_stops_with_a_clear_error_and_no_output(tmp_path, env_with_venv
     with pytest.raises(NonFiniteLossError, match="level 1 .*loss became nan"):
         _train(bank, tmp_path, "nan", level=1, epochs=1)
     assert not (tmp_path / "nan.pt").exists() and not (tmp_path / "nan_loss.parquet").exists()
-    cli = subprocess.run([sys.executable, "-m", "imfn.cli", "train-sweeper", "--bank", str(bank), "--seed", "0",
-                          "--dim", str(DIM), "--level", "1", "--epochs", "1", "--device", "cpu",
-                          "--out", str(tmp_path / "cli.pt"), "--loss-out", str(tmp_path / "cli.parquet"),
-                          "--health-out", str(tmp_path / "cli_health.parquet")],
-                         env=env_with_venv, capture_output=True, text=True)
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "imfn.cli",
+            "train-sweeper",
+            "--bank",
+            str(bank),
+            "--seed",
+            "0",
+            "--dim",
+            str(DIM),
+            "--level",
+            "1",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "cli.pt"),
+            "--loss-out",
+            str(tmp_path / "cli.parquet"),
+            "--health-out",
+            str(tmp_path / "cli_health.parquet"),
+        ],
+        env=env_with_venv,
+        capture_output=True,
+        text=True,
+    )
     assert cli.returncode == 1
     assert "loss became nan" in cli.stderr and "Traceback" not in cli.stderr
     assert not (tmp_path / "cli.pt").exists()
@@ -145,8 +218,17 @@ def test_depth_decoders_learn_what_the_linear_read_out_cannot(image_bank, tmp_pa
     decoder = DepthDecoderTraining(epochs=4, hidden=64, frames=2048, batch_size=64)
     level0 = _train(image_bank, tmp_path, "d0", epochs=0, recipe="pca", decoder=decoder)
     build_latent_bank(image_bank, level0, 0, DIM, 1, None, tmp_path / "bank_L1.zarr", torch.device("cpu"))
-    _train(tmp_path / "bank_L1.zarr", tmp_path, "d1", level=1, epochs=0, recipe="pca", decoder=decoder,
-           lower=[level0], image_bank=image_bank)
+    _train(
+        tmp_path / "bank_L1.zarr",
+        tmp_path,
+        "d1",
+        level=1,
+        epochs=0,
+        recipe="pca",
+        decoder=decoder,
+        lower=[level0],
+        image_bank=image_bank,
+    )
     curve = pd.read_parquet(tmp_path / "d1_loss.parquet")
     assert curve["stage"].tolist() == ["depth_decoder"] * 4 and (curve["level"] == 1).all()
     assert curve["reconstruction"].iloc[-1] < curve["reconstruction"].iloc[0]

