@@ -125,10 +125,11 @@ def cmd_pca_baseline(args):
 
 
 def cmd_aggregate(args):
+    from imfn.health import with_level_ratios
     from imfn.tables import aggregate
 
     _job(args)
-    aggregate(args.parts, args.out)
+    aggregate(args.parts, args.out, with_level_ratios if args.health else None)
 
 
 def _metrics(results: Path, *names: str) -> list[Path]:
@@ -262,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verb("aggregate", cmd_aggregate, "concatenate metric Parquet files")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--health", action="store_true", help="level health files: add each level's ratio to the one below")
     p.add_argument("parts", type=Path, nargs="+")
 
     p = verb("figures", cmd_figures, "make every figure from the metric Parquet files under --results")

@@ -67,3 +67,15 @@ def collapse_reasons(health: dict, limits: HealthLimits) -> list[str]:
     if health["dead_fraction"] > limits.max_dead_fraction:
         reasons.append(f"{health['dead_fraction']:.0%} of code dimensions are dead (> {limits.max_dead_fraction:.0%})")
     return reasons
+
+
+def with_level_ratios(frame):
+    """Add each level's error relative to the level below it (same variant, seed and d).
+
+    A ratio far above 1 is how a collapse shows in the loss curve (method.md 3b: 0.039 at level 4
+    against 0.0025 at level 3)."""
+    frame = frame.sort_values(["variant", "seed", "dim", "level"]).reset_index(drop=True)
+    below = frame.groupby(["variant", "seed", "dim"])[["reconstruction", "unexplained_variance"]].shift(1)
+    frame["reconstruction_vs_below"] = frame["reconstruction"] / below["reconstruction"]
+    frame["unexplained_variance_vs_below"] = frame["unexplained_variance"] / below["unexplained_variance"]
+    return frame

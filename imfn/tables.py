@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -13,9 +13,14 @@ from imfn.atomic import atomic_output
 log = logging.getLogger(__name__)
 
 
-def aggregate(parts: Sequence[Path], out: Path) -> None:
-    """Concatenate per-cell metric Parquet files into one table."""
+Transform = Callable[[pd.DataFrame], pd.DataFrame]
+
+
+def aggregate(parts: Sequence[Path], out: Path, transform: Transform | None = None) -> None:
+    """Concatenate per-cell metric Parquet files into one table (optionally transformed)."""
     frame = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    if transform is not None:
+        frame = transform(frame)
     with atomic_output(out) as tmp:
         frame.to_parquet(tmp, index=False)
     log.info("aggregated %d files, %d rows into %s", len(parts), len(frame), out)

@@ -83,7 +83,10 @@ def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, wor
     assert sorted(overall["T"].unique()) == [2, 4] and set(overall["metric"]) == {"mse", "psnr", "ssim"}
     assert set(overall["variant"]) == {"pca-pixel"} and overall["value"].notna().all()
     health = pd.read_parquet(work / "results/metrics/teacher_health.parquet")
-    assert sorted(health["level"]) == [0, 1]
+    assert sorted(health["level"]) == [0, 1] and not health["collapsed"].any()
+    level1 = health[health["level"] == 1].iloc[0]
+    level0 = health[health["level"] == 0].iloc[0]
+    assert level1["reconstruction_vs_below"] == pytest.approx(level1["reconstruction"] / level0["reconstruction"])
     for name in ("fig2_mse_vs_dim", "fig3_mse_vs_T", "teacher_health", "teacher_ablation_mse_vs_T"):
         assert (work / f"results/figures/{name}.png").stat().st_size > 10_000
     table = (work / "results/tables/teacher_ablation.md").read_text()

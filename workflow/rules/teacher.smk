@@ -104,5 +104,7 @@ rule aggregate_metrics:
         table="teacher|teacher_health|teacher_ablation|teacher_ablation_health|pca",
     log:
         "logs/metrics/{table}.log",
+    params:
+        health=lambda w: "--health" if w.table.endswith("health") else "",
     shell:
-        "imfn aggregate --out {output} --log {log} {input}"
+        "imfn aggregate {params.health} --out {output} --log {log} {input}"
