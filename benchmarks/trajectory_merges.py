@@ -1,0 +1,129 @@
+"""Cost of a zero-padded teacher trajectory: naive rebuild (O(T^2) merges) vs Merkle path (O(T log T)).
+
+For T in {16, 64, 256} at d = 256, N = 8 sequences, random ``paper`` sweepers: node merges per
+sequence and wall time of both, their ratios, next to T / log2(T) (the asymptotic merge ratio).
+The naive rebuild batches a whole level into one matmul while the Merkle path makes many small
+calls, so the wall-time ratio sits below the merge ratio. Also the per-step latency of
+``TreeMemory.write`` (encoder + log2(T) merges) and ``write_code`` (merges only) at T = 8 and 256.
+Prints a table and writes benchmarks/trajectory_merges.parquet.
+
+    python benchmarks/trajectory_merges.py [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from imfn.models.teacher import CodecConfig, LeafCodec, Sweeper, SweeperConfig
+from imfn.trajectory import TreeMemory, merkle_trajectory, naive_trajectory
+from imfn.tree import Teacher
+
+
+def best_time(fn, repeats: int) -> tuple[float, object]:
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, result
+
+
+def trajectory_row(T: int, dim: int, batch: int) -> dict:
+    torch.manual_seed(T)
+    sweepers = [Sweeper(SweeperConfig.for_dim(dim)).eval() for _ in range(int(math.log2(T)))]
+    leaves, zero_leaf = torch.randn(batch, T, dim), torch.randn(dim)
+    merkle_trajectory(sweepers, leaves[:, :2], zero_leaf)  # warm-up (T = 2 uses sweeper 0 only)
+    naive_repeats = 1 if T >= 256 else 3
+    naive_s, naive = best_time(lambda: naive_trajectory(sweepers, leaves, zero_leaf), naive_repeats)
+    merkle_s, merkle = best_time(lambda: merkle_trajectory(sweepers, leaves, zero_leaf), 5)
+    max_abs_diff = (naive.states - merkle.states).abs().max().item()
+    return {
+        "benchmark": "trajectory",
+        "T": T,
+        "dim": dim,
+        "batch": batch,
+        "naive_merges": naive.merges,
+        "merkle_merges": merkle.merges,
+        "merge_ratio": naive.merges / merkle.merges,
+        "T_over_log2T": T / math.log2(T),
+        "naive_s": naive_s,
+        "merkle_s": merkle_s,
+        "time_ratio": naive_s / merkle_s,
+        "naive_repeats": naive_repeats,
+        "max_abs_diff": max_abs_diff,
+    }
+
+
+def write_latency_row(T: int, dim: int, batch: int) -> dict:
+    torch.manual_seed(0)
+    codec = LeafCodec(CodecConfig(dim, 1024, "paper"))
+    teacher = Teacher(codec, [Sweeper(SweeperConfig.for_dim(dim)) for _ in range(int(math.log2(T)))]).eval()
+    frames = torch.rand(T, batch, 784)
+    codes = torch.randn(T, batch, dim)
+    timings = {}
+    for name in ("write", "write_code"):
+        inputs = frames if name == "write" else codes
+        warm_up = TreeMemory(teacher, T, batch)
+        for t in range(min(T, 8)):
+            getattr(warm_up, name)(inputs[t])
+        memory = TreeMemory(teacher, T, batch)
+        per_step = []
+        for t in range(T):
+            t0 = time.perf_counter()
+            getattr(memory, name)(inputs[t])
+            per_step.append(time.perf_counter() - t0)
+        steps = torch.tensor(per_step)
+        timings[f"{name}_median_ms"] = steps.median().item() * 1e3
+        timings[f"{name}_max_ms"] = steps.max().item() * 1e3
+    return {"benchmark": "memory_write", "T": T, "dim": dim, "batch": batch, **timings}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--dim", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--lengths", type=int, nargs="+", default=[16, 64, 256])
+    parser.add_argument("--write-lengths", type=int, nargs="+", default=[8, 256])
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".parquet"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    trajectories = pd.DataFrame([trajectory_row(T, args.dim, args.batch) for T in args.lengths])
+    writes = pd.DataFrame([write_latency_row(T, args.dim, args.batch) for T in args.write_lengths])
+    frame = pd.concat([trajectories, writes], ignore_index=True)
+    frame["threads"] = args.threads
+    frame.to_parquet(args.out, index=False)
+
+    def show(table: pd.DataFrame) -> str:
+        return table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+    print(f"d = {args.dim}, N = {args.batch}, {args.threads} threads; merges are node merges per sequence")
+    print(
+        show(
+            trajectories[
+                [
+                    "T",
+                    "naive_merges",
+                    "merkle_merges",
+                    "merge_ratio",
+                    "T_over_log2T",
+                    "naive_s",
+                    "merkle_s",
+                    "time_ratio",
+                    "max_abs_diff",
+                ]
+            ]
+        )
+    )
+    print("\nTreeMemory per-step latency (ms; write = encode + merges, write_code = merges only)")
+    print(show(writes[["T", "write_median_ms", "write_max_ms", "write_code_median_ms", "write_code_max_ms"]]))
+
+
+if __name__ == "__main__":
+    main()
