@@ -13,18 +13,20 @@ validate(config, schema="workflow/schemas/config.schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/teacher.smk"
+include: "workflow/rules/student.smk"
 include: "workflow/rules/figures.smk"
 
 
 rule all:
     """The teacher over the whole grid (every level, even one no evaluated T reaches), its
-    metrics and health, per-frame PCA at equal memory, and Figures 2-3."""
+    metrics and health, per-frame PCA at equal memory, Figures 2-3; the students and Figures 4-5."""
     default_target: True
     input:
         grid(SWEEPER),
         "results/metrics/teacher.parquet",
         "results/metrics/pca.parquet",
         TEACHER_FIGURES,
+        STUDENT_FIGURES,
 
 
 rule ablation:

@@ -117,6 +117,39 @@ def cmd_roundtrip(args):
     )
 
 
+def cmd_trajectories(args):
+    from imfn.data.trajectories import write_trajectory_set
+
+    device = _job(args)
+    write_trajectory_set(args.sweepers, args.mnist, args.split, args.which, args.seed, args.T, args.n, args.out, device)
+
+
+def cmd_train_student(args):
+    from imfn.train.student import StudentTraining, train_student
+
+    device = _job(args)
+    hp = StudentTraining(
+        seed=args.seed,
+        epochs=args.epochs,
+        trajectories_per_epoch=args.trajectories_per_epoch,
+        step_fraction=args.step_fraction,
+        lr=args.lr,
+        hidden=args.hidden,
+        batch_size=args.batch_size,
+        schedule=args.schedule,
+    )
+    train_student(hp, args.trajectories, args.out, args.loss_out, device)
+
+
+def cmd_evaluate_online(args):
+    from imfn.eval.online import evaluate_online
+
+    device = _job(args)
+    evaluate_online(
+        args.sweepers, args.student, args.trajectories, args.mnist, args.seed, args.T, args.out, device, args.schedule
+    )
+
+
 def cmd_pca_baseline(args):
     from imfn.baselines.pca import evaluate_pca
 
@@ -147,6 +180,14 @@ def cmd_figures(args):
     teacher, health = _metrics(args.results, "teacher", "teacher_health")
     teacher_figures(teacher, args.results / "figures")
     health_figure(health, args.results / "figures")
+
+
+def cmd_student_figures(args):
+    from imfn.plots import student_figures
+
+    _job(args)
+    (student,) = _metrics(args.results, "student")
+    student_figures(student, args.results / "figures")
 
 
 def cmd_ablation_report(args):
@@ -251,6 +292,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
 
     p = verb(
+        "trajectories",
+        cmd_trajectories,
+        "write a set of zero-padded teacher trajectories (Merkle updates)",
+        device=True,
+    )
+    p.add_argument("--sweepers", type=Path, nargs="+", required=True, help="teacher checkpoints of levels 0, 1, ...")
+    p.add_argument("--mnist", type=Path, required=True)
+    p.add_argument("--split", type=Path, required=True)
+    p.add_argument("--which", choices=["train", "test"], required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--T", type=int, required=True)
+    p.add_argument("--n", type=int, required=True, help="number of trajectories")
+    p.add_argument("--out", type=Path, required=True)
+
+    p = verb("train-student", cmd_train_student, "distill the recurrent student from a trajectory set", device=True)
+    p.add_argument("--trajectories", type=Path, required=True, help="training trajectory set (Zarr)")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--trajectories-per-epoch", type=int, default=100)
+    p.add_argument("--step-fraction", type=float, default=0.25)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--hidden", type=int, default=None, help="hidden width of g (default 2d)")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--schedule", default="paper", choices=["paper", "curriculum"])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--loss-out", type=Path, required=True)
+
+    p = verb(
+        "evaluate-online",
+        cmd_evaluate_online,
+        "prefix retention and end-of-sequence MSE, student vs teacher",
+        device=True,
+    )
+    p.add_argument("--sweepers", type=Path, nargs="+", required=True)
+    p.add_argument("--student", type=Path, required=True)
+    p.add_argument("--trajectories", type=Path, required=True, help="held-out trajectory set (Zarr)")
+    p.add_argument("--mnist", type=Path, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--T", type=int, required=True)
+    p.add_argument("--schedule", default="paper", help="the student's training schedule, recorded in the table")
+    p.add_argument("--out", type=Path, required=True)
+
+    p = verb(
         "pca-baseline", cmd_pca_baseline, "evaluate per-frame PCA at equal memory (k = d // T per frame)", threads=True
     )
     p.add_argument("--mnist", type=Path, required=True)
@@ -267,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("parts", type=Path, nargs="+")
 
     p = verb("figures", cmd_figures, "make every figure from the metric Parquet files under --results")
+    p.add_argument("--results", type=Path, default=Path("results"))
+
+    p = verb("student-figures", cmd_student_figures, "Figures 4 and 5 from results/metrics/student.parquet")
     p.add_argument("--results", type=Path, default=Path("results"))
 
     p = verb("ablation-report", cmd_ablation_report, "make the teacher ablation table and figure from --results")

@@ -37,7 +37,10 @@ def test_default_config_plans_the_full_paper_grid(repo, tmp_path, env_with_venv)
     assert jobs["roundtrip"] == 25 * 8
     assert jobs["split"] == jobs["image_bank"] == jobs["pca_baseline"] == 5
     assert jobs["fetch_mnist"] == jobs["figures"] == 1
-    assert jobs["aggregate_metrics"] == 3  # teacher, teacher_health, pca
+    assert jobs["aggregate_metrics"] == 4  # teacher, teacher_health, pca, student
+    # students at d=1024: 5 seeds x 5 T x 2 schedules, with a train and a test trajectory set per (seed, T)
+    assert jobs["train_student"] == jobs["evaluate_online"] == 5 * 5 * 2
+    assert jobs["trajectories"] == 5 * 5 * 2
 
 
 @pytest.mark.parametrize(
@@ -67,7 +70,7 @@ def test_config_checks_beyond_the_schema(repo, tmp_path, env_with_venv):
     bad.write_text(yaml.safe_dump({"teacher": {"variant": "mystery"}}))
     result = snakemake(repo, tmp_path, "-n", "--configfile", str(bad), env=env_with_venv, check=False)
     assert result.returncode != 0 and "['mystery']" in result.stdout + result.stderr
-    bad.write_text(yaml.safe_dump({"teacher": {"levels": 2}, "evaluation": {"T": [2, 8]}}))
+    bad.write_text(yaml.safe_dump({"teacher": {"levels": 2}, "evaluation": {"T": [2, 8]}, "student": {"T": [4]}}))
     result = snakemake(repo, tmp_path, "-n", "--configfile", str(bad), env=env_with_venv, check=False)
     assert result.returncode != 0 and "[8]" in result.stdout + result.stderr
 
@@ -87,7 +90,23 @@ def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, wor
     level1 = health[health["level"] == 1].iloc[0]
     level0 = health[health["level"] == 0].iloc[0]
     assert level1["reconstruction_vs_below"] == pytest.approx(level1["reconstruction"] / level0["reconstruction"])
-    for name in ("fig2_mse_vs_dim", "fig3_mse_vs_T", "teacher_health", "teacher_ablation_mse_vs_T"):
+    student = pd.read_parquet(work / "results/metrics/student.parquet")
+    end = student[student["metric"] == "mse"]
+    assert set(zip(end["model"], end["schedule"], strict=True)) == {
+        ("student", "paper"),
+        ("student", "curriculum"),
+        ("teacher", "paper"),
+        ("teacher", "curriculum"),
+    }
+    assert (student[student["metric"] == "prefix_mse"].groupby(["model", "schedule"])["k"].max() == 4).all()
+    for name in (
+        "fig2_mse_vs_dim",
+        "fig3_mse_vs_T",
+        "teacher_health",
+        "teacher_ablation_mse_vs_T",
+        "fig4_prefix_retention",
+        "fig5_end_of_sequence",
+    ):
         assert (work / f"results/figures/{name}.png").stat().st_size > 10_000
     table = (work / "results/tables/teacher_ablation.md").read_text()
     assert all(row in table for row in ("| paper |", "| pca-pixel |", "| per-frame PCA |"))
@@ -97,15 +116,27 @@ def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, wor
     assert planned_jobs(repo, work, env_with_venv, "all", "ablation", *smoke) == Counter()  # a rerun does no work
 
     (cell / "sweeper_L1.pt").unlink()
+    # level 1 and what depends on it: the T=4 roundtrip, and the T=4 students through their trajectory sets
     assert planned_jobs(repo, work, env_with_venv, *smoke) == Counter(
-        {"train_sweeper": 1, "roundtrip": 1, "aggregate_metrics": 2, "figures": 1, "all": 1}
+        {
+            "train_sweeper": 1,
+            "roundtrip": 1,
+            "trajectories": 2,
+            "train_student": 2,
+            "evaluate_online": 2,
+            "aggregate_metrics": 3,
+            "figures": 1,
+            "student_figures": 1,
+            "all": 1,
+        }
     )
     before = (cell / "roundtrip_T2.parquet").stat().st_mtime_ns
     snakemake(repo, work, "--cores", "2", *smoke, env=env_with_venv)
     assert (cell / "roundtrip_T2.parquet").stat().st_mtime_ns == before
     assert (cell / "sweeper_L1.pt").exists()
-    # same seed, same numbers: the retrained level reproduces the first run's metrics exactly
+    # same seed, same numbers: the retrained level and students reproduce the first run's metrics exactly
     pd.testing.assert_frame_equal(metrics, pd.read_parquet(work / "results/metrics/teacher.parquet"))
+    pd.testing.assert_frame_equal(student, pd.read_parquet(work / "results/metrics/student.parquet"))
 
 
 def test_figures_rebuild_from_results_alone(repo, tmp_path, env_with_venv):

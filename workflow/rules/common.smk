@@ -12,6 +12,10 @@ SWEEPER_LOSS = CELL + "/sweeper_L{level}_loss.parquet"
 SWEEPER_HEALTH = CELL + "/sweeper_L{level}_health.parquet"
 ROUNDTRIP = CELL + "/roundtrip_T{T}.parquet"
 PCA_ROUNDTRIP = "results/mnist/seed{seed}/pca_roundtrip.parquet"
+TRAJECTORIES = CELL + "/trajectories_T{T}_{which}.zarr"
+STUDENT = CELL + "/student_{schedule}_T{T}.pt"
+STUDENT_LOSS = CELL + "/student_{schedule}_T{T}_loss.parquet"
+ONLINE = CELL + "/online_{schedule}_T{T}.parquet"
 LOGS = "logs/mnist/seed{seed}/d{dim}/{variant}"
 BENCHMARKS = "benchmarks/mnist/seed{seed}/d{dim}/{variant}"
 
@@ -21,6 +25,7 @@ VARIANT = TEACHER["variant"]
 SEEDS, DIMS, TS = config["seeds"], config["dims"], config["evaluation"]["T"]
 ABLATION_VARIANTS = config["ablation"]["variants"]
 ABLATION_DIM = max(DIMS)
+STUDENT_CONFIG = config["student"]
 
 wildcard_constraints:
     seed=r"\d+",
@@ -28,6 +33,8 @@ wildcard_constraints:
     level=r"\d+",
     T=r"\d+",
     variant="|".join(re.escape(name) for name in TEACHER["variants"]),
+    which="train|test",
+    schedule="paper|curriculum",
 
 
 def variant_settings(name):
@@ -45,9 +52,12 @@ def _check_config():
         if isinstance(epochs, list) and len(epochs) != LEVELS:
             raise ValueError(f"config teacher.epochs of variant {name!r} lists {len(epochs)} values "
                              f"but teacher.levels is {LEVELS}")
-    too_long = [T for T in TS if int(math.log2(T)) > LEVELS]
+    if STUDENT_CONFIG["T"] and STUDENT_CONFIG["dim"] not in DIMS:
+        raise ValueError(f"config student.dim={STUDENT_CONFIG['dim']} is not one of dims {DIMS}: no teacher to distill")
+    too_long = [T for T in TS + STUDENT_CONFIG["T"] if int(math.log2(T)) > LEVELS]
     if too_long:
-        raise ValueError(f"config evaluation.T has {too_long}, which need more than teacher.levels={LEVELS} levels")
+        raise ValueError(f"config evaluation.T / student.T have {too_long}, which need more than "
+                         f"teacher.levels={LEVELS} levels")
 
 
 _check_config()
@@ -97,6 +107,19 @@ def grid(pattern, variants=(VARIANT,), dims=DIMS):
     return [pattern.format(**c) for c in cells(variants, dims)]
 
 
+def student_grid(pattern):
+    """``pattern`` over seeds x student T x schedules, for the grid's teacher at d = student.dim."""
+    return [pattern.format(seed=s, dim=STUDENT_CONFIG["dim"], variant=VARIANT, T=T, schedule=schedule)
+            for s in SEEDS for T in STUDENT_CONFIG["T"] for schedule in STUDENT_CONFIG["schedules"]]
+
+
+def teacher_for_T(w):
+    """The teacher levels a sequence of length T goes through."""
+    return sweeper_paths(w.seed, w.dim, w.variant, int(math.log2(int(w.T))))
+
+
+STUDENT_FIGURES = expand("results/figures/{name}.{ext}", name=["fig4_prefix_retention", "fig5_end_of_sequence"],
+                         ext=["png", "pdf"]) if STUDENT_CONFIG["T"] else []
 TEACHER_FIGURES = expand("results/figures/{name}.{ext}", name=["fig2_mse_vs_dim", "fig3_mse_vs_T", "teacher_health"],
                          ext=["png", "pdf"])
 ABLATION_OUTPUTS = ["results/tables/teacher_ablation.md", "results/figures/teacher_ablation_mse_vs_T.png",

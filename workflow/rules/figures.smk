@@ -23,3 +23,15 @@ rule ablation_report:
         "logs/ablation_report.log",
     shell:
         "imfn ablation-report --results results --log {log}"
+
+
+rule student_figures:
+    """Figures 4 and 5 from results/metrics/student.parquet alone."""
+    input:
+        "results/metrics/student.parquet",
+    output:
+        STUDENT_FIGURES,
+    log:
+        "logs/student_figures.log",
+    shell:
+        "imfn student-figures --results results --log {log}"

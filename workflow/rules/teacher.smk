@@ -47,7 +47,7 @@ rule build_bank:
 
 rule roundtrip:
     input:
-        sweepers=lambda w: sweeper_paths(w.seed, w.dim, w.variant, int(math.log2(int(w.T)))),
+        sweepers=teacher_for_T,
         mnist=MNIST,
         split=SPLIT,
     output:
@@ -97,11 +97,12 @@ rule aggregate_metrics:
             "teacher_ablation": grid(ROUNDTRIP, ABLATION_VARIANTS, [ABLATION_DIM]),
             "teacher_ablation_health": grid(SWEEPER_HEALTH, ABLATION_VARIANTS, [ABLATION_DIM]),
             "pca": expand(PCA_ROUNDTRIP, seed=SEEDS),
+            "student": student_grid(ONLINE),
         }[w.table],
     output:
         "results/metrics/{table}.parquet",
     wildcard_constraints:
-        table="teacher|teacher_health|teacher_ablation|teacher_ablation_health|pca",
+        table="teacher|teacher_health|teacher_ablation|teacher_ablation_health|pca|student",
     log:
         "logs/metrics/{table}.log",
     params:

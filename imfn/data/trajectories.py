@@ -1,0 +1,82 @@
+"""Teacher trajectory sets for the student (method.md section 4), as Zarr.
+
+n sequences of T images are drawn from one part ("train" or "test") of a seed's split; the
+frozen teacher encodes every frame to a leaf code and the Merkle path gives the zero-padded
+roots ``y_0 .. y_T``. The store holds ``targets`` (n, T+1, d) float32, ``leaves`` (n, T, d)
+float32 and ``frame_index`` (n, T) int64 (rows of the MNIST store).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from imfn.data.mnist import split_indices
+from imfn.job import seeded_generator
+from imfn.store import read_array, write_arrays
+from imfn.trajectory import merkle_trajectory
+from imfn.tree import Teacher, depth_for
+
+log = logging.getLogger(__name__)
+
+PURPOSE_TRAJECTORIES = 7
+PARTS = ("train", "test")
+FRAMES_PER_BATCH = 8192
+
+
+def frame_picks(split: Path, which: str, seed: int, T: int, n: int) -> np.ndarray:
+    """(n, T) MNIST indices drawn (with replacement) from the ``which`` part of the seed's split."""
+    if which not in PARTS:
+        raise ValueError(f"which must be one of {PARTS}, got {which!r}")
+    pool = torch.from_numpy(split_indices(split, which))
+    if len(pool) == 0:
+        raise ValueError(f"split {split} has no {which!r} images")
+    generator = seeded_generator(PURPOSE_TRAJECTORIES, seed, T, PARTS.index(which))
+    return pool[torch.randint(len(pool), (n, T), generator=generator)].numpy().astype(np.int64)
+
+
+@torch.no_grad()
+def write_trajectory_set(
+    teacher_checkpoints: Sequence[Path],
+    mnist: Path,
+    split: Path,
+    which: str,
+    seed: int,
+    T: int,
+    n: int,
+    out: Path,
+    device: torch.device | str = "cpu",
+) -> None:
+    depth = depth_for(T)
+    if len(teacher_checkpoints) < depth:
+        raise ValueError(f"T={T} needs {depth} teacher levels, got {len(teacher_checkpoints)}")
+    checkpoints = list(teacher_checkpoints)[:depth]
+    teacher = Teacher.load(checkpoints, device)
+    index = frame_picks(split, which, seed, T, n)
+    images = read_array(mnist, "images")
+    zero_leaf = teacher.codec.encode(torch.zeros(1, images.shape[1], device=device))[0]
+    targets, leaves = [], []
+    for chunk in np.array_split(index, max(1, -(-n * T // FRAMES_PER_BATCH))):
+        batch = torch.from_numpy(images[chunk]).to(device).float() / 255.0
+        codes = teacher.encode_leaves(batch)
+        targets.append(merkle_trajectory(teacher.sweepers, codes, zero_leaf).states.float().cpu())
+        leaves.append(codes.float().cpu())
+    targets_array, leaves_array = torch.cat(targets).numpy(), torch.cat(leaves).numpy()
+    if not (np.isfinite(targets_array).all() and np.isfinite(leaves_array).all()):
+        raise ValueError(f"teacher {checkpoints[0]} gave non-finite codes or roots; nothing was written to {out}")
+    attrs = {
+        "seed": seed,
+        "T": T,
+        "n": n,
+        "dim": int(leaves_array.shape[-1]),
+        "which": which,
+        "split": str(split),
+        "mnist": str(mnist),
+        "teacher_checkpoints": [str(path) for path in checkpoints],
+    }
+    write_arrays(out, {"targets": targets_array, "leaves": leaves_array, "frame_index": index}, attrs)
+    log.info("trajectory set %s: %d %s sequences of T=%d, d=%d", out, n, which, T, attrs["dim"])

@@ -1,0 +1,97 @@
+"""Online evaluation of the student against its teacher (method.md section 4, Fig. 4 and 5).
+
+On a held-out trajectory set, the student is rolled out from ``y_0`` over the stored leaf codes.
+After k updates its state is read back through the frozen teacher (inversion stack of depth
+log2 T, then the decoder for that depth) and the MSE is averaged over the first k frames
+(prefix retention, k = 1..T). The teacher's own ``y_k`` (the stored targets) is scored the
+same way. Rows are tidy: (model, schedule, seed, dim, T, k, metric, value) with metric ``prefix_mse``
+for every k and ``mse`` for the end of the sequence (k = T).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from imfn.atomic import atomic_output
+from imfn.metrics import mse_per_frame
+from imfn.models.student import load_student
+from imfn.store import read_array, read_attrs
+from imfn.tree import Teacher, depth_for, invert_down
+
+log = logging.getLogger(__name__)
+
+FRAMES_PER_BATCH = 8192
+COLUMNS = ["model", "schedule", "seed", "dim", "T", "k", "metric", "value"]
+
+
+@torch.no_grad()
+def prefix_mse_sums(teacher: Teacher, states: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """(N, T+1, d) states and (N, T, 784) images -> (T,) sums over the N sequences of the MSE over
+    the first k frames decoded from state k, for k = 1..T."""
+    T = images.shape[1]
+    depth = depth_for(T)
+    sums = torch.zeros(T, dtype=torch.float64)
+    for k in range(1, T + 1):
+        codes = invert_down(teacher.sweepers, states[:, k], T)[:, :k]
+        N, _, d = codes.shape
+        pixels = teacher.decode(codes.reshape(N * k, d), depth).reshape(N, k, -1)
+        sums[k - 1] = mse_per_frame(pixels, images[:, :k]).mean(dim=1).double().sum().cpu()
+    return sums
+
+
+def evaluate_online(
+    teacher_checkpoints: Sequence[Path],
+    student_path: Path,
+    test_set_path: Path,
+    mnist: Path,
+    seed: int,
+    T: int,
+    out: Path,
+    device: torch.device,
+    schedule: str = "paper",
+) -> None:
+    """Prefix retention and end-of-sequence MSE of a student (trained with ``schedule``) and its teacher."""
+    depth = depth_for(T)
+    if len(teacher_checkpoints) < depth:
+        raise ValueError(f"T={T} needs {depth} teacher levels, got {len(teacher_checkpoints)}")
+    attrs = read_attrs(test_set_path)
+    if attrs.get("T") != T or attrs.get("seed") != seed or attrs.get("which") != "test":
+        raise ValueError(
+            f"{test_set_path} holds {attrs.get('which')!r} trajectories of seed {attrs.get('seed')}, "
+            f"T={attrs.get('T')}; expected held-out ('test') trajectories of seed {seed}, T={T}"
+        )
+    teacher = Teacher.load(list(teacher_checkpoints)[:depth], device).requires_grad_(False)
+    student = load_student(student_path, device).requires_grad_(False)
+    if student.config.T != T:
+        raise ValueError(f"{student_path} is a student for T={student.config.T}, not T={T}")
+    targets = torch.from_numpy(read_array(test_set_path, "targets"))
+    leaves = torch.from_numpy(read_array(test_set_path, "leaves"))
+    frame_index = torch.from_numpy(read_array(test_set_path, "frame_index"))
+    all_images = torch.from_numpy(read_array(mnist, "images"))
+    n, dim = len(targets), targets.shape[-1]
+    if student.config.dim != dim:
+        raise ValueError(f"{student_path} has d={student.config.dim}, the trajectory set d={dim}")
+    sums = {"student": torch.zeros(T, dtype=torch.float64), "teacher": torch.zeros(T, dtype=torch.float64)}
+    step = max(1, FRAMES_PER_BATCH // T)
+    with torch.no_grad():
+        for start in range(0, n, step):
+            chunk = slice(start, start + step)
+            images = (all_images[frame_index[chunk]].float() / 255.0).to(device)
+            y = targets[chunk].float().to(device)
+            states = {"student": student.rollout(y[:, 0], leaves[chunk].float().to(device)), "teacher": y}
+            for model, s in states.items():
+                sums[model] += prefix_mse_sums(teacher, s, images)
+    rows = []
+    for model, total in sums.items():
+        base = {"model": model, "schedule": schedule, "seed": seed, "dim": dim, "T": T}
+        prefix = (total / n).tolist()
+        rows += [{**base, "k": k, "metric": "prefix_mse", "value": v} for k, v in enumerate(prefix, start=1)]
+        rows.append({**base, "k": T, "metric": "mse", "value": prefix[-1]})
+        log.info("online %s seed %d d=%d T=%d: end-of-sequence MSE %.5f", model, seed, dim, T, prefix[-1])
+    with atomic_output(out) as tmp:
+        pd.DataFrame(rows, columns=COLUMNS).to_parquet(tmp, index=False)

@@ -1,0 +1,194 @@
+"""The online student: trajectory sets, the model, its training and its online evaluation, on a tiny
+PCA-recipe teacher and a fake MNIST store (no real data, seconds to run)."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from imfn.data.mnist import split_indices, write_split
+from imfn.data.trajectories import write_trajectory_set
+from imfn.eval.online import COLUMNS, evaluate_online
+from imfn.metrics import mse_per_frame
+from imfn.models.student import Student, StudentConfig, load_student, student_checkpoint
+from imfn.models.teacher import CodecConfig, LeafCodec, Sweeper, SweeperConfig, sweeper_checkpoint
+from imfn.store import read_array, read_attrs, write_arrays
+from imfn.train.student import NonFiniteStudentLoss, StudentTraining, train_student
+from imfn.trajectory import naive_trajectory
+from imfn.tree import Teacher
+
+D, T, SEED = 8, 8, 3
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A fake MNIST store with its split, a 3-level PCA teacher, and train/test trajectory sets."""
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("student")
+    rng = np.random.default_rng(0)
+    basis = rng.uniform(0, 1, (6, 784))
+    images = np.clip(rng.uniform(0, 1, (300, 6)) @ basis * 60 + rng.normal(0, 10, (300, 784)), 0, 255)
+    mnist = folder / "mnist.zarr"
+    write_arrays(mnist, {"images": images.astype(np.uint8), "labels": rng.integers(0, 10, 300).astype(np.uint8)}, {})
+    split = folder / "split.parquet"
+    write_split(mnist, SEED, 0.2, split)
+
+    torch.manual_seed(0)
+    pixels = torch.from_numpy(read_array(mnist, "images")).float() / 255.0
+    codec = LeafCodec(CodecConfig(D, recipe="pca"))
+    codec.init_from_data(pixels)
+    checkpoints, codes = [], codec.encode(pixels).detach()
+    for level in range(int(math.log2(T))):
+        sweeper = Sweeper(SweeperConfig.for_dim(D, recipe="pca"))
+        sweeper.init_from_data(codes)
+        path = folder / f"level{level}.pt"
+        torch.save(sweeper_checkpoint(level, sweeper, codec if level == 0 else None), path)
+        checkpoints.append(path)
+        with torch.no_grad():
+            half = len(codes) // 2
+            codes = sweeper.merge(codes[:half], codes[half : 2 * half])
+
+    sets = {}
+    for which, n in (("train", 64), ("test", 12)):
+        sets[which] = folder / f"{which}.zarr"
+        write_trajectory_set(checkpoints, mnist, split, which, SEED, T, n, sets[which])
+    return {"folder": folder, "mnist": mnist, "split": split, "checkpoints": checkpoints, **sets}
+
+
+def _train(world, name, **kw):
+    settings = {"seed": SEED, "epochs": 12, "trajectories_per_epoch": 32, "lr": 3e-3, "hidden": 32, "batch_size": 16}
+    hp = StudentTraining(**{**settings, **kw})
+    out, loss_out = world["folder"] / f"{name}.pt", world["folder"] / f"{name}_loss.parquet"
+    train_student(hp, world["train"], out, loss_out, CPU)
+    return out, loss_out
+
+
+@pytest.fixture(scope="module")
+def trained(world):
+    return _train(world, "student")
+
+
+def test_trajectory_set_shapes_attrs_and_naive_targets(world):
+    path = world["train"]
+    targets, leaves = read_array(path, "targets"), read_array(path, "leaves")
+    frame_index = read_array(path, "frame_index")
+    assert targets.shape == (64, T + 1, D) and targets.dtype == np.float32
+    assert leaves.shape == (64, T, D) and leaves.dtype == np.float32
+    assert frame_index.shape == (64, T) and frame_index.dtype == np.int64
+    attrs = read_attrs(path)
+    assert (attrs["seed"], attrs["T"], attrs["which"], attrs["split"]) == (SEED, T, "train", str(world["split"]))
+    assert attrs["teacher_checkpoints"] == [str(p) for p in world["checkpoints"]]
+    assert set(frame_index.ravel()) <= set(split_indices(world["split"], "train"))
+    assert set(read_array(world["test"], "frame_index").ravel()) <= set(split_indices(world["split"], "test"))
+
+    teacher = Teacher.load(world["checkpoints"])
+    with torch.no_grad():
+        images = torch.from_numpy(read_array(world["mnist"], "images")[frame_index]).float() / 255.0
+        torch.testing.assert_close(torch.from_numpy(leaves), teacher.encode_leaves(images))
+        zero_leaf = teacher.codec.encode(torch.zeros(1, 784))[0]
+        naive = naive_trajectory(teacher.sweepers, torch.from_numpy(leaves), zero_leaf).states
+    torch.testing.assert_close(torch.from_numpy(targets), naive, atol=1e-5, rtol=1e-5)
+
+
+def test_trajectory_set_is_seeded(world, tmp_path):
+    again, other = tmp_path / "again.zarr", tmp_path / "other.zarr"
+    write_trajectory_set(world["checkpoints"], world["mnist"], world["split"], "train", SEED, T, 64, again)
+    write_trajectory_set(world["checkpoints"], world["mnist"], world["split"], "train", SEED + 1, T, 64, other)
+    assert np.array_equal(read_array(again, "frame_index"), read_array(world["train"], "frame_index"))
+    assert not np.array_equal(read_array(other, "frame_index"), read_array(world["train"], "frame_index"))
+
+
+def test_student_rollout_shapes_steps_and_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    student = Student(StudentConfig(D, T, 16))
+    m0, codes = torch.randn(5, D), torch.randn(5, T, D)
+    with torch.no_grad():
+        states = student.rollout(m0, codes)
+        assert states.shape == (5, T + 1, D)
+        assert torch.equal(states[:, 0], m0)
+        assert student.rollout(m0, codes[:, :3]).shape == (5, 4, D)
+        for t in range(T):
+            torch.testing.assert_close(states[:, t + 1], student.step(states[:, t], codes[:, t], t))
+        assert not torch.allclose(states[:, 1], states[:, 0])
+    with pytest.raises(IndexError):
+        student.step(m0, codes[:, 0], T)
+    torch.save(student_checkpoint(student, note="x"), tmp_path / "s.pt")
+    loaded = load_student(tmp_path / "s.pt")
+    assert loaded.config == student.config
+    with torch.no_grad():
+        assert torch.equal(loaded.rollout(m0, codes), states)
+
+
+def test_training_lowers_loss_and_is_deterministic(world, trained):
+    out, loss_out = trained
+    frame = pd.read_parquet(loss_out)
+    assert list(frame["epoch"]) == list(range(1, 13))
+    assert (frame["steps"] == T).all() and (frame["schedule"] == "paper").all()
+    assert frame["loss"].iloc[-3:].mean() < 0.7 * frame["loss"].iloc[:3].mean()
+
+    again, _ = _train(world, "again")
+    other, _ = _train(world, "other", seed=SEED + 1)
+    a, b, c = (torch.load(p, weights_only=False)["state_dict"] for p in (out, again, other))
+    assert all(torch.equal(a[key], b[key]) for key in a)
+    assert not all(torch.equal(a[key], c[key]) for key in a)
+
+
+def test_curriculum_grows_the_prefix_from_a_quarter_to_all_steps(world):
+    _, loss_out = _train(world, "curriculum", schedule="curriculum", epochs=6)
+    steps = pd.read_parquet(loss_out)["steps"].tolist()
+    assert steps[0] == T // 4 and steps[-1] == T
+    assert steps == sorted(steps) and len(set(steps)) > 2
+
+
+def test_non_finite_train_set_or_loss_raises_and_writes_nothing(world, tmp_path):
+    bad = tmp_path / "bad.zarr"
+    arrays = {name: read_array(world["train"], name) for name in ("targets", "leaves", "frame_index")}
+    arrays["targets"][5, 3, 1] = np.nan
+    write_arrays(bad, arrays, read_attrs(world["train"]))
+    hp = StudentTraining(seed=SEED, epochs=2, trajectories_per_epoch=8, hidden=16, batch_size=4)
+    out, loss_out = tmp_path / "s.pt", tmp_path / "loss.parquet"
+    with pytest.raises(NonFiniteStudentLoss, match="non-finite values in 'targets'"):
+        train_student(hp, bad, out, loss_out, CPU)
+    assert not out.exists() and not loss_out.exists()
+
+    with pytest.raises(NonFiniteStudentLoss, match="loss became nan"):
+        train_student(StudentTraining(**{**hp.__dict__, "lr": math.inf}), world["train"], out, loss_out, CPU)
+    assert not out.exists() and not loss_out.exists()
+    assert list(tmp_path.iterdir()) == [bad]
+
+
+def test_online_rows_are_tidy_and_teacher_end_matches_its_roundtrip(world, trained):
+    out = world["folder"] / "online.parquet"
+    evaluate_online(world["checkpoints"], trained[0], world["test"], world["mnist"], SEED, T, out, CPU)
+    frame = pd.read_parquet(out)
+    assert list(frame.columns) == COLUMNS
+    assert len(frame) == 2 * (T + 1) and frame["value"].notna().all()
+    assert not frame.duplicated(["model", "k", "metric"]).any()
+    for model in ("student", "teacher"):
+        rows = frame[frame["model"] == model]
+        prefix = rows[rows["metric"] == "prefix_mse"]
+        assert prefix["k"].tolist() == list(range(1, T + 1))
+        end = rows[rows["metric"] == "mse"]
+        assert end["k"].tolist() == [T] and end["value"].item() == prefix["value"].iloc[-1]
+    assert set(frame["seed"]) == {SEED} and set(frame["dim"]) == {D} and set(frame["T"]) == {T}
+
+    teacher = Teacher.load(world["checkpoints"])
+    index = read_array(world["test"], "frame_index")
+    images = torch.from_numpy(read_array(world["mnist"], "images")[index]).float() / 255.0
+    roundtrip = mse_per_frame(teacher.roundtrip(images), images).mean().item()
+    value = frame.query("model == 'teacher' and metric == 'prefix_mse'")["value"]
+    assert value.iloc[-1] == pytest.approx(roundtrip, rel=1e-5)
+    assert value.iloc[0] != pytest.approx(roundtrip, rel=1e-3)  # k=1 scores one frame, not the whole sequence
+    student_end = frame.query("model == 'student' and metric == 'mse'")["value"].item()
+    assert student_end != pytest.approx(value.iloc[-1], rel=1e-6)
+
+
+def test_online_refuses_a_train_set(world, trained, tmp_path):
+    with pytest.raises(ValueError, match="held-out"):
+        evaluate_online(
+            world["checkpoints"], trained[0], world["train"], world["mnist"], SEED, T, tmp_path / "o.parquet", CPU
+        )
+    assert not (tmp_path / "o.parquet").exists()

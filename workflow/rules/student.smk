@@ -1,0 +1,70 @@
+rule trajectories:
+    """Zero-padded teacher trajectories y_0..y_T (Merkle path updates) for training or evaluation."""
+    input:
+        sweepers=teacher_for_T,
+        mnist=MNIST,
+        split=SPLIT,
+    output:
+        directory(TRAJECTORIES),
+    log:
+        LOGS + "/trajectories_T{T}_{which}.log",
+    benchmark:
+        BENCHMARKS + "/trajectories_T{T}_{which}.tsv"
+    params:
+        n=lambda w: STUDENT_CONFIG[f"{w.which}_trajectories"],
+        device=config["device"],
+    threads: config["threads"]["student"]
+    resources:
+        gpu=1,
+    shell:
+        "imfn trajectories --sweepers {input.sweepers} --mnist {input.mnist} --split {input.split}"
+        " --which {wildcards.which} --seed {wildcards.seed} --T {wildcards.T} --n {params.n}"
+        " --device {params.device} --threads {threads} --out {output} --log {log}"
+
+
+rule train_student:
+    input:
+        lambda w: TRAJECTORIES.format(**w, which="train"),
+    output:
+        student=STUDENT,
+        loss=STUDENT_LOSS,
+    log:
+        LOGS + "/train_student_{schedule}_T{T}.log",
+    benchmark:
+        BENCHMARKS + "/train_student_{schedule}_T{T}.tsv"
+    params:
+        s=STUDENT_CONFIG,
+        hidden=optional("--hidden", STUDENT_CONFIG["hidden"]),
+        device=config["device"],
+    threads: config["threads"]["student"]
+    resources:
+        gpu=1,
+    shell:
+        "imfn train-student --trajectories {input} --seed {wildcards.seed} --schedule {wildcards.schedule}"
+        " --epochs {params.s[epochs]} --trajectories-per-epoch {params.s[trajectories_per_epoch]}"
+        " --batch-size {params.s[batch_size]} --step-fraction {params.s[step_fraction]} --lr {params.s[lr]}"
+        " {params.hidden} --device {params.device} --threads {threads}"
+        " --out {output.student} --loss-out {output.loss} --log {log}"
+
+
+rule evaluate_online:
+    input:
+        sweepers=teacher_for_T,
+        student=STUDENT,
+        trajectories=lambda w: TRAJECTORIES.format(**w, which="test"),
+        mnist=MNIST,
+    output:
+        ONLINE,
+    log:
+        LOGS + "/evaluate_online_{schedule}_T{T}.log",
+    benchmark:
+        BENCHMARKS + "/evaluate_online_{schedule}_T{T}.tsv"
+    params:
+        device=config["device"],
+    threads: config["threads"]["eval"]
+    resources:
+        gpu=1,
+    shell:
+        "imfn evaluate-online --sweepers {input.sweepers} --student {input.student}"
+        " --trajectories {input.trajectories} --mnist {input.mnist} --seed {wildcards.seed} --T {wildcards.T}"
+        " --schedule {wildcards.schedule} --device {params.device} --threads {threads} --out {output} --log {log}"
