@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
 
 log = logging.getLogger("imfn")
+
+
+def _from_args(cls, args: argparse.Namespace, prefix: str = ""):
+    """A hyperparameter dataclass from the parsed flags of the same names (``prefix`` + field name)."""
+    return cls(**{f.name: getattr(args, prefix + f.name) for f in dataclasses.fields(cls)})
 
 
 def _job(args: argparse.Namespace):
@@ -51,29 +57,10 @@ def cmd_train_sweeper(args):
     from imfn.train.sweeper import SweeperTraining, train_sweeper
 
     device = _job(args)
-    hp = SweeperTraining(
-        seed=args.seed,
-        dim=args.dim,
-        level=args.level,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        noise_sigma=args.noise_sigma,
-        norm_penalty=args.norm_penalty,
-        codec_hidden=args.codec_hidden,
-        sweeper_hidden=args.sweeper_hidden,
-        recipe=args.recipe,
-        variant=args.variant,
-    )
+    hp = _from_args(SweeperTraining, args)
     resume = args.resume or args.out.with_name(f".{args.out.stem}.resume.pt")
     limits = HealthLimits(args.max_unexplained_variance, args.max_dead_fraction)
-    decoder = DepthDecoderTraining(
-        epochs=args.decoder_epochs,
-        hidden=args.decoder_hidden,
-        frames=args.decoder_frames,
-        batch_size=args.decoder_batch_size,
-        lr=args.decoder_lr,
-    )
+    decoder = _from_args(DepthDecoderTraining, args, prefix="decoder_")
     train_sweeper(
         hp,
         args.bank,
@@ -128,16 +115,7 @@ def cmd_train_student(args):
     from imfn.train.student import StudentTraining, train_student
 
     device = _job(args)
-    hp = StudentTraining(
-        seed=args.seed,
-        epochs=args.epochs,
-        trajectories_per_epoch=args.trajectories_per_epoch,
-        step_fraction=args.step_fraction,
-        lr=args.lr,
-        hidden=args.hidden,
-        batch_size=args.batch_size,
-        schedule=args.schedule,
-    )
+    hp = _from_args(StudentTraining, args)
     train_student(hp, args.trajectories, args.out, args.loss_out, device)
 
 

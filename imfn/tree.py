@@ -58,6 +58,14 @@ class Teacher(torch.nn.Module):
         decoders = {level + 1: c.depth_decoder for level, c in enumerate(loaded) if c.depth_decoder is not None}
         return cls(loaded[0].codec, [c.sweeper for c in loaded], decoders).eval()
 
+    @classmethod
+    def load_for(cls, T: int, checkpoints: Sequence[Path], device: torch.device | str = "cpu") -> Teacher:
+        """The levels a sequence of length T goes through: the first log2(T) of ``checkpoints``."""
+        depth = depth_for(T)
+        if len(checkpoints) < depth:
+            raise ValueError(f"T={T} needs {depth} teacher levels, got {len(checkpoints)}")
+        return cls.load(list(checkpoints)[:depth], device).requires_grad_(False)
+
     def encode_leaves(self, images: torch.Tensor) -> torch.Tensor:
         """(N, T, 784) images -> (N, T, d) leaf codes."""
         N, T, P = images.shape

@@ -51,11 +51,8 @@ def write_trajectory_set(
     out: Path,
     device: torch.device | str = "cpu",
 ) -> None:
-    depth = depth_for(T)
-    if len(teacher_checkpoints) < depth:
-        raise ValueError(f"T={T} needs {depth} teacher levels, got {len(teacher_checkpoints)}")
-    checkpoints = list(teacher_checkpoints)[:depth]
-    teacher = Teacher.load(checkpoints, device)
+    checkpoints = list(teacher_checkpoints)[: depth_for(T)]
+    teacher = Teacher.load_for(T, checkpoints, device)
     index = frame_picks(split, which, seed, T, n)
     images = read_array(mnist, "images")
     zero_leaf = teacher.codec.encode(torch.zeros(1, images.shape[1], device=device))[0]

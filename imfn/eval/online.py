@@ -56,16 +56,13 @@ def evaluate_online(
     schedule: str = "paper",
 ) -> None:
     """Prefix retention and end-of-sequence MSE of a student (trained with ``schedule``) and its teacher."""
-    depth = depth_for(T)
-    if len(teacher_checkpoints) < depth:
-        raise ValueError(f"T={T} needs {depth} teacher levels, got {len(teacher_checkpoints)}")
     attrs = read_attrs(test_set_path)
     if attrs.get("T") != T or attrs.get("seed") != seed or attrs.get("which") != "test":
         raise ValueError(
             f"{test_set_path} holds {attrs.get('which')!r} trajectories of seed {attrs.get('seed')}, "
             f"T={attrs.get('T')}; expected held-out ('test') trajectories of seed {seed}, T={T}"
         )
-    teacher = Teacher.load(list(teacher_checkpoints)[:depth], device).requires_grad_(False)
+    teacher = Teacher.load_for(T, teacher_checkpoints, device)
     student = load_student(student_path, device).requires_grad_(False)
     if student.config.T != T:
         raise ValueError(f"{student_path} is a student for T={student.config.T}, not T={T}")

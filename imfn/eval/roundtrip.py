@@ -21,7 +21,7 @@ from imfn.data.mnist import split_indices
 from imfn.job import seeded_generator
 from imfn.metrics import mse_per_frame, psnr, ssim_per_frame
 from imfn.store import read_array
-from imfn.tree import Teacher, depth_for
+from imfn.tree import Teacher
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +71,7 @@ def evaluate_roundtrip(
     device: torch.device,
     variant: str = "paper",
 ) -> None:
-    depth = depth_for(T)
-    if len(checkpoints) < depth:
-        raise ValueError(f"T={T} needs {depth} sweepers, got {len(checkpoints)}")
-    teacher = Teacher.load(list(checkpoints)[:depth], device)
+    teacher = Teacher.load_for(T, checkpoints, device)
     images = test_sequences(mnist, split, seed, T, sequences)
     step = max(1, FRAMES_PER_BATCH // T)
     mse_parts, ssim_parts = [], []
