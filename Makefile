@@ -30,6 +30,7 @@ smoke: $(STAMP)
 
 figures: $(STAMP)
 	$(VENV)/bin/imfn figures --results results
+	test ! -f results/metrics/student.parquet || $(VENV)/bin/imfn student-figures --results results
 	test ! -f results/metrics/teacher_ablation.parquet || $(VENV)/bin/imfn ablation-report --results results
 
 dry-run: $(STAMP)
