@@ -1,0 +1,342 @@
+"""End-to-end sequence compressors, the paper's baselines (method.md section 5).
+
+Both squeeze T frames (784 pixels each) into one d-dim memory and decode all T frames back
+from it; the memory of shape (N, d) is the only path from input to output (the bottleneck).
+
+- :class:`TransformerCompressor`: frame embedding, a learnable [CLS] token and learned positions,
+  a Transformer encoder; memory = the [CLS] output.
+- :class:`MambaCompressor`: the same frame embedding, a stack of Mamba (selective SSM) layers;
+  memory = the last timestep's output.
+
+Both decode with the same :class:`QueryDecoder`: learned per-timestep queries run through a
+Transformer decoder that cross-attends to the single memory token, then a per-frame MLP to pixels.
+
+The Mamba mixer is :class:`MambaBlock`, a pure-PyTorch copy of ``mamba_ssm.modules.mamba_simple.Mamba``
+(mamba-ssm 2.2.4) with the same parameter names and shapes, so one checkpoint loads with or without
+the CUDA kernels. On CUDA, when ``mamba_ssm`` imports, that module is used instead.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+N_PIXELS = 784
+
+
+def param_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+class FrameEmbedding(nn.Module):
+    """Per-frame MLP 784 -> d: three linear layers, GELU between, hidden width d."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(N_PIXELS, dim), nn.GELU(), nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim)
+        )
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.net(frames)
+
+
+class FrameDecoder(nn.Module):
+    """Per-frame MLP d -> 784: three linear layers, GELU between, hidden width d, sigmoid output."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, N_PIXELS), nn.Sigmoid()
+        )
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.net(codes)
+
+
+# Pre-norm (norm_first=True) Transformer layers throughout: with post-norm, a 6+6 layer stack
+# trained with a plain cosine schedule and no warmup (the paper gives none) is known to be fragile;
+# pre-norm trains stably without warmup. Pre-norm stacks need a final LayerNorm, passed as ``norm``.
+def transformer_encoder(dim: int, layers: int, heads: int, ffn_mult: int, dropout: float) -> nn.TransformerEncoder:
+    layer = nn.TransformerEncoderLayer(
+        dim, heads, ffn_mult * dim, dropout, activation="gelu", batch_first=True, norm_first=True
+    )
+    return nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(dim), enable_nested_tensor=False)
+
+
+def transformer_decoder(dim: int, layers: int, heads: int, ffn_mult: int, dropout: float) -> nn.TransformerDecoder:
+    layer = nn.TransformerDecoderLayer(
+        dim, heads, ffn_mult * dim, dropout, activation="gelu", batch_first=True, norm_first=True
+    )
+    return nn.TransformerDecoder(layer, layers, norm=nn.LayerNorm(dim))
+
+
+class QueryDecoder(nn.Module):
+    """Memory (N, d) -> frames (N, T, 784): learned per-timestep queries (T, d) through a Transformer
+    decoder cross-attending to the single memory token, then :class:`FrameDecoder` on every step."""
+
+    def __init__(self, dim: int, T: int, layers: int, heads: int, ffn_mult: int, dropout: float):
+        super().__init__()
+        self.queries = nn.Parameter(0.02 * torch.randn(T, dim))
+        self.transformer = transformer_decoder(dim, layers, heads, ffn_mult, dropout)
+        self.frames = FrameDecoder(dim)
+
+    def forward(self, memory: torch.Tensor, T: int) -> torch.Tensor:
+        if len(self.queries) < T:
+            raise ValueError(f"asked to decode {T} frames; this decoder has {len(self.queries)} queries")
+        queries = self.queries[:T].expand(len(memory), -1, -1)
+        return self.frames(self.transformer(queries, memory.unsqueeze(1)))
+
+
+# -----------------------------------------------------------------------------
+# Transformer
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    dim: int
+    T: int
+    layers: int = 6  # encoder layers; the decoder has as many
+    heads: int = 8
+    ffn_mult: int = 4
+    dropout: float = 0.1
+
+
+class TransformerCompressor(nn.Module):
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.embed = FrameEmbedding(c.dim)
+        self.cls = nn.Parameter(0.02 * torch.randn(1, 1, c.dim))
+        self.positions = nn.Parameter(0.02 * torch.randn(c.T + 1, c.dim))
+        self.encoder = transformer_encoder(c.dim, c.layers, c.heads, c.ffn_mult, c.dropout)
+        self.decoder = QueryDecoder(c.dim, c.T, c.layers, c.heads, c.ffn_mult, c.dropout)
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames (N, T, 784) -> memory (N, d), the [CLS] output."""
+        N, T, _ = frames.shape
+        if T > self.config.T:
+            raise ValueError(f"got {T} frames; this model has positions for {self.config.T}")
+        x = torch.cat([self.cls.expand(N, -1, -1), self.embed(frames)], dim=1) + self.positions[: T + 1]
+        return self.encoder(x)[:, 0]
+
+    def decode(self, memory: torch.Tensor, T: int) -> torch.Tensor:
+        return self.decoder(memory, T)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(frames), frames.shape[1])
+
+
+# -----------------------------------------------------------------------------
+# Mamba
+
+
+def selective_scan(
+    x: torch.Tensor,
+    dt: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor,
+    z: torch.Tensor,
+    parallel: bool = False,
+) -> torch.Tensor:
+    """Mamba's selective scan, batch-first (mamba_ssm's ``selective_scan_ref`` with variable B, C).
+
+    x, dt, z: (N, L, E), dt already softplus'ed; A: (E, S); B, C: (N, L, S); D: (E,).
+    State h_t = exp(dt_t A) * h_{t-1} + dt_t B_t x_t (h_0 = 0), output y_t = C_t . h_t + D x_t, gated
+    by silu(z_t). ``parallel`` runs the recurrence as a log-depth (Hillis-Steele) scan instead of a
+    loop over L: fewer, larger ops, about log2(L) times the memory; same numbers up to rounding.
+    """
+    decay = torch.exp(dt.unsqueeze(-1) * A)  # (N, L, E, S)
+    inputs = (dt * x).unsqueeze(-1) * B.unsqueeze(2)  # (N, L, E, S)
+    if parallel:
+        states = _parallel_linear_recurrence(decay, inputs)
+    else:
+        h = torch.zeros_like(inputs[:, 0])
+        steps = []
+        for t in range(x.shape[1]):
+            h = decay[:, t] * h + inputs[:, t]
+            steps.append(h)
+        states = torch.stack(steps, dim=1)
+    y = torch.einsum("nles,nls->nle", states, C) + x * D
+    return y * F.silu(z)
+
+
+def _parallel_linear_recurrence(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """h_t = a_t h_{t-1} + b_t along dim 1 (h_0 = 0) by combining pairs (a, b) o (a', b') = (a a', a' b + b')
+    at distances 1, 2, 4, ...; a step at distance k leaves the first k entries as they are."""
+    k = 1
+    while k < a.shape[1]:
+        b = torch.cat([b[:, :k], a[:, k:] * b[:, :-k] + b[:, k:]], dim=1)
+        a = torch.cat([a[:, :k], a[:, k:] * a[:, :-k]], dim=1)
+        k *= 2
+    return b
+
+
+class MambaBlock(nn.Module):
+    """Pure-PyTorch Mamba mixer (B, L, d) -> (B, L, d) with the parameters of
+    ``mamba_ssm.modules.mamba_simple.Mamba`` (names, shapes, initialization; bias=False, conv_bias=True)."""
+
+    def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: int = 2, parallel: bool = False):
+        super().__init__()
+        self.d_model, self.d_state, self.d_conv = d_model, d_state, d_conv
+        self.d_inner = expand * d_model
+        self.dt_rank = math.ceil(d_model / 16)
+        self.parallel = parallel
+        E = self.d_inner
+
+        self.in_proj = nn.Linear(d_model, 2 * E, bias=False)
+        self.conv1d = nn.Conv1d(E, E, kernel_size=d_conv, groups=E, padding=d_conv - 1, bias=True)
+        self.x_proj = nn.Linear(E, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, E, bias=True)
+        self.out_proj = nn.Linear(E, d_model, bias=False)
+
+        # mamba_ssm's initialization: dt_proj weight uniform in +-dt_rank**-0.5, and its bias the inverse
+        # softplus of dt drawn log-uniformly in [0.001, 0.1]; A = -[1..S] per channel (S4D real), D = 1.
+        std = self.dt_rank**-0.5
+        nn.init.uniform_(self.dt_proj.weight, -std, std)
+        dt = torch.exp(torch.rand(E) * (math.log(0.1) - math.log(0.001)) + math.log(0.001)).clamp(min=1e-4)
+        with torch.no_grad():
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(E, 1))
+        self.D = nn.Parameter(torch.ones(E))
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        L = hidden_states.shape[1]
+        x, z = self.in_proj(hidden_states).chunk(2, dim=-1)  # (B, L, E) each
+        x = F.silu(self.conv1d(x.transpose(1, 2))[..., :L].transpose(1, 2))  # causal depthwise conv
+        dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = F.softplus(self.dt_proj(dt))
+        A = -torch.exp(self.A_log.float())
+        y = selective_scan(x, dt, A, B, C, self.D, z, parallel=self.parallel)
+        return self.out_proj(y)
+
+
+def mamba_kernels_available() -> bool:
+    """True when CUDA is present and ``mamba_ssm`` (which needs it) imports."""
+    if not torch.cuda.is_available():
+        return False
+    try:
+        import mamba_ssm.modules.mamba_simple  # noqa: F401
+    except Exception:  # ImportError, or a broken CUDA extension failing at import
+        return False
+    return True
+
+
+def mamba_mixer(d_model: int, d_state: int, use_kernels: bool, parallel: bool = False) -> nn.Module:
+    if use_kernels:
+        from mamba_ssm.modules.mamba_simple import Mamba
+
+        return Mamba(d_model, d_state=d_state)
+    return MambaBlock(d_model, d_state=d_state, parallel=parallel)
+
+
+def norm_layer(dim: int, rms_norm: bool) -> nn.Module:
+    # eps 1e-5 as mamba_ssm's create_block and RMSNorm; both have the same state_dict keys as theirs
+    # (mamba_ssm's RMSNorm registers no bias, like torch's).
+    return nn.RMSNorm(dim, eps=1e-5) if rms_norm else nn.LayerNorm(dim, eps=1e-5)
+
+
+class ResidualMambaLayer(nn.Module):
+    """x + mixer(norm(x)), with mamba_ssm ``Block``'s submodule names (``norm``, ``mixer``).
+
+    mamba_ssm's Block carries the residual stream separately (Add -> Norm -> Mixer) to fuse kernels;
+    as its own docstring says, that is the same model as this plain pre-norm residual.
+    """
+
+    def __init__(self, dim: int, d_state: int, rms_norm: bool, use_kernels: bool, parallel: bool = False):
+        super().__init__()
+        self.norm = norm_layer(dim, rms_norm)
+        self.mixer = mamba_mixer(dim, d_state, use_kernels, parallel)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mixer(self.norm(x))
+
+
+@dataclass(frozen=True)
+class MambaConfig:
+    dim: int
+    T: int
+    layers: int = 12
+    d_state: int = 16
+    # mamba_ssm's MambaConfig defaults to RMSNorm (rms_norm=True); its Block/MixerModel default to LayerNorm.
+    rms_norm: bool = True
+    parallel_scan: bool = False
+    # the decoder, the same as the Transformer's
+    decoder_layers: int = 6
+    heads: int = 8
+    ffn_mult: int = 4
+    dropout: float = 0.1
+
+
+class MambaCompressor(nn.Module):
+    """``use_kernels=None`` picks ``mamba_ssm``'s CUDA Mamba when :func:`mamba_kernels_available`;
+    state_dict keys are the same either way, so a checkpoint loads on both."""
+
+    def __init__(self, config: MambaConfig, use_kernels: bool | None = None):
+        super().__init__()
+        self.config = config
+        c = config
+        self.use_kernels = mamba_kernels_available() if use_kernels is None else use_kernels
+        self.embed = FrameEmbedding(c.dim)
+        self.layers = nn.ModuleList(
+            ResidualMambaLayer(c.dim, c.d_state, c.rms_norm, self.use_kernels, c.parallel_scan) for _ in range(c.layers)
+        )
+        self.norm_f = norm_layer(c.dim, c.rms_norm)  # final norm, as mamba_ssm's MixerModel
+        self.decoder = QueryDecoder(c.dim, c.T, c.decoder_layers, c.heads, c.ffn_mult, c.dropout)
+
+    def encode_sequence(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames (N, T, 784) -> per-timestep states (N, T, d); causal in time."""
+        x = self.embed(frames)
+        for layer in self.layers:
+            x = layer(x)
+        return self.norm_f(x)
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames (N, T, 784) -> memory (N, d), the last timestep's output."""
+        return self.encode_sequence(frames)[:, -1]
+
+    def decode(self, memory: torch.Tensor, T: int) -> torch.Tensor:
+        return self.decoder(memory, T)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(frames), frames.shape[1])
+
+
+# -----------------------------------------------------------------------------
+# checkpoints
+
+MODELS = {"transformer": (TransformerCompressor, TransformerConfig), "mamba": (MambaCompressor, MambaConfig)}
+
+
+def baseline_checkpoint(model: TransformerCompressor | MambaCompressor, **extra) -> dict:
+    kind = "transformer" if isinstance(model, TransformerCompressor) else "mamba"
+    return {
+        "kind": "imfn-baseline",
+        "model": kind,
+        "config": asdict(model.config),
+        "state": model.state_dict(),
+        **extra,
+    }
+
+
+def load_baseline(path, device: torch.device | str = "cpu") -> TransformerCompressor | MambaCompressor:
+    """A baseline from :func:`baseline_checkpoint`, in eval mode."""
+    state = torch.load(path, map_location=device, weights_only=False)
+    if not isinstance(state, dict) or state.get("kind") != "imfn-baseline":
+        raise ValueError(f"{path} is not an IMFN baseline checkpoint")
+    model_cls, config_cls = MODELS[state["model"]]
+    config = config_cls(**state["config"])
+    if model_cls is MambaCompressor:  # the CUDA kernels only for a model that will run on CUDA
+        model = MambaCompressor(config, use_kernels=torch.device(device).type == "cuda" and mamba_kernels_available())
+    else:
+        model = model_cls(config)
+    model = model.to(device)
+    model.load_state_dict(state["state"])
+    return model.eval()
