@@ -70,12 +70,25 @@ def collapse_reasons(health: dict, limits: HealthLimits) -> list[str]:
 
 
 def with_level_ratios(frame):
-    """Add each level's error relative to the level below it (same variant, seed and d).
+    """Add, per (variant, seed, d), each level's error relative to the level below it, and the health
+    of the tree up to that level.
 
     A ratio far above 1 is how a collapse shows in the loss curve (method.md 3b: 0.039 at level 4
-    against 0.0025 at level 3)."""
+    against 0.0025 at level 3). A level can also look fine on its own bank while the tree it tops
+    is useless: each level keeps only part of what reaches it, so the share of the leaves' variance
+    the tree still explains is the product over levels of (1 - unexplained variance). The tree up
+    to a level has collapsed (``tree_collapsed``) when that share falls under 1 - the threshold.
+    """
     frame = frame.sort_values(["variant", "seed", "dim", "level"]).reset_index(drop=True)
-    below = frame.groupby(["variant", "seed", "dim"])[["reconstruction", "unexplained_variance"]].shift(1)
+    groups = frame.groupby(["variant", "seed", "dim"])
+    below = groups[["reconstruction", "unexplained_variance"]].shift(1)
     frame["reconstruction_vs_below"] = frame["reconstruction"] / below["reconstruction"]
     frame["unexplained_variance_vs_below"] = frame["unexplained_variance"] / below["unexplained_variance"]
+    explained = (
+        (1.0 - frame["unexplained_variance"].clip(0.0, 1.0))
+        .groupby([frame["variant"], frame["seed"], frame["dim"]])
+        .cumprod()
+    )
+    frame["tree_unexplained_variance"] = 1.0 - explained
+    frame["tree_collapsed"] = frame["tree_unexplained_variance"] > frame["max_unexplained_variance"]
     return frame

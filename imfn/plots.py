@@ -141,14 +141,18 @@ def ablation_report(ablation: Path, ablation_health: Path, pca: Path, table_out:
     ]
     for variant in order:
         part = summary[summary["variant"] == variant].set_index("T")
-        cells = [f"{part.loc[T, 'mean']:.4f} ± {part.loc[T, 'std']:.4f}" if T in part.index else "" for T in Ts]
+        cells = [f"{part.loc[T, 'mean']:.5f} ± {part.loc[T, 'std']:.5f}" if T in part.index else "" for T in Ts]
         if variant == "per-frame PCA":
             collapsed = "n/a"
         else:
-            bad = health[(health["variant"] == variant) & health["collapsed"]]
+            mine = health[health["variant"] == variant]
+            bad = mine[mine["collapsed"]]
             collapsed = ", ".join(f"L{r.level} (seed {r.seed})" for r in bad.itertuples()) or "none"
+            tree = mine[mine["tree_collapsed"]].groupby("seed")["level"].min()
+            if len(tree):
+                collapsed += "; tree from " + ", ".join(f"L{level} (seed {seed})" for seed, level in tree.items())
         lines.append(f"| {variant} | " + " | ".join(cells) + f" | {collapsed} |")
-    paper = [f"{PAPER_TEACHER_MSE[T]:.4f}" if T in PAPER_TEACHER_MSE and dim == 1024 else "" for T in Ts]
+    paper = [f"{PAPER_TEACHER_MSE[T]:.5f}" if T in PAPER_TEACHER_MSE and dim == 1024 else "" for T in Ts]
     lines.append("| paper (reported, full budget) | " + " | ".join(paper) + " | |")
     lines += [
         "",
