@@ -156,6 +156,10 @@ def ablation_report(ablation: Path, ablation_health: Path, pca: Path, table_out:
     lines.append("| paper (reported, full budget) | " + " | ".join(paper) + " | |")
     lines += [
         "",
+        "Collapsed levels: a level whose own roundtrip explains less than 10% of its input's variance;",
+        "'tree from Lk': the tree up to level k explains less than 10% of the leaves' variance",
+        "(the product over levels of the share each keeps).",
+        "",
         "Per-frame PCA keeps k = d // T components per frame (the same d numbers as the root), fit on",
         "the seed's training split and evaluated on the same held-out sequences. The paper reports",
         "only T = 128 at d = 1024 numerically (Table 1); its Figures 2-3 values were lost.",
