@@ -85,6 +85,9 @@ def health_figure(health: Path, out_dir: Path, name: str = "teacher_health") -> 
         )
         label = f"d={dim}" if frame["variant"].nunique() == 1 else f"{variant} d={dim}"
         line = ax_fvu.plot(stats.index, stats["fvu"], marker="o", ms=4, label=label)[0]
+        if "tree_unexplained_variance" in part:
+            tree = part.groupby("level")["tree_unexplained_variance"].mean()
+            ax_fvu.plot(tree.index, tree, ls=":", color=line.get_color(), label=f"{label}, tree up to level")
         ax_rank.plot(stats.index, stats["rank"] / dim, marker="o", ms=4, color=line.get_color(), label=label)
         bad = stats[stats["collapsed"]]
         ax_fvu.scatter(bad.index, bad["fvu_max"], marker="x", s=80, color="red", zorder=5)
@@ -93,8 +96,8 @@ def health_figure(health: Path, out_dir: Path, name: str = "teacher_health") -> 
         ax_fvu.axhline(limit, color="red", ls="--", lw=1, label="collapse threshold")
     ax_fvu.set_yscale("log")
     ax_fvu.set_xlabel("level")
-    ax_fvu.set_ylabel("unexplained variance of the level's roundtrip")
-    ax_fvu.set_title("reconstruction error / input variance (x = collapsed)")
+    ax_fvu.set_ylabel("unexplained variance")
+    ax_fvu.set_title("level (solid) and tree up to it (dotted); x = collapsed")
     ax_rank.set_xlabel("level")
     ax_rank.set_ylabel("effective rank / d")
     ax_rank.set_title("effective rank of merged codes")
