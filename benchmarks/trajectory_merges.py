@@ -3,8 +3,8 @@
 For T in {16, 64, 256} at d = 256, N = 8 sequences, random ``paper`` sweepers: node merges per
 sequence and wall time of both, their ratios, next to T / log2(T) (the asymptotic merge ratio).
 The naive rebuild batches a whole level into one matmul while the Merkle path makes many small
-calls, so the wall-time ratio sits below the merge ratio. Also the per-step latency of
-``TreeMemory.write`` (encoder + log2(T) merges) and ``write_code`` (merges only) at T = 8 and 256.
+calls, so the wall-time ratio sits below the merge ratio. Also the per-frame write latency of
+``TreeMemory`` (log2(T) merges) and ``StudentMemory`` (one step of g) at T = 8 and 256.
 Prints a table and writes benchmarks/trajectory_merges.parquet.
 
     python benchmarks/trajectory_merges.py [--threads 2]
@@ -20,8 +20,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from imfn.memory import StudentMemory, TreeMemory
+from imfn.models.student import Student, StudentConfig
 from imfn.models.teacher import CodecConfig, LeafCodec, Sweeper, SweeperConfig
-from imfn.trajectory import TreeMemory, merkle_trajectory, naive_trajectory
+from imfn.trajectory import merkle_trajectory, naive_trajectory
 from imfn.tree import Teacher
 
 
@@ -60,28 +62,32 @@ def trajectory_row(T: int, dim: int, batch: int) -> dict:
     }
 
 
+def _per_step_ms(memory, codes: torch.Tensor) -> torch.Tensor:
+    per_step = []
+    for t in range(len(codes)):
+        t0 = time.perf_counter()
+        memory.write_code(codes[t])
+        per_step.append(time.perf_counter() - t0)
+    return torch.tensor(per_step) * 1e3
+
+
 def write_latency_row(T: int, dim: int, batch: int) -> dict:
+    """Per-frame cost of writing leaf codes: the tree's Merkle update vs one student step."""
     torch.manual_seed(0)
     codec = LeafCodec(CodecConfig(dim, 1024, "paper"))
     teacher = Teacher(codec, [Sweeper(SweeperConfig.for_dim(dim)) for _ in range(int(math.log2(T)))]).eval()
-    frames = torch.rand(T, batch, 784)
+    student = Student(StudentConfig(dim, T, 2 * dim)).eval()
     codes = torch.randn(T, batch, dim)
-    timings = {}
-    for name in ("write", "write_code"):
-        inputs = frames if name == "write" else codes
-        warm_up = TreeMemory(teacher, T, batch)
-        for t in range(min(T, 8)):
-            getattr(warm_up, name)(inputs[t])
-        memory = TreeMemory(teacher, T, batch)
-        per_step = []
-        for t in range(T):
-            t0 = time.perf_counter()
-            getattr(memory, name)(inputs[t])
-            per_step.append(time.perf_counter() - t0)
-        steps = torch.tensor(per_step)
-        timings[f"{name}_median_ms"] = steps.median().item() * 1e3
-        timings[f"{name}_max_ms"] = steps.max().item() * 1e3
-    return {"benchmark": "memory_write", "T": T, "dim": dim, "batch": batch, **timings}
+    row = {"benchmark": "memory_write", "T": T, "dim": dim, "batch": batch}
+    for name, make in (
+        ("tree", lambda: TreeMemory(teacher, T, batch)),
+        ("student", lambda: StudentMemory(teacher, student, batch)),
+    ):
+        _per_step_ms(make(), codes[: min(T, 8)])  # warm-up
+        steps = _per_step_ms(make(), codes)
+        row[f"{name}_median_ms"] = steps.median().item()
+        row[f"{name}_max_ms"] = steps.max().item()
+    return row
 
 
 def main() -> None:
@@ -121,8 +127,8 @@ def main() -> None:
             ]
         )
     )
-    print("\nTreeMemory per-step latency (ms; write = encode + merges, write_code = merges only)")
-    print(show(writes[["T", "write_median_ms", "write_max_ms", "write_code_median_ms", "write_code_max_ms"]]))
+    print("\nper-frame write latency (ms): tree = Merkle path update (log2 T merges), student = one step of g")
+    print(show(writes[["T", "tree_median_ms", "tree_max_ms", "student_median_ms", "student_max_ms"]]))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import torch
 
 from imfn.models.teacher import Sweeper
-from imfn.tree import Teacher, depth_for, invert_down, merge_up
+from imfn.tree import depth_for, merge_up
 
 
 class SweeperCounter:
@@ -122,70 +122,3 @@ def merkle_trajectory(sweepers: Sequence[Sweeper], leaves: torch.Tensor, zero_le
     for t in range(T):
         states.append(tree.set_leaf(t, leaves[:, t]).clone())
     return Trajectory(torch.stack(states, dim=1), sum(c.merges for c in counters))
-
-
-class TreeMemory:
-    """An online memory of up to T = 2^L frames held as one teacher root, updated in O(log T).
-
-    ``write`` takes (N, 784) images in [0, 1] (``write_code`` takes leaf codes); after t writes,
-    ``state`` is ``y_t``, the teacher's root over the t frames and T - t zero images. Reads go
-    back through the frozen teacher: ``reconstruct`` inverts the whole tree, ``recall`` only the
-    log2(T) nodes on one root-to-leaf path.
-    """
-
-    def __init__(self, teacher: Teacher, T: int, batch_size: int):
-        self.teacher = teacher
-        self.T = T
-        self.depth = depth_for(T)
-        self.sweepers = count_sweepers(teacher.sweepers)
-        codec = teacher.codec
-        device = next(codec.parameters()).device
-        with torch.no_grad():
-            zero_leaf = codec.encode(torch.zeros(1, 784, device=device))[0]
-            self.tree = MerkleTree(self.sweepers, zero_leaf, batch_size, T)
-        self.t = 0
-
-    @property
-    def state(self) -> torch.Tensor:
-        """The current root (N, d)."""
-        return self.tree.root
-
-    @property
-    def merges(self) -> int:
-        return sum(s.merges for s in self.sweepers)
-
-    @property
-    def inverts(self) -> int:
-        return sum(s.inverts for s in self.sweepers)
-
-    @torch.no_grad()
-    def write_code(self, code: torch.Tensor) -> torch.Tensor:
-        """Append one (N, d) leaf code; returns the new state."""
-        if self.t >= self.T:
-            raise IndexError(f"memory holds at most T = {self.T} frames")
-        root = self.tree.set_leaf(self.t, code)
-        self.t += 1
-        return root
-
-    @torch.no_grad()
-    def write(self, frame: torch.Tensor) -> torch.Tensor:
-        """Append one (N, 784) image in [0, 1]; returns the new state."""
-        return self.write_code(self.teacher.codec.encode(frame))
-
-    @torch.no_grad()
-    def reconstruct(self) -> torch.Tensor:
-        """(N, t, 784): every frame written so far, read back by inverting the whole tree."""
-        codes = invert_down(self.sweepers, self.state, self.T)[:, : self.t]
-        N, t, d = codes.shape
-        return self.teacher.decode(codes.reshape(N * t, d), self.depth).reshape(N, t, -1)
-
-    @torch.no_grad()
-    def recall(self, t: int) -> torch.Tensor:
-        """(N, 784): frame t (0-based) rebuilt from the root through log2(T) inversions only."""
-        if not 0 <= t < self.t:
-            raise IndexError(f"frame {t} not written yet ({self.t} frames in memory)")
-        node = self.state
-        for level in reversed(range(self.depth)):
-            left, right = self.sweepers[level].invert(node)
-            node = right if (t >> level) & 1 else left
-        return self.teacher.decode(node, self.depth)

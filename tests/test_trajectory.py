@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
+from imfn.memory import TreeMemory
 from imfn.models.teacher import CodecConfig, LeafCodec, Sweeper, SweeperConfig, init_pair_from_pca
-from imfn.trajectory import TreeMemory, merkle_trajectory, naive_trajectory
+from imfn.trajectory import merkle_trajectory, naive_trajectory
 from imfn.tree import Teacher, merge_up
 
 N, D = 3, 12
@@ -149,3 +150,31 @@ def test_tree_memory_refuses_unwritten_frames_and_overflow():
     memory.write(torch.rand(N, 784))
     with pytest.raises(IndexError):
         memory.write(torch.rand(N, 784))
+
+
+@pytest.mark.parametrize("T", (4, 8))
+def test_student_memory_is_the_same_interface_with_one_network_step_per_frame(T):
+    from imfn.memory import StudentMemory
+    from imfn.models.student import Student, StudentConfig
+
+    L = int(math.log2(T))
+    teacher = pca_teacher(L)
+    torch.manual_seed(3)
+    student = Student(StudentConfig(D, T, 16)).eval()
+    frames = torch.rand(N, T, 784, generator=torch.Generator().manual_seed(4))
+    memory = StudentMemory(teacher, student, N)
+    tree = TreeMemory(teacher, T, N)
+    torch.testing.assert_close(memory.state, tree.state)  # both start from y_0, the all-zero root
+    with torch.no_grad():
+        expected = student.rollout(memory.state, teacher.encode_leaves(frames))
+    for t in range(T):
+        memory.write(frames[:, t])
+        torch.testing.assert_close(memory.state, expected[:, t + 1])
+    assert memory.merges == 0  # the student never touches the tree to write
+    full = memory.reconstruct()
+    for t in range(T):
+        inverts = memory.inverts
+        torch.testing.assert_close(memory.recall(t), full[:, t], atol=1e-5, rtol=1e-5)
+        assert memory.inverts - inverts == L
+    with pytest.raises(IndexError):
+        memory.write(frames[:, 0])
