@@ -55,7 +55,7 @@ def test_roundtrip_metrics_are_tidy_and_consistent(two_levels):
 
 def test_roundtrip_needs_enough_levels(two_levels):
     mnist, split, sweepers, folder = two_levels
-    with pytest.raises(ValueError, match="needs 3 sweepers"):
+    with pytest.raises(ValueError, match="T=8 needs 3 teacher levels"):
         evaluate_roundtrip(sweepers, mnist, split, 1, 8, 8, 10, folder / "x.parquet", torch.device("cpu"))
 
 
