@@ -205,13 +205,17 @@ def student_figures(student_metrics: Path, figures_dir: Path) -> list[Path]:
     )
     Ts = sorted(frame["T"].unique())
     n_seeds = frame["seed"].nunique()
+    curves = list(dict.fromkeys(frame["curve"]))
+    color = {curve: "black" if curve == "teacher" else f"C{i}" for i, curve in enumerate(curves)}
     fig4, axes = plt.subplots(1, len(Ts), figsize=(4.2 * len(Ts), 3.8), squeeze=False)
     for ax, T in zip(axes[0], Ts, strict=True):
         part = frame[(frame["T"] == T) & (frame["metric"] == "prefix_mse")]
         for curve, rows in part.groupby("curve", sort=False):
             stats = rows.groupby("k")["value"].agg(["mean", "std"]).fillna(0.0)
-            ax.plot(stats.index, stats["mean"], label=curve, ls="--" if curve == "teacher" else "-")
-            ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"], alpha=0.2)
+            ax.plot(stats.index, stats["mean"], label=curve, ls="--" if curve == "teacher" else "-", color=color[curve])
+            ax.fill_between(
+                stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"], alpha=0.2, color=color[curve]
+            )
         ax.set_title(f"T={T}")
         ax.set_xlabel("updates k")
         ax.grid(True, alpha=0.3)
@@ -232,6 +236,7 @@ def student_figures(student_metrics: Path, figures_dir: Path) -> list[Path]:
             capsize=3,
             label=curve,
             ls="--" if curve == "teacher" else "-",
+            color=color[curve],
         )
     ax.set_xscale("log", base=2)
     ax.set_xticks(Ts)
