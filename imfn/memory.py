@@ -26,9 +26,7 @@ class Memory:
         self.depth = depth_for(T)
         self.sweepers = count_sweepers(teacher.sweepers)
         self.t = 0  # frames written so far
-        with torch.no_grad():
-            device = next(teacher.codec.parameters()).device
-            self.zero_leaf = teacher.codec.encode(torch.zeros(1, 784, device=device))[0]
+        self.zero_leaf = teacher.zero_leaf()
 
     @property
     def state(self) -> torch.Tensor:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from imfn.models.teacher import DepthDecoder, LeafCodec, Sweeper, load_sweeper_checkpoint
+from imfn.models.teacher import N_PIXELS, DepthDecoder, LeafCodec, Sweeper, load_sweeper_checkpoint
 
 
 def depth_for(T: int) -> int:
@@ -65,6 +65,12 @@ class Teacher(torch.nn.Module):
         if len(checkpoints) < depth:
             raise ValueError(f"T={T} needs {depth} teacher levels, got {len(checkpoints)}")
         return cls.load(list(checkpoints)[:depth], device).requires_grad_(False)
+
+    @torch.no_grad()
+    def zero_leaf(self) -> torch.Tensor:
+        """(d,) code of an all-zero image: the leaf every frame not yet seen is padded with."""
+        device = next(self.codec.parameters()).device
+        return self.codec.encode(torch.zeros(1, N_PIXELS, device=device))[0]
 
     def encode_leaves(self, images: torch.Tensor) -> torch.Tensor:
         """(N, T, 784) images -> (N, T, d) leaf codes."""

@@ -88,7 +88,7 @@ def test_trajectory_set_shapes_attrs_and_naive_targets(world):
     with torch.no_grad():
         images = torch.from_numpy(read_array(world["mnist"], "images")[frame_index]).float() / 255.0
         torch.testing.assert_close(torch.from_numpy(leaves), teacher.encode_leaves(images))
-        zero_leaf = teacher.codec.encode(torch.zeros(1, 784))[0]
+        zero_leaf = teacher.zero_leaf()
         naive = naive_trajectory(teacher.sweepers, torch.from_numpy(leaves), zero_leaf).states
     torch.testing.assert_close(torch.from_numpy(targets), naive, atol=1e-5, rtol=1e-5)
 

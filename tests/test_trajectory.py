@@ -117,7 +117,7 @@ def test_tree_memory_state_follows_the_merkle_trajectory_and_recall_matches_reco
     frames = torch.rand(N, T, 784, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         leaves = teacher.encode_leaves(frames)
-        zero_leaf = teacher.codec.encode(torch.zeros(1, 784))[0]
+        zero_leaf = teacher.zero_leaf()
     expected = merkle_trajectory(teacher.sweepers, leaves, zero_leaf).states
 
     memory = TreeMemory(teacher, T, N)

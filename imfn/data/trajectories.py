@@ -55,7 +55,7 @@ def write_trajectory_set(
     teacher = Teacher.load_for(T, checkpoints, device)
     index = frame_picks(split, which, seed, T, n)
     images = read_array(mnist, "images")
-    zero_leaf = teacher.codec.encode(torch.zeros(1, images.shape[1], device=device))[0]
+    zero_leaf = teacher.zero_leaf()
     targets, leaves = [], []
     for chunk in np.array_split(index, max(1, -(-n * T // FRAMES_PER_BATCH))):
         batch = torch.from_numpy(images[chunk]).to(device).float() / 255.0

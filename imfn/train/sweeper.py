@@ -116,12 +116,14 @@ class LevelModel(torch.nn.Module):
 
     @torch.no_grad()
     def init_from_bank(self, data: torch.Tensor, hp: SweeperTraining) -> None:
-        """Data-dependent initialization (the ``pca`` recipe); a no-op for the paper's recipe."""
+        """Data-dependent initialization (the ``pca`` recipe); the paper's recipe starts from random weights."""
+        if hp.recipe != "pca":
+            return
         gen = seeded_generator(PURPOSE_INIT, hp.seed, hp.level)
-        rows = data[torch.randperm(len(data), generator=gen)[:INIT_SAMPLES]]
+        inputs = self.inputs(data[torch.randperm(len(data), generator=gen)[:INIT_SAMPLES]])
         if self.codec is not None:
-            self.codec.init_from_data(self.inputs(rows))
-        self.sweeper.init_from_data(self.codes(self.inputs(rows)))
+            self.codec.init_from_data(inputs)
+        self.sweeper.init_from_data(self.codes(inputs))
 
     @torch.no_grad()
     def health(self, data: torch.Tensor, hp: SweeperTraining) -> dict:
