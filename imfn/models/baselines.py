@@ -11,6 +11,10 @@ from it; the memory of shape (N, d) is the only path from input to output (the b
 Both decode with the same :class:`QueryDecoder`: learned per-timestep queries run through a
 Transformer decoder that cross-attends to the single memory token, then a per-frame MLP to pixels.
 
+The paper's models are ``width = d``. A smaller ``width`` (the CPU-sized quick config) keeps the
+d-number bottleneck: the encoder's output is projected width -> d to form the memory, and the
+decoder projects it back d -> width (:class:`Bottleneck`); at ``width = d`` both are identities.
+
 The Mamba mixer is :class:`MambaBlock`, a pure-PyTorch copy of ``mamba_ssm.modules.mamba_simple.Mamba``
 (mamba-ssm 2.2.4) with the same parameter names and shapes, so one checkpoint loads with or without
 the CUDA kernels. On CUDA, when ``mamba_ssm`` imports, that module is used instead.
@@ -75,6 +79,16 @@ def transformer_decoder(dim: int, layers: int, heads: int, ffn_mult: int, dropou
     return nn.TransformerDecoder(layer, layers, norm=nn.LayerNorm(dim))
 
 
+class Bottleneck(nn.Module):
+    """width -> d (``down``, the memory) and d -> width (``up``); identities when width == d."""
+
+    def __init__(self, width: int, dim: int):
+        super().__init__()
+        same = width == dim
+        self.down = nn.Identity() if same else nn.Linear(width, dim)
+        self.up = nn.Identity() if same else nn.Linear(dim, width)
+
+
 class QueryDecoder(nn.Module):
     """Memory (N, d) -> frames (N, T, 784): learned per-timestep queries (T, d) through a Transformer
     decoder cross-attending to the single memory token, then :class:`FrameDecoder` on every step."""
@@ -98,8 +112,9 @@ class QueryDecoder(nn.Module):
 
 @dataclass(frozen=True)
 class TransformerConfig:
-    dim: int
+    dim: int  # memory size d
     T: int
+    width: int | None = None  # model width; None: d, as the paper
     layers: int = 6  # encoder layers; the decoder has as many
     heads: int = 8
     ffn_mult: int = 4
@@ -107,15 +122,19 @@ class TransformerConfig:
 
 
 class TransformerCompressor(nn.Module):
+    kind = "transformer"
+
     def __init__(self, config: TransformerConfig):
         super().__init__()
         self.config = config
         c = config
-        self.embed = FrameEmbedding(c.dim)
-        self.cls = nn.Parameter(0.02 * torch.randn(1, 1, c.dim))
-        self.positions = nn.Parameter(0.02 * torch.randn(c.T + 1, c.dim))
-        self.encoder = transformer_encoder(c.dim, c.layers, c.heads, c.ffn_mult, c.dropout)
-        self.decoder = QueryDecoder(c.dim, c.T, c.layers, c.heads, c.ffn_mult, c.dropout)
+        w = c.width or c.dim
+        self.embed = FrameEmbedding(w)
+        self.cls = nn.Parameter(0.02 * torch.randn(1, 1, w))
+        self.positions = nn.Parameter(0.02 * torch.randn(c.T + 1, w))
+        self.encoder = transformer_encoder(w, c.layers, c.heads, c.ffn_mult, c.dropout)
+        self.bottleneck = Bottleneck(w, c.dim)
+        self.decoder = QueryDecoder(w, c.T, c.layers, c.heads, c.ffn_mult, c.dropout)
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         """Frames (N, T, 784) -> memory (N, d), the [CLS] output."""
@@ -123,10 +142,10 @@ class TransformerCompressor(nn.Module):
         if T > self.config.T:
             raise ValueError(f"got {T} frames; this model has positions for {self.config.T}")
         x = torch.cat([self.cls.expand(N, -1, -1), self.embed(frames)], dim=1) + self.positions[: T + 1]
-        return self.encoder(x)[:, 0]
+        return self.bottleneck.down(self.encoder(x)[:, 0])
 
     def decode(self, memory: torch.Tensor, T: int) -> torch.Tensor:
-        return self.decoder(memory, T)
+        return self.decoder(self.bottleneck.up(memory), T)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(frames), frames.shape[1])
@@ -144,51 +163,36 @@ def selective_scan(
     C: torch.Tensor,
     D: torch.Tensor,
     z: torch.Tensor,
-    parallel: bool = False,
 ) -> torch.Tensor:
     """Mamba's selective scan, batch-first (mamba_ssm's ``selective_scan_ref`` with variable B, C).
 
     x, dt, z: (N, L, E), dt already softplus'ed; A: (E, S); B, C: (N, L, S); D: (E,).
     State h_t = exp(dt_t A) * h_{t-1} + dt_t B_t x_t (h_0 = 0), output y_t = C_t . h_t + D x_t, gated
-    by silu(z_t). ``parallel`` runs the recurrence as a log-depth (Hillis-Steele) scan instead of a
-    loop over L: fewer, larger ops, about log2(L) times the memory; same numbers up to rounding.
+    by silu(z_t).
     """
     decay = torch.exp(dt.unsqueeze(-1) * A)  # (N, L, E, S)
     inputs = (dt * x).unsqueeze(-1) * B.unsqueeze(2)  # (N, L, E, S)
-    if parallel:
-        states = _parallel_linear_recurrence(decay, inputs)
-    else:
-        h = torch.zeros_like(inputs[:, 0])
-        steps = []
-        for t in range(x.shape[1]):
-            h = decay[:, t] * h + inputs[:, t]
-            steps.append(h)
-        states = torch.stack(steps, dim=1)
+    # unbind once: indexing decay[:, t] inside the loop would make backward scatter every step's
+    # gradient into a zero tensor of the full (N, L, E, S) size, O(L^2) work.
+    h = torch.zeros_like(inputs[:, 0])
+    steps = []
+    for decay_t, input_t in zip(decay.unbind(1), inputs.unbind(1), strict=True):
+        h = decay_t * h + input_t
+        steps.append(h)
+    states = torch.stack(steps, dim=1)
     y = torch.einsum("nles,nls->nle", states, C) + x * D
     return y * F.silu(z)
-
-
-def _parallel_linear_recurrence(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """h_t = a_t h_{t-1} + b_t along dim 1 (h_0 = 0) by combining pairs (a, b) o (a', b') = (a a', a' b + b')
-    at distances 1, 2, 4, ...; a step at distance k leaves the first k entries as they are."""
-    k = 1
-    while k < a.shape[1]:
-        b = torch.cat([b[:, :k], a[:, k:] * b[:, :-k] + b[:, k:]], dim=1)
-        a = torch.cat([a[:, :k], a[:, k:] * a[:, :-k]], dim=1)
-        k *= 2
-    return b
 
 
 class MambaBlock(nn.Module):
     """Pure-PyTorch Mamba mixer (B, L, d) -> (B, L, d) with the parameters of
     ``mamba_ssm.modules.mamba_simple.Mamba`` (names, shapes, initialization; bias=False, conv_bias=True)."""
 
-    def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: int = 2, parallel: bool = False):
+    def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: int = 2):
         super().__init__()
         self.d_model, self.d_state, self.d_conv = d_model, d_state, d_conv
         self.d_inner = expand * d_model
         self.dt_rank = math.ceil(d_model / 16)
-        self.parallel = parallel
         E = self.d_inner
 
         self.in_proj = nn.Linear(d_model, 2 * E, bias=False)
@@ -214,7 +218,7 @@ class MambaBlock(nn.Module):
         dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = F.softplus(self.dt_proj(dt))
         A = -torch.exp(self.A_log.float())
-        y = selective_scan(x, dt, A, B, C, self.D, z, parallel=self.parallel)
+        y = selective_scan(x, dt, A, B, C, self.D, z)
         return self.out_proj(y)
 
 
@@ -229,12 +233,12 @@ def mamba_kernels_available() -> bool:
     return True
 
 
-def mamba_mixer(d_model: int, d_state: int, use_kernels: bool, parallel: bool = False) -> nn.Module:
+def mamba_mixer(d_model: int, d_state: int, use_kernels: bool) -> nn.Module:
     if use_kernels:
         from mamba_ssm.modules.mamba_simple import Mamba
 
         return Mamba(d_model, d_state=d_state)
-    return MambaBlock(d_model, d_state=d_state, parallel=parallel)
+    return MambaBlock(d_model, d_state=d_state)
 
 
 def norm_layer(dim: int, rms_norm: bool) -> nn.Module:
@@ -250,10 +254,10 @@ class ResidualMambaLayer(nn.Module):
     as its own docstring says, that is the same model as this plain pre-norm residual.
     """
 
-    def __init__(self, dim: int, d_state: int, rms_norm: bool, use_kernels: bool, parallel: bool = False):
+    def __init__(self, dim: int, d_state: int, rms_norm: bool, use_kernels: bool):
         super().__init__()
         self.norm = norm_layer(dim, rms_norm)
-        self.mixer = mamba_mixer(dim, d_state, use_kernels, parallel)
+        self.mixer = mamba_mixer(dim, d_state, use_kernels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.mixer(self.norm(x))
@@ -261,13 +265,13 @@ class ResidualMambaLayer(nn.Module):
 
 @dataclass(frozen=True)
 class MambaConfig:
-    dim: int
+    dim: int  # memory size d
     T: int
+    width: int | None = None  # model width; None: d, as the paper
     layers: int = 12
     d_state: int = 16
     # mamba_ssm's MambaConfig defaults to RMSNorm (rms_norm=True); its Block/MixerModel default to LayerNorm.
     rms_norm: bool = True
-    parallel_scan: bool = False
     # the decoder, the same as the Transformer's
     decoder_layers: int = 6
     heads: int = 8
@@ -279,20 +283,24 @@ class MambaCompressor(nn.Module):
     """``use_kernels=None`` picks ``mamba_ssm``'s CUDA Mamba when :func:`mamba_kernels_available`;
     state_dict keys are the same either way, so a checkpoint loads on both."""
 
+    kind = "mamba"
+
     def __init__(self, config: MambaConfig, use_kernels: bool | None = None):
         super().__init__()
         self.config = config
         c = config
         self.use_kernels = mamba_kernels_available() if use_kernels is None else use_kernels
-        self.embed = FrameEmbedding(c.dim)
+        w = c.width or c.dim
+        self.embed = FrameEmbedding(w)
         self.layers = nn.ModuleList(
-            ResidualMambaLayer(c.dim, c.d_state, c.rms_norm, self.use_kernels, c.parallel_scan) for _ in range(c.layers)
+            ResidualMambaLayer(w, c.d_state, c.rms_norm, self.use_kernels) for _ in range(c.layers)
         )
-        self.norm_f = norm_layer(c.dim, c.rms_norm)  # final norm, as mamba_ssm's MixerModel
-        self.decoder = QueryDecoder(c.dim, c.T, c.decoder_layers, c.heads, c.ffn_mult, c.dropout)
+        self.norm_f = norm_layer(w, c.rms_norm)  # final norm, as mamba_ssm's MixerModel
+        self.bottleneck = Bottleneck(w, c.dim)
+        self.decoder = QueryDecoder(w, c.T, c.decoder_layers, c.heads, c.ffn_mult, c.dropout)
 
     def encode_sequence(self, frames: torch.Tensor) -> torch.Tensor:
-        """Frames (N, T, 784) -> per-timestep states (N, T, d); causal in time."""
+        """Frames (N, T, 784) -> per-timestep states (N, T, width); causal in time."""
         x = self.embed(frames)
         for layer in self.layers:
             x = layer(x)
@@ -300,10 +308,10 @@ class MambaCompressor(nn.Module):
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         """Frames (N, T, 784) -> memory (N, d), the last timestep's output."""
-        return self.encode_sequence(frames)[:, -1]
+        return self.bottleneck.down(self.encode_sequence(frames)[:, -1])
 
     def decode(self, memory: torch.Tensor, T: int) -> torch.Tensor:
-        return self.decoder(memory, T)
+        return self.decoder(self.bottleneck.up(memory), T)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(frames), frames.shape[1])
@@ -316,10 +324,9 @@ MODELS = {"transformer": (TransformerCompressor, TransformerConfig), "mamba": (M
 
 
 def baseline_checkpoint(model: TransformerCompressor | MambaCompressor, **extra) -> dict:
-    kind = "transformer" if isinstance(model, TransformerCompressor) else "mamba"
     return {
         "kind": "imfn-baseline",
-        "model": kind,
+        "model": model.kind,
         "config": asdict(model.config),
         "state": model.state_dict(),
         **extra,

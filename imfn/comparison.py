@@ -1,0 +1,194 @@
+"""The baseline comparison (method.md section 5): Table 1, Table 2 and Figure 6.
+
+- Table 1: the IMFN teacher vs the Transformer and Mamba compressors vs per-frame PCA at one
+  (T, d), MSE / PSNR / SSIM as mean ± std over seeds, from the metric Parquet files only.
+- Table 2: parameter counts of the paper-size models, counted on instantiated modules
+  (``param_counts``, written once to Parquet) next to the counts the paper reports.
+- Figure 6: one held-out sequence, originals on top and a row per model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from imfn.atomic import atomic_output
+
+log = logging.getLogger(__name__)
+
+PAPER_TABLE1 = {  # method.md section 5, T = 128, d = 1024
+    "imfn-teacher": ("0.052132 ± 0.000939", "12.83 ± 0.08", "0.6300 ± 0.0058"),
+    "transformer": ("0.066598 ± 0.000140", "11.77 ± 0.01", "0.3396 ± 0.0011"),
+    "mamba": ("0.055753 ± 0.000518", "12.54 ± 0.04", "0.4341 ± 0.0041"),
+}
+PAPER_PARAMS = {"imfn-teacher": 61_430_000, "transformer": 182_558_480, "mamba": 186_855_184}
+DISPLAY = {"imfn-teacher": "IMFN teacher", "transformer": "Transformer", "mamba": "Mamba", "pca": "per-frame PCA"}
+FIGURE6_FRAMES = 16
+
+
+def param_counts(out: Path) -> None:
+    """Instantiate the paper-size models (d = 1024, T = 128, 9 teacher levels) and count parameters."""
+    from imfn.models.baselines import (
+        MambaCompressor,
+        MambaConfig,
+        TransformerCompressor,
+        TransformerConfig,
+        param_count,
+    )
+    from imfn.models.teacher import teacher_parameter_count
+
+    rows = [
+        {
+            "model": "imfn-teacher",
+            "setup": "paper recipe, d=1024, 9 levels",
+            "params": teacher_parameter_count(1024, 9, 1024, None, "paper"),
+        }
+    ]
+    for name, build in (
+        ("transformer", lambda: TransformerCompressor(TransformerConfig(1024, 128))),
+        ("mamba", lambda: MambaCompressor(MambaConfig(1024, 128), use_kernels=False)),
+    ):
+        with torch.device("meta"):  # shapes only: no memory, no initialization
+            model = build()
+        rows.append({"model": name, "setup": "paper size, d=1024, T=128", "params": param_count(model)})
+    frame = pd.DataFrame(rows)
+    frame["paper_params"] = frame["model"].map(PAPER_PARAMS)
+    with atomic_output(out) as tmp:
+        frame.to_parquet(tmp, index=False)
+    for row in rows:
+        log.info("%s (%s): %s parameters", row["model"], row["setup"], f"{row['params']:,}")
+
+
+def _summary(frame: pd.DataFrame, T: int, dim: int) -> pd.DataFrame:
+    """Mean and std over seeds of the sequence-level metrics, one row per model."""
+    rows = frame[(frame["T"] == T) & (frame["dim"] == dim) & frame["position"].isna()]
+    return rows.groupby(["model", "variant", "metric"])["value"].agg(["mean", "std", "count"]).reset_index()
+
+
+def table1(metrics: Sequence[Path], teacher_variant: str, T: int, dim: int, out: Path) -> pd.DataFrame:
+    """Table 1 as Markdown from the teacher, PCA and baseline metric Parquet files."""
+    frame = pd.concat([pd.read_parquet(p) for p in metrics], ignore_index=True)
+    frame = frame[(frame["model"] != "imfn-teacher") | (frame["variant"] == teacher_variant)]
+    summary = _summary(frame, T, dim)
+    if summary.empty:
+        raise ValueError(f"no metrics at T={T}, d={dim} in {', '.join(map(str, metrics))}")
+    lines = [
+        f"# Table 1: compressing T = {T} frames into d = {dim} numbers (held-out sequences, mean ± std over seeds)",
+        "",
+        "| model | setup | seeds | MSE | PSNR | SSIM | paper MSE | paper PSNR | paper SSIM |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    table = []
+    for model in ["imfn-teacher", "transformer", "mamba", "pca"]:
+        part = summary[summary["model"] == model]
+        if part.empty:
+            continue
+        cells = {}
+        for metric, digits in (("mse", 6), ("psnr", 2), ("ssim", 4)):
+            row = part[part["metric"] == metric].iloc[0]
+            std = 0.0 if pd.isna(row["std"]) else row["std"]
+            cells[metric] = f"{row['mean']:.{digits}f} ± {std:.{digits}f}"
+            table.append({"model": model, "metric": metric, "mean": row["mean"], "std": std})
+        setup = part["variant"].iloc[0]
+        if model == "imfn-teacher":
+            setup = f"variant {setup}"
+        paper = PAPER_TABLE1.get(model, ("—", "—", "—"))
+        seeds = int(part["count"].max())
+        lines.append(
+            f"| {DISPLAY[model]} | {setup} | {seeds} | {cells['mse']} | {cells['psnr']} | {cells['ssim']} | "
+            + " | ".join(paper)
+            + " |"
+        )
+    lines += [
+        "",
+        "Paper values: the paper's Table 1 (T = 128, d = 1024, paper-size models trained 200 epochs on a GPU).",
+        "Rows of this run come from results/metrics/{teacher,baselines,pca}.parquet; a smaller setup than the",
+        "paper's (the quick config) is named in the setup column.",
+    ]
+    with atomic_output(out) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    log.info("wrote %s", out)
+    return pd.DataFrame(table)
+
+
+def table2(param_counts_path: Path, out: Path) -> None:
+    """Table 2 as Markdown: instantiated parameter counts next to the paper's."""
+    frame = pd.read_parquet(param_counts_path)
+    lines = [
+        "# Table 2: parameters of the paper-size models",
+        "",
+        "| model | setup | parameters (counted here) | paper | difference |",
+        "|---|---|---|---|---|",
+    ]
+    for row in frame.itertuples():
+        diff = row.params - row.paper_params
+        lines.append(f"| {DISPLAY[row.model]} | {row.setup} | {row.params:,} | {row.paper_params:,} | {diff:+,} |")
+    lines += [
+        "",
+        "Counted on instantiated modules (`imfn paper-param-counts`); the paper reports the teacher as 61.43M.",
+    ]
+    with atomic_output(out) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    log.info("wrote %s", out)
+
+
+def figure6(
+    teacher_sweepers: Sequence[Path],
+    baselines: Sequence[Path],
+    mnist: Path,
+    split: Path,
+    seed: int,
+    T: int,
+    out_dir: Path,
+) -> list[Path]:
+    """One held-out sequence (the first of the seed's evaluation set at T): originals on top, then the
+    teacher, each baseline and per-frame PCA, at FIGURE6_FRAMES evenly spaced positions."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from imfn.baselines.pca import fit_pca, pca_roundtrip
+    from imfn.data.mnist import split_indices
+    from imfn.eval.roundtrip import test_sequences
+    from imfn.models.baselines import load_baseline
+    from imfn.plots import _save_keep
+    from imfn.store import read_array
+    from imfn.tree import Teacher
+
+    frames = test_sequences(mnist, split, seed, T, 1)  # (1, T, 784), the same sequence every model saw
+    rows = [("original", frames)]
+    with torch.no_grad():
+        teacher = Teacher.load_for(T, teacher_sweepers, torch.device("cpu"))
+        rows.append((DISPLAY["imfn-teacher"], teacher.roundtrip(frames)))
+        for path in baselines:
+            model = load_baseline(path, "cpu")
+            rows.append((DISPLAY[model.kind], model(frames)))
+    dim = teacher.codec.config.dim
+    images = torch.from_numpy(read_array(mnist, "images"))
+    mean, basis = fit_pca(images[torch.from_numpy(split_indices(split, "train"))].float() / 255.0)
+    rows.append((f"{DISPLAY['pca']} (k={dim // T})", pca_roundtrip(frames, mean, basis, dim // T)))
+
+    positions = torch.linspace(0, T - 1, min(FIGURE6_FRAMES, T)).round().long().tolist()
+    fig, axes = plt.subplots(len(rows), len(positions), figsize=(0.8 * len(positions) + 1.6, 0.85 * len(rows)))
+    for r, (label, sequence) in enumerate(rows):
+        for c, t in enumerate(positions):
+            ax = axes[r, c]
+            ax.imshow(sequence[0, t].reshape(28, 28).clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"t={t}", fontsize=7)
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle(f"One held-out sequence of T = {T} (seed {seed}, d = {dim}): {len(positions)} evenly spaced frames")
+    paths = []
+    for ext in ("png", "pdf"):
+        path = out_dir / f"fig6_sequence.{ext}"
+        _save_keep(fig, path)
+        paths.append(path)
+    plt.close(fig)
+    return paths

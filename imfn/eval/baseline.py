@@ -1,0 +1,57 @@
+"""Evaluate a trained sequence compressor on exactly the teacher's held-out sequences.
+
+Same sequences (``test_sequences`` of the seed at T), same metric code and the same long-format
+rows as the teacher's roundtrip, so every model lands in one comparable table.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from imfn.atomic import atomic_output
+from imfn.eval.roundtrip import metric_rows, test_sequences, to_frame
+from imfn.metrics import mse_per_frame, psnr, ssim_per_frame
+from imfn.models.baselines import load_baseline, param_count
+
+log = logging.getLogger(__name__)
+
+SEQUENCES_PER_BATCH = 16
+
+
+def size_label(model) -> str:
+    """The model's size as it appears in tables: width, layers and parameters."""
+    c = model.config
+    return f"width {c.width or c.dim}, {c.layers} layers, {param_count(model) / 1e6:.2f}M params"
+
+
+@torch.no_grad()
+def reconstruct(model, frames: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """(N, T, 784) frames -> reconstructions, in batches, on ``device``; returned on the CPU."""
+    parts = [model(batch.to(device)).cpu() for batch in frames.split(SEQUENCES_PER_BATCH)]
+    return torch.cat(parts)
+
+
+def evaluate_baseline(
+    checkpoint: Path, mnist: Path, split: Path, seed: int, sequences: int, out: Path, device: torch.device
+) -> None:
+    model = load_baseline(checkpoint, device)
+    dim, T = model.config.dim, model.config.T
+    frames = test_sequences(mnist, split, seed, T, sequences)
+    reconstruction = reconstruct(model, frames, device)
+    mse, ssim = mse_per_frame(reconstruction, frames), ssim_per_frame(reconstruction, frames)
+    frame = to_frame(metric_rows(model.kind, size_label(model), seed, dim, T, mse, ssim))
+    with atomic_output(out) as tmp:
+        frame.to_parquet(tmp, index=False)
+    log.info(
+        "%s seed %d d=%d T=%d: MSE %.5f, PSNR %.2f, SSIM %.4f",
+        model.kind,
+        seed,
+        dim,
+        T,
+        mse.mean().item(),
+        psnr(mse.mean(dim=1)).mean().item(),
+        ssim.mean().item(),
+    )

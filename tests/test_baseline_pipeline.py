@@ -1,0 +1,153 @@
+"""Training, evaluation and reporting of the baseline compressors, on real MNIST at tiny sizes."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from imfn.comparison import param_counts, table1, table2
+from imfn.data.mnist import write_split
+from imfn.eval.baseline import evaluate_baseline
+from imfn.eval.roundtrip import test_sequences as held_out_sequences
+from imfn.models.baselines import TransformerCompressor, load_baseline
+from imfn.train.baseline import BaselineTraining, NonFiniteBaselineLoss, train_baseline
+
+T = 4
+SIZES = {
+    "transformer": {"dim": 16, "width": 24, "layers": 1, "heads": 2, "ffn_mult": 2, "dropout": 0.1},
+    "mamba": {"dim": 16, "width": 24, "layers": 1, "d_state": 4, "decoder_layers": 1, "heads": 2, "ffn_mult": 2},
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def split(mnist_store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("split") / "split.parquet"
+    write_split(mnist_store, 0, 0.1, out)
+    return out
+
+
+def _train(model, mnist, split, folder, epochs=2, name="m"):
+    hp = BaselineTraining(seed=0, epochs=epochs, T=T, sequences_per_epoch=48, batch_size=16, lr=1e-3)
+    out, loss_out = folder / f"{name}.pt", folder / f"{name}_loss.parquet"
+    train_baseline(model, SIZES[model], hp, mnist, split, out, loss_out, folder / f".{name}.resume.pt", "cpu")
+    return out, loss_out
+
+
+def _weights(path):
+    return torch.load(path, weights_only=False)["state"]
+
+
+@pytest.mark.parametrize("model", ["transformer", "mamba"])
+def test_training_is_deterministic_and_learns(model, mnist_store, split, tmp_path):
+    first, loss_out = _train(model, mnist_store, split, tmp_path, epochs=3, name="a")
+    second, _ = _train(model, mnist_store, split, tmp_path, epochs=3, name="b")
+    for key, value in _weights(first).items():
+        torch.testing.assert_close(_weights(second)[key], value, rtol=0, atol=0)
+    losses = pd.read_parquet(loss_out)
+    assert list(losses["epoch"]) == [1, 2, 3] and losses["loss"].iloc[-1] < losses["loss"].iloc[0]
+    assert losses["lr"].iloc[-1] < losses["lr"].iloc[0]  # the cosine schedule decays
+    assert not (tmp_path / ".a.resume.pt").exists()  # the resume point goes once the checkpoint is written
+
+
+def test_interrupted_training_resumes_to_the_same_weights(mnist_store, split, tmp_path, monkeypatch):
+    reference, _ = _train("transformer", mnist_store, split, tmp_path, name="reference")
+    clip, calls = torch.nn.utils.clip_grad_norm_, []
+
+    def dies_in_epoch_two(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:  # 3 batches per epoch: the first batch of epoch 2
+            raise KeyboardInterrupt
+        return clip(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", dies_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        _train("transformer", mnist_store, split, tmp_path, name="resumed")
+    assert (tmp_path / ".resumed.resume.pt").exists() and not (tmp_path / "resumed.pt").exists()
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
+    resumed, loss_out = _train("transformer", mnist_store, split, tmp_path, name="resumed")
+    assert list(pd.read_parquet(loss_out)["epoch"]) == [1, 2]
+    for key, value in _weights(reference).items():
+        torch.testing.assert_close(_weights(resumed)[key], value, rtol=0, atol=0)
+
+
+def test_nan_loss_stops_with_a_clear_error_and_no_output(mnist_store, split, tmp_path, monkeypatch):
+    monkeypatch.setattr(TransformerCompressor, "forward", lambda self, x: self.decode(self.encode(x), T) * torch.nan)
+    with pytest.raises(NonFiniteBaselineLoss, match="transformer .*loss became nan"):
+        _train("transformer", mnist_store, split, tmp_path, epochs=1, name="nan")
+    assert not list(tmp_path.glob("nan*"))
+
+
+def test_evaluation_uses_the_teachers_held_out_sequences(mnist_store, split, tmp_path):
+    checkpoint, _ = _train("mamba", mnist_store, split, tmp_path, epochs=1)
+    out = tmp_path / "eval.parquet"
+    evaluate_baseline(checkpoint, mnist_store, split, 0, 20, out, torch.device("cpu"))
+    rows = pd.read_parquet(out)
+    overall = rows[rows["position"].isna()].set_index("metric")["value"]
+    frames = held_out_sequences(mnist_store, split, 0, T, 20)
+    with torch.no_grad():
+        expected = F.mse_loss(load_baseline(checkpoint)(frames), frames).item()
+    assert overall["mse"] == pytest.approx(expected, rel=1e-5)
+    assert set(rows["model"]) == {"mamba"} and set(rows["T"]) == {T} and set(rows["dim"]) == {16}
+    assert "width 24, 1 layers" in rows["variant"].iloc[0]
+
+
+def _metric_rows(model, variant, seed, mse):
+    base = {"model": model, "variant": variant, "seed": seed, "dim": 16, "T": T, "position": None}
+    return [
+        {**base, "metric": "mse", "value": mse},
+        {**base, "metric": "psnr", "value": -10 * torch.tensor(mse).log10().item()},
+        {**base, "metric": "ssim", "value": 0.5},
+    ]
+
+
+def test_table1_means_and_stds_over_seeds(tmp_path):
+    rows = (
+        _metric_rows("imfn-teacher", "pca-pixel", 0, 0.01)
+        + _metric_rows("imfn-teacher", "pca-pixel", 1, 0.03)
+        + _metric_rows("imfn-teacher", "paper", 0, 0.5)  # another variant: not in the table
+        + _metric_rows("transformer", "tiny", 0, 0.02)
+        + _metric_rows("pca", "per-frame", 0, 0.04)
+    )
+    path = tmp_path / "m.parquet"
+    pd.DataFrame(rows).astype({"position": "Int64"}).to_parquet(path)
+    summary = table1([path], "pca-pixel", T, 16, tmp_path / "t1.md")
+    teacher = summary[(summary["model"] == "imfn-teacher") & (summary["metric"] == "mse")].iloc[0]
+    assert teacher["mean"] == pytest.approx(0.02) and teacher["std"] == pytest.approx(0.0141421, rel=1e-4)
+    text = (tmp_path / "t1.md").read_text()
+    assert "| IMFN teacher | variant pca-pixel | 2 | 0.020000 ± 0.014142 |" in text
+    assert "| Transformer | tiny | 1 | 0.020000 ± 0.000000 |" in text and "per-frame PCA" in text
+    assert "Mamba" not in text.split("\n\n")[1]  # no row for a model without metrics
+    with pytest.raises(ValueError, match="no metrics at T=8"):
+        table1([path], "pca-pixel", 8, 16, tmp_path / "none.md")
+
+
+def test_paper_size_counts_on_meta_modules_equal_instantiated_ones(tmp_path):
+    from test_baselines import MEASURED  # counted on fully instantiated paper-size models
+
+    param_counts(tmp_path / "counts.parquet")
+    counts = pd.read_parquet(tmp_path / "counts.parquet").set_index("model")
+    assert counts.loc["transformer", "params"] == MEASURED["transformer"]
+    assert counts.loc["mamba", "params"] == MEASURED["mamba"]
+    assert (
+        counts.loc["imfn-teacher", "params"] == 62_475_024 and counts.loc["imfn-teacher", "paper_params"] == 61_430_000
+    )
+    table2(tmp_path / "counts.parquet", tmp_path / "t2.md")
+    assert (
+        "| Transformer | paper size, d=1024, T=128 | 182,431,504 | 182,558,480 | -126,976 |"
+        in (tmp_path / "t2.md").read_text()
+    )
+
+
+def test_unknown_baseline_is_a_clear_error(mnist_store, split, tmp_path):
+    hp = BaselineTraining(seed=0, epochs=1, T=T)
+    with pytest.raises(ValueError, match="unknown baseline 'lstm'"):
+        train_baseline(
+            "lstm", {}, hp, mnist_store, split, tmp_path / "x.pt", tmp_path / "l.parquet", tmp_path / ".r", "cpu"
+        )
