@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CORES ?= all
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run ablation smoke figures test dry-run clean
+.PHONY: setup run ablation smoke figures test test-cluster report dry-run clean
 
 $(STAMP): pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -32,12 +32,23 @@ figures: $(STAMP)
 	$(VENV)/bin/imfn figures --results results
 	test ! -f results/metrics/student.parquet || $(VENV)/bin/imfn student-figures --results results
 	test ! -f results/metrics/teacher_ablation.parquet || $(VENV)/bin/imfn ablation-report --results results
+	test ! -f results/metrics/video.parquet || $(VENV)/bin/imfn video-report --results results
 
 dry-run: $(STAMP)
 	$(VENV)/bin/snakemake -n --quiet rules
 
 test: $(STAMP)
 	$(PYTHON) -m pytest
+
+# The smoke pipeline on a one-node SLURM cluster started here (root; apt-get installs slurm-wlm + munge).
+test-cluster: $(STAMP)
+	$(PYTHON) -m pytest -m cluster -s tests/cluster
+
+# One HTML report of every figure and table (make run first); a screenshot of it if chromium is installed.
+report: $(STAMP)
+	$(VENV)/bin/snakemake all $$(test -f results/tables/teacher_ablation.md && echo ablation) \
+		--report results/report.html --configfile config/quick.yaml
+	! command -v chromium >/dev/null || $(PYTHON) tests/report_screenshot.py results/report.html results/report_screenshot.png
 
 clean:
 	rm -rf results logs benchmarks .snakemake

@@ -14,6 +14,8 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -60,22 +62,66 @@ def claim_free_gpu(
         time.sleep(poll)
 
 
-def select_device(preference: str = "auto") -> torch.device:
-    """Resolve ``auto`` / ``cpu`` / ``cuda`` to a concrete device, claiming a GPU when needed."""
+@dataclass(frozen=True)
+class Placement:
+    """Who decides a job's device, and why: ``cpu``, ``scheduler`` (SLURM chose) or ``claim`` (lock file)."""
+
+    kind: str
+    reason: str
+
+
+def _named_devices(environ: Mapping[str, str]) -> list[str]:
+    visible = environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+    # SLURM writes "NoDevFiles" (older versions) or leaves it unset when it gave the job no GPU.
+    return [v.strip() for v in visible.split(",") if v.strip() and v.strip() != "NoDevFiles"]
+
+
+def plan_placement(preference: str, n_devices: int, environ: Mapping[str, str] | None = None) -> Placement:
+    """The one place that decides how a job gets its device (pure: no CUDA, no locks).
+
+    - ``cpu``, or no CUDA device visible: the CPU (``cuda`` then is an error).
+    - inside a SLURM job (``SLURM_JOB_ID``): the scheduler already chose; the job uses what
+      ``CUDA_VISIBLE_DEVICES`` names as ``cuda:0`` and never claims another device. A SLURM job
+      that was given no GPU runs on the CPU rather than take a GPU another job was given.
+    - otherwise (a local multi-GPU box): the job claims a free device with a lock file.
+    """
+    environ = os.environ if environ is None else environ
     if preference not in {"auto", "cpu", "cuda"}:
         raise ValueError(f"device must be one of auto, cpu, cuda; got {preference!r}")
     if preference == "cpu":
-        return torch.device("cpu")
-    n_devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return Placement("cpu", "config asks for the CPU")
+    slurm_job = environ.get("SLURM_JOB_ID")
+    named = _named_devices(environ)
+    if slurm_job and not named:
+        if preference == "cuda":
+            raise RuntimeError(f"config asks for device: cuda but SLURM job {slurm_job} was given no GPU")
+        return Placement("cpu", f"SLURM job {slurm_job} was given no GPU")
     if n_devices == 0:
         if preference == "cuda":
             raise RuntimeError("config asks for device: cuda but no CUDA device is visible")
-        log.info("device: cpu (no CUDA device visible)")
-        return torch.device("cpu")
-    if os.environ.get("SLURM_JOB_ID") and os.environ.get("CUDA_VISIBLE_DEVICES"):
-        log.info("device: cuda:0, chosen by SLURM (CUDA_VISIBLE_DEVICES=%s)", os.environ["CUDA_VISIBLE_DEVICES"])
-        return torch.device("cuda:0")
-    index = claim_free_gpu(n_devices)
-    torch.cuda.set_device(index)
-    log.info("device: cuda:%d, claimed with a lock file in %s", index, default_lock_dir())
-    return torch.device(f"cuda:{index}")
+        return Placement("cpu", "no CUDA device visible")
+    if slurm_job:
+        return Placement("scheduler", f"SLURM job {slurm_job} was given CUDA_VISIBLE_DEVICES={','.join(named)}")
+    return Placement("claim", f"claimed one of {n_devices} devices with a lock file in {default_lock_dir()}")
+
+
+def place(preference: str = "auto") -> tuple[torch.device, Placement]:
+    """Resolve ``auto`` / ``cpu`` / ``cuda`` to a concrete device, claiming a GPU when the plan says so."""
+    n_devices = torch.cuda.device_count() if preference != "cpu" and torch.cuda.is_available() else 0
+    plan = plan_placement(preference, n_devices)
+    if plan.kind == "cpu":
+        device = torch.device("cpu")
+    elif plan.kind == "scheduler":
+        torch.cuda.set_device(0)
+        device = torch.device("cuda:0")
+    else:
+        index = claim_free_gpu(n_devices)
+        torch.cuda.set_device(index)
+        device = torch.device(f"cuda:{index}")
+    log.info("device: %s (%s)", device, plan.reason)
+    return device, plan
+
+
+def select_device(preference: str = "auto") -> torch.device:
+    """The device a job computes on (see :func:`plan_placement` for who decides)."""
+    return place(preference)[0]

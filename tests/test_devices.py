@@ -1,13 +1,15 @@
 """GPU claiming: with 4 (fake) devices and 8 concurrent jobs, never two jobs on one device."""
 
+import fcntl
 import itertools
 import multiprocessing as mp
+import os
 import time
 
 import pytest
 import torch
 
-from imfn.devices import claim_free_gpu, select_device
+from imfn.devices import claim_free_gpu, place, plan_placement, select_device
 
 HOLD = 0.4
 
@@ -58,3 +60,61 @@ def test_device_selection_on_a_cpu_machine():
             select_device("cuda")
     with pytest.raises(ValueError, match="auto, cpu, cuda"):
         select_device("tpu")
+
+
+# One code path, both cases: plan_placement decides, place() acts on it. Four GPUs are faked by patching
+# torch.cuda, so these run on a CPU machine too.
+
+
+@pytest.fixture
+def four_fake_gpus(monkeypatch):
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    return chosen
+
+
+def test_under_slurm_the_job_uses_the_gpu_slurm_gave_it_and_claims_nothing(tmp_path, monkeypatch, four_fake_gpus):
+    monkeypatch.setenv("IMFN_GPU_LOCK_DIR", str(tmp_path))
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2")
+    device, placement = place("auto")
+    assert device == torch.device("cuda:0") and four_fake_gpus == [0]  # cuda:0 is the one GPU SLURM made visible
+    assert placement.kind == "scheduler" and "CUDA_VISIBLE_DEVICES=2" in placement.reason
+    assert list(tmp_path.iterdir()) == []  # no lock file: the scheduler already chose
+
+
+def test_on_a_local_multi_gpu_box_the_job_claims_a_free_gpu(tmp_path, monkeypatch, four_fake_gpus):
+    monkeypatch.setenv("IMFN_GPU_LOCK_DIR", str(tmp_path))
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    for held in range(2):  # two devices already held by other jobs
+        fd = os.open(tmp_path / f"gpu{held}.lock", os.O_RDWR | os.O_CREAT)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    # flock is per open file description: this process's own held locks block it like another job's would
+    device, placement = place("auto")
+    assert placement.kind == "claim" and device == torch.device("cuda:2") and four_fake_gpus == [2]
+
+
+@pytest.mark.parametrize(
+    "preference, n_devices, environ, kind",
+    [
+        ("cpu", 4, {"SLURM_JOB_ID": "1", "CUDA_VISIBLE_DEVICES": "0"}, "cpu"),
+        ("auto", 0, {}, "cpu"),
+        ("auto", 0, {"SLURM_JOB_ID": "1", "CUDA_VISIBLE_DEVICES": "3"}, "cpu"),  # SLURM's fake GPUs, no CUDA
+        ("auto", 4, {"SLURM_JOB_ID": "1"}, "cpu"),  # a SLURM job given no GPU never takes one
+        ("auto", 4, {"SLURM_JOB_ID": "1", "CUDA_VISIBLE_DEVICES": "NoDevFiles"}, "cpu"),
+        ("auto", 1, {"SLURM_JOB_ID": "1", "CUDA_VISIBLE_DEVICES": "1"}, "scheduler"),
+        ("cuda", 4, {"CUDA_VISIBLE_DEVICES": "0,1,2,3"}, "claim"),
+    ],
+)
+def test_plan_placement(preference, n_devices, environ, kind):
+    assert plan_placement(preference, n_devices, environ).kind == kind
+
+
+def test_cuda_without_a_gpu_is_an_error_naming_why():
+    with pytest.raises(RuntimeError, match="SLURM job 7 was given no GPU"):
+        plan_placement("cuda", 4, {"SLURM_JOB_ID": "7"})
+    with pytest.raises(RuntimeError, match="no CUDA device is visible"):
+        plan_placement("cuda", 0, {})

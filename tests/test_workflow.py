@@ -1,5 +1,6 @@
 """The Snakemake workflow: config validation, the DAG of the paper grid, and a real smoke run."""
 
+import json
 import re
 import subprocess
 from collections import Counter
@@ -7,6 +8,8 @@ from collections import Counter
 import pandas as pd
 import pytest
 import yaml
+from test_report import assert_report_lists_every_figure_and_table, build_report
+from video_fixture import CORRUPT, EMPTY, TRUNCATED, write_ucf_fixture
 
 
 def snakemake(repo, workdir, *args, env, check=True):
@@ -37,10 +40,16 @@ def test_default_config_plans_the_full_paper_grid(repo, tmp_path, env_with_venv)
     assert jobs["roundtrip"] == 25 * 8
     assert jobs["split"] == jobs["image_bank"] == jobs["pca_baseline"] == 5
     assert jobs["fetch_mnist"] == jobs["figures"] == 1
-    assert jobs["aggregate_metrics"] == 4  # teacher, teacher_health, pca, student
+    assert jobs["aggregate_metrics"] == 5  # teacher, teacher_health, pca, student, baselines
     # students at d=1024: 5 seeds x 5 T x 2 schedules, with a train and a test trajectory set per (seed, T)
     assert jobs["train_student"] == jobs["evaluate_online"] == 5 * 5 * 2
     assert jobs["trajectories"] == 5 * 5 * 2
+    # baselines: Transformer and Mamba for the paper's 4 seeds, Tables 1-2 and Figure 6 once
+    assert jobs["train_baseline"] == jobs["evaluate_baseline"] == 2 * 4
+    assert jobs["paper_param_counts"] == jobs["baseline_report"] == 1
+    # the video hierarchy: one clip bank and split, one training and one evaluation job per level L0..L3
+    assert jobs["train_video_level"] == jobs["evaluate_video_level"] == 4
+    assert jobs["video_clips"] == jobs["video_split"] == jobs["video_metrics"] == jobs["video_report"] == 1
 
 
 @pytest.mark.parametrize(
@@ -51,6 +60,9 @@ def test_default_config_plans_the_full_paper_grid(repo, tmp_path, env_with_venv)
         ({"teacher": {"variants": {"pca": {"recipe": "svd"}}}}, "svd"),
         ({"device": "gpu"}, "gpu"),
         ({"evaluation": {"T": [3]}}, "3"),
+        ({"video": {"dataset": "youtube8m"}}, "youtube8m"),
+        ({"baselines": {"transformer": {"layer": 2}}}, "layer"),
+        ({"baselines": {"transformer": {"d_state": 4}}}, "d_state"),
     ],
 )
 def test_bad_config_fails_before_any_job_naming_the_key(repo, tmp_path, env_with_venv, override, message):
@@ -73,11 +85,18 @@ def test_config_checks_beyond_the_schema(repo, tmp_path, env_with_venv):
     bad.write_text(yaml.safe_dump({"teacher": {"levels": 2}, "evaluation": {"T": [2, 8]}, "student": {"T": [4]}}))
     result = snakemake(repo, tmp_path, "-n", "--configfile", str(bad), env=env_with_venv, check=False)
     assert result.returncode != 0 and "[8]" in result.stdout + result.stderr
+    bad.write_text(yaml.safe_dump({"baselines": {"dim": 999, "seeds": [7]}}))
+    result = snakemake(repo, tmp_path, "-n", "--configfile", str(bad), env=env_with_venv, check=False)
+    assert result.returncode != 0 and "baselines.dim=999 is not one of dims" in result.stdout + result.stderr
+    assert "baselines.seeds [7] are not all in seeds" in result.stdout + result.stderr
 
 
 def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, workdir_with_wheel, env_with_venv):
     work = workdir_with_wheel
-    smoke = ["--configfile", str(repo / "config" / "smoke.yaml")]
+    # the video branch reads a tiny UCF-shaped fixture (bad files included) instead of the demo footage
+    video = {"dataset": "ucf101", "root": str(write_ucf_fixture(work / "UCF-101")), "validation_fraction": 0.25}
+    (work / "video.yaml").write_text(yaml.safe_dump({"video": video}))
+    smoke = ["--configfile", str(repo / "config" / "smoke.yaml"), str(work / "video.yaml")]
     cell = work / "results/mnist/seed0/d16/pca-pixel"
     snakemake(repo, work, "all", "ablation", "--cores", "2", *smoke, env=env_with_venv)
 
@@ -108,15 +127,36 @@ def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, wor
         "fig5_end_of_sequence",
     ):
         assert (work / f"results/figures/{name}.png").stat().st_size > 10_000
+    baselines = pd.read_parquet(work / "results/metrics/baselines.parquet")
+    assert set(baselines["model"]) == {"transformer", "mamba"} and set(baselines["T"]) == {4}
+    assert baselines["value"].notna().all()
+    table1 = (work / "results/tables/table1_baselines.md").read_text()
+    assert all(f"| {name} |" in table1 for name in ("IMFN teacher", "Transformer", "Mamba", "per-frame PCA"))
+    assert "182,431,504" in (work / "results/tables/table2_params.md").read_text()
+    assert (work / "results/figures/fig6_sequence.png").stat().st_size > 10_000
+    manifest = pd.read_parquet(work / "results/video/ucf101/manifest.parquet")
+    assert set(manifest.loc[manifest["status"] == "skipped", "path"]) == {EMPTY, CORRUPT, TRUNCATED}
+    video_metrics = pd.read_parquet(work / "results/metrics/video.parquet")
+    assert sorted(video_metrics["level"].unique()) == [0, 1, 2, 3] and video_metrics["value"].notna().all()
+    assert video_metrics.groupby("level")["video"].nunique().eq(2).all()  # 2 of the 8 decoded videos
+    assert "| L3 | 16:1 | 2 |" in (work / "results/tables/table3_video.md").read_text()
+    assert (work / "results/figures/fig_video_reconstructions.png").stat().st_size > 10_000
     table = (work / "results/tables/teacher_ablation.md").read_text()
     assert all(row in table for row in ("| paper |", "| pca-pixel |", "| per-frame PCA |"))
     assert "depth 2 decoder epoch 1/1" in (work / "logs/mnist/seed0/d16/pca-pixel/train_sweeper_L1.log").read_text()
     assert list(work.rglob("*.tmp-*")) == [] and list(work.rglob(".*resume.pt")) == []
 
+    # one HTML report holds every figure and table with its caption; each job left its provenance
+    assert_report_lists_every_figure_and_table(build_report(repo, work, env_with_venv, "all", "ablation", *smoke), work)
+    assert (work / "results/metrics/time_summary.parquet").exists()
+    record = json.loads((work / "logs/mnist/seed0/d16/pca-pixel/train_sweeper_L1.provenance.json").read_text())
+    assert record["status"] == "ok" and record["config_hash"] != "unset" and record["device"] == "cpu"
+
     assert planned_jobs(repo, work, env_with_venv, "all", "ablation", *smoke) == Counter()  # a rerun does no work
 
     (cell / "sweeper_L1.pt").unlink()
-    # level 1 and what depends on it: the T=4 roundtrip, and the T=4 students through their trajectory sets
+    # level 1 and what depends on it: the T=4 roundtrip, the T=4 students through their trajectory sets,
+    # and Figure 6 (it shows the teacher at the baselines' T=4)
     assert planned_jobs(repo, work, env_with_venv, *smoke) == Counter(
         {
             "train_sweeper": 1,
@@ -127,6 +167,8 @@ def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, wor
             "aggregate_metrics": 3,
             "figures": 1,
             "student_figures": 1,
+            "baseline_report": 1,
+            "time_summary": 1,
             "all": 1,
         }
     )

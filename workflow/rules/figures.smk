@@ -4,7 +4,7 @@ rule figures:
         "results/metrics/teacher.parquet",
         "results/metrics/teacher_health.parquet",
     output:
-        TEACHER_FIGURES,
+        reported(TEACHER_FIGURES, "Teacher"),
     log:
         "logs/figures.log",
     shell:
@@ -18,7 +18,7 @@ rule ablation_report:
         "results/metrics/teacher_ablation_health.parquet",
         "results/metrics/pca.parquet",
     output:
-        ABLATION_OUTPUTS,
+        reported(ABLATION_OUTPUTS, "Teacher ablation"),
     log:
         "logs/ablation_report.log",
     shell:
@@ -30,7 +30,7 @@ rule student_figures:
     input:
         "results/metrics/student.parquet",
     output:
-        STUDENT_FIGURES,
+        reported(STUDENT_FIGURES, "Student"),
     log:
         "logs/student_figures.log",
     shell:

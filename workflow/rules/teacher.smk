@@ -98,11 +98,12 @@ rule aggregate_metrics:
             "teacher_ablation_health": grid(SWEEPER_HEALTH, ABLATION_VARIANTS, [ABLATION_DIM]),
             "pca": expand(PCA_ROUNDTRIP, seed=SEEDS),
             "student": student_grid(ONLINE),
+            "baselines": baseline_grid(BASELINE_ROUNDTRIP),
         }[w.table],
     output:
-        "results/metrics/{table}.parquet",
+        report("results/metrics/{table}.parquet", caption="../report/metrics.rst", category="Metrics (Parquet)"),
     wildcard_constraints:
-        table="teacher|teacher_health|teacher_ablation|teacher_ablation_health|pca|student",
+        table="teacher|teacher_health|teacher_ablation|teacher_ablation_health|pca|student|baselines",
     log:
         "logs/metrics/{table}.log",
     params:
