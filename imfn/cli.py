@@ -26,6 +26,7 @@ def _job(args: argparse.Namespace):
     if hasattr(args, "threads"):
         setup_torch(args.threads)
     if not hasattr(args, "device"):
+        provenance.record_device("cpu", "no network: CPU only")
         return None
     from imfn.devices import place
 

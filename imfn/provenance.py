@@ -75,7 +75,7 @@ class JobRecord:
     cuda_visible_devices: str | None
     started: str
     device: str = "cpu"
-    placement: str = "no network: CPU only"
+    placement: str = "not chosen (the job ended before)"
     threads: int | None = None
     finished: str | None = None
     wall_seconds: float | None = None
