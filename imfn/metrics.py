@@ -1,9 +1,12 @@
-"""Reconstruction metrics shared by every model: MSE, PSNR, SSIM on images in [0, 1]."""
+"""Reconstruction metrics shared by every model: MSE, PSNR, SSIM on images in [0, 1].
+
+torchmetrics is imported only by SSIM: importing it costs seconds per job on 2 cores, and jobs that
+need only MSE and PSNR (the video evaluation) should not pay for it.
+"""
 
 from __future__ import annotations
 
 import torch
-from torchmetrics.functional.image import structural_similarity_index_measure
 
 SIDE = 28
 SSIM_CHUNK = 1024
@@ -21,6 +24,8 @@ def psnr(mse: torch.Tensor) -> torch.Tensor:
 
 def ssim_per_frame(reconstruction: torch.Tensor, target: torch.Tensor, side: int = SIDE) -> torch.Tensor:
     """(..., side*side) -> (...): SSIM of each frame (torchmetrics, Gaussian window 11, sigma 1.5)."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
     shape = reconstruction.shape[:-1]
     preds, target = (x.reshape(-1, 1, side, side).float() for x in (reconstruction, target))
     values = [  # in chunks: torchmetrics' memory grows faster than linearly with the batch
