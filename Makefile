@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CORES ?= all
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run ablation smoke figures test test-cluster report dry-run clean
+.PHONY: setup run ablation smoke figures test test-cluster report dry-run lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -36,6 +36,10 @@ figures: $(STAMP)
 
 dry-run: $(STAMP)
 	$(VENV)/bin/snakemake -n --quiet rules
+
+# Snakemake's best-practice checks (workflow/README.md, section Lint).
+lint: $(STAMP)
+	$(VENV)/bin/snakemake --lint
 
 test: $(STAMP)
 	$(PYTHON) -m pytest

@@ -17,7 +17,7 @@ include: "workflow/rules/provenance.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/teacher.smk"
 include: "workflow/rules/student.smk"
-include: "workflow/rules/baselines.smk"
+include: "workflow/rules/compressors.smk"
 include: "workflow/rules/video.smk"
 include: "workflow/rules/figures.smk"
 
@@ -25,7 +25,7 @@ include: "workflow/rules/figures.smk"
 rule all:
     """The teacher over the whole grid (every level, even one no evaluated T reaches), its
     metrics and health, per-frame PCA at equal memory, Figures 2-3; the students and Figures 4-5;
-    the Transformer and Mamba baselines with Tables 1-2 and Figure 6;
+    the Transformer and Mamba compressors with Tables 1-2 and Figure 6;
     the video hierarchy's Table 3 and reconstruction figure."""
     default_target: True
     input:
@@ -34,7 +34,7 @@ rule all:
         "results/metrics/pca.parquet",
         TEACHER_FIGURES,
         STUDENT_FIGURES,
-        BASELINE_OUTPUTS,
+        COMPRESSOR_OUTPUTS,
         VIDEO_OUTPUTS,
         TIME_SUMMARY,
 

@@ -22,9 +22,8 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from imfn.models.baselines import MambaCompressor, MambaConfig, TransformerCompressor, TransformerConfig, param_count
-from imfn.models.teacher import CodecConfig, LeafCodec, Sweeper, SweeperConfig
-from imfn.tree import Teacher
+from imfn.models.compressors import MambaCompressor, MambaConfig, TransformerCompressor, TransformerConfig, param_count
+from imfn.models.teacher import CodecConfig, LeafCodec, Sweeper, SweeperConfig, Teacher
 
 T, BATCH, DIM = 128, 16, 1024
 REPO = Path(__file__).resolve().parents[1]

@@ -20,11 +20,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from imfn.memory import StudentMemory, TreeMemory
+from imfn.models.memory import StudentMemory, TreeMemory
+from imfn.models.merkle import merkle_trajectory, naive_trajectory
 from imfn.models.student import Student, StudentConfig
-from imfn.models.teacher import CodecConfig, LeafCodec, Sweeper, SweeperConfig
-from imfn.trajectory import merkle_trajectory, naive_trajectory
-from imfn.tree import Teacher
+from imfn.models.teacher import CodecConfig, LeafCodec, Sweeper, SweeperConfig, Teacher
 
 
 def best_time(fn, repeats: int) -> tuple[float, object]:

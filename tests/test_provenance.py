@@ -9,7 +9,7 @@ import pytest
 
 from imfn import provenance
 from imfn.cli import main
-from imfn.time_summary import read_benchmarks, time_summary
+from imfn.report.time_summary import read_benchmarks, time_summary
 
 
 def test_git_commit_of_a_checkout_and_unknown_outside_one(repo, tmp_path):
@@ -45,13 +45,12 @@ def test_a_job_records_version_commit_config_hash_device_and_wall_time(tmp_path,
 
 def test_a_network_job_records_its_device_and_who_chose_it(tmp_path, monkeypatch):
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-    from imfn.cli import _job, build_parser
+    from imfn.cli import _start_job, build_parser
 
-    args = build_parser().parse_args(
-        ["roundtrip", "--sweepers", "x.pt", "--mnist", "m", "--split", "s", "--seed", "0", "--dim", "4"]
-        + ["--T", "2", "--out", "o", "--device", "cpu", "--log", str(tmp_path / "r.log")]
-    )
-    _job(args)
+    argv = ["roundtrip", "--sweepers", "x.pt", "--mnist", "m", "--split", "s", "--seed", "0", "--dim", "4"]
+    argv += ["--T", "2", "--sequences", "5", "--variant", "v", "--out", "o", "--device", "cpu"]
+    args = build_parser(argv).parse_args(argv + ["--log", str(tmp_path / "r.log")])
+    _start_job(args)
     record = provenance.finish(ok=True)
     assert record["device"] == "cpu" and record["placement"] == "cpu: config asks for the CPU"
     assert record["threads"] == 1

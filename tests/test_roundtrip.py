@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 import torch
 
-from imfn.bank import build_image_bank, build_latent_bank
 from imfn.data.mnist import write_split
 from imfn.eval.roundtrip import evaluate_roundtrip
+from imfn.train.bank import build_image_bank, build_latent_bank
 from imfn.train.sweeper import SweeperTraining, train_sweeper
 
 
@@ -28,7 +28,6 @@ def two_levels(mnist_store, tmp_path_factory):
             out,
             folder / f"loss_L{level}.parquet",
             folder / f"health_L{level}.parquet",
-            folder / f".resume{level}",
             cpu,
         )
         if level == 0:
@@ -40,7 +39,7 @@ def two_levels(mnist_store, tmp_path_factory):
 def test_roundtrip_metrics_are_tidy_and_consistent(two_levels):
     mnist, split, sweepers, folder = two_levels
     out = folder / "roundtrip_T4.parquet"
-    evaluate_roundtrip(sweepers, mnist, split, 1, 8, 4, 30, out, torch.device("cpu"))
+    evaluate_roundtrip(sweepers, mnist, split, 1, 8, 4, 30, out, torch.device("cpu"), "paper")
     frame = pd.read_parquet(out)
     assert set(frame.columns) == {"model", "variant", "seed", "dim", "T", "position", "metric", "value"}
     overall = frame[frame["position"].isna()].set_index("metric")["value"]
@@ -49,18 +48,18 @@ def test_roundtrip_metrics_are_tidy_and_consistent(two_levels):
     assert overall["mse"] == pytest.approx(per_position["value"].mean(), rel=1e-5)
     assert 0 < overall["mse"] < 0.5 and -1 <= overall["ssim"] <= 1 and overall["psnr"] > 0
     again = folder / "again.parquet"
-    evaluate_roundtrip(sweepers, mnist, split, 1, 8, 4, 30, again, torch.device("cpu"))
+    evaluate_roundtrip(sweepers, mnist, split, 1, 8, 4, 30, again, torch.device("cpu"), "paper")
     pd.testing.assert_frame_equal(frame, pd.read_parquet(again))  # same seed, same numbers
 
 
 def test_roundtrip_needs_enough_levels(two_levels):
     mnist, split, sweepers, folder = two_levels
     with pytest.raises(ValueError, match="T=8 needs 3 teacher levels"):
-        evaluate_roundtrip(sweepers, mnist, split, 1, 8, 8, 10, folder / "x.parquet", torch.device("cpu"))
+        evaluate_roundtrip(sweepers, mnist, split, 1, 8, 8, 10, folder / "x.parquet", torch.device("cpu"), "paper")
 
 
 def test_per_frame_pca_keeps_d_over_T_components(two_levels):
-    from imfn.baselines.pca import evaluate_pca, fit_pca, pca_roundtrip
+    from imfn.eval.pca import evaluate_pca, fit_pca, pca_roundtrip
 
     mnist, split, _, folder = two_levels
     frames = torch.rand(10, 784)

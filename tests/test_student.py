@@ -9,15 +9,15 @@ import pytest
 import torch
 
 from imfn.data.mnist import split_indices, write_split
-from imfn.data.trajectories import write_trajectory_set
+from imfn.eval.metrics import mse_per_frame
 from imfn.eval.online import COLUMNS, evaluate_online
-from imfn.metrics import mse_per_frame
+from imfn.models.merkle import naive_trajectory
 from imfn.models.student import Student, StudentConfig, load_student, student_checkpoint
-from imfn.models.teacher import CodecConfig, LeafCodec, Sweeper, SweeperConfig, sweeper_checkpoint
+from imfn.models.teacher import CodecConfig, LeafCodec, Sweeper, SweeperConfig, Teacher, sweeper_checkpoint
 from imfn.store import read_array, read_attrs, write_arrays
-from imfn.train.student import NonFiniteStudentLoss, StudentTraining, train_student
-from imfn.trajectory import naive_trajectory
-from imfn.tree import Teacher
+from imfn.train.harness import NonFiniteLossError
+from imfn.train.student import StudentTraining, train_student
+from imfn.train.trajectories import write_trajectory_set
 
 D, T, SEED = 8, 8, 3
 CPU = torch.device("cpu")
@@ -150,11 +150,11 @@ def test_non_finite_train_set_or_loss_raises_and_writes_nothing(world, tmp_path)
     write_arrays(bad, arrays, read_attrs(world["train"]))
     hp = StudentTraining(seed=SEED, epochs=2, trajectories_per_epoch=8, hidden=16, batch_size=4)
     out, loss_out = tmp_path / "s.pt", tmp_path / "loss.parquet"
-    with pytest.raises(NonFiniteStudentLoss, match="non-finite values in 'targets'"):
+    with pytest.raises(NonFiniteLossError, match="non-finite values in 'targets'"):
         train_student(hp, bad, out, loss_out, CPU)
     assert not out.exists() and not loss_out.exists()
 
-    with pytest.raises(NonFiniteStudentLoss, match="loss became nan"):
+    with pytest.raises(NonFiniteLossError, match="loss became nan"):
         train_student(StudentTraining(**{**hp.__dict__, "lr": math.inf}), world["train"], out, loss_out, CPU)
     assert not out.exists() and not loss_out.exists()
     assert list(tmp_path.iterdir()) == [bad]

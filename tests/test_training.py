@@ -1,22 +1,20 @@
-"""Training one level: deterministic, resumable after a kill, loud on NaN, whole outputs only."""
+"""Training one level: deterministic, loud on NaN and on collapse, whole outputs only (kills: test_resume.py)."""
 
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from imfn.bank import build_image_bank, build_latent_bank
 from imfn.data.mnist import write_split
-from imfn.health import DEFAULT_LIMITS, HealthLimits, LevelCollapseError
 from imfn.store import read_array, read_attrs, write_arrays
+from imfn.train.bank import build_image_bank, build_latent_bank
 from imfn.train.depth_decoder import DepthDecoderTraining
-from imfn.train.sweeper import NonFiniteLossError, SweeperTraining, train_sweeper
+from imfn.train.harness import NonFiniteLossError
+from imfn.train.health import HealthLimits, LevelCollapseError
+from imfn.train.sweeper import SweeperTraining, train_sweeper
 
 DIM = 16
 
@@ -29,19 +27,7 @@ def image_bank(mnist_store, tmp_path_factory):
     return folder / "bank_L0.zarr"
 
 
-def _train(
-    bank,
-    tmp_path,
-    name,
-    level=0,
-    epochs=2,
-    limits=DEFAULT_LIMITS,
-    on_collapse="warn",
-    decoder=None,
-    lower=(),
-    image_bank=None,
-    **kw,
-):
+def _train(bank, tmp_path, name, level=0, epochs=2, limits=None, decoder=None, lower=(), image_bank=None, **kw):
     hp = SweeperTraining(seed=0, dim=DIM, level=level, epochs=epochs, codec_hidden=32, **kw)
     out = tmp_path / f"{name}.pt"
     train_sweeper(
@@ -50,10 +36,8 @@ def _train(
         out,
         tmp_path / f"{name}_loss.parquet",
         tmp_path / f"{name}_health.parquet",
-        tmp_path / f".{name}.resume.pt",
         torch.device("cpu"),
         limits,
-        on_collapse,
         decoder,
         lower,
         image_bank,
@@ -99,53 +83,6 @@ def test_training_lowers_the_loss_and_builds_the_next_bank(image_bank, tmp_path)
     assert latents.shape == (1000, DIM) and latents.dtype == np.float32 and np.isfinite(latents).all()
     assert read_attrs(tmp_path / "bank_L1.zarr")["source_checkpoint"] == str(out)
     assert not (tmp_path / ".l0.resume.pt").exists()  # removed once the level is complete
-
-
-def test_killed_job_resumes_and_ends_with_the_same_weights(image_bank, tmp_path, env_with_venv):
-    epochs = 30
-    reference = _train(image_bank, tmp_path, "reference", epochs=epochs)
-    out, resume = tmp_path / "killed.pt", tmp_path / "killed.resume.pt"
-    cmd = [
-        sys.executable,
-        "-m",
-        "imfn.cli",
-        "train-sweeper",
-        "--bank",
-        str(image_bank),
-        "--seed",
-        "0",
-        "--dim",
-        str(DIM),
-        "--level",
-        "0",
-        "--epochs",
-        str(epochs),
-        "--codec-hidden",
-        "32",
-        "--device",
-        "cpu",
-        "--out",
-        str(out),
-        "--loss-out",
-        str(tmp_path / "killed_loss.parquet"),
-        "--health-out",
-        str(tmp_path / "killed_health.parquet"),
-        "--resume",
-        str(resume),
-    ]
-    job = subprocess.Popen(cmd, env=env_with_venv, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not resume.exists() and time.monotonic() < deadline and job.poll() is None:
-        time.sleep(0.01)
-    os.kill(job.pid, signal.SIGKILL)
-    job.wait()
-    assert resume.exists() and not out.exists(), "the job should die mid-level, leaving only its resume point"
-    stopped_after = torch.load(resume, weights_only=False)["epoch"]
-    assert 1 <= stopped_after < epochs
-    rerun = subprocess.run(cmd, env=env_with_venv, capture_output=True, text=True)
-    assert rerun.returncode == 0, rerun.stderr
-    assert f"after epoch {stopped_after}" in rerun.stderr
-    _assert_same_weights(reference, out)
 
 
 def test_nan_loss_stops_with_a_clear_error_and_no_output(tmp_path, env_with_venv):
@@ -197,11 +134,11 @@ def test_bank_of_the_wrong_kind_is_rejected(image_bank, tmp_path):
 
 def test_collapsed_level_fails_the_job_when_configured_and_writes_nothing(image_bank, tmp_path):
     # One epoch of the paper's recipe at d=16 reconstructs far worse than the mean image: a collapse.
-    strict = HealthLimits(max_unexplained_variance=0.9)
+    strict = HealthLimits(max_unexplained_variance=0.9, on_collapse="fail")
     with pytest.raises(LevelCollapseError, match="LEVEL 0 COLLAPSED .*unexplained variance"):
-        _train(image_bank, tmp_path, "strict", epochs=1, limits=strict, on_collapse="fail")
+        _train(image_bank, tmp_path, "strict", epochs=1, limits=strict)
     assert list(tmp_path.glob("strict*")) == []
-    _train(image_bank, tmp_path, "lenient", epochs=1, limits=strict, on_collapse="warn")
+    _train(image_bank, tmp_path, "lenient", epochs=1, limits=HealthLimits(max_unexplained_variance=0.9))
     health = pd.read_parquet(tmp_path / "lenient_health.parquet").iloc[0]
     assert health["collapsed"] and health["unexplained_variance"] > 0.9
 

@@ -5,10 +5,9 @@ import math
 import pytest
 import torch
 
-from imfn.memory import TreeMemory
-from imfn.models.teacher import CodecConfig, LeafCodec, Sweeper, SweeperConfig, init_pair_from_pca
-from imfn.trajectory import merkle_trajectory, naive_trajectory
-from imfn.tree import Teacher, merge_up
+from imfn.models.memory import TreeMemory
+from imfn.models.merkle import merkle_trajectory, naive_trajectory
+from imfn.models.teacher import CodecConfig, LeafCodec, Sweeper, SweeperConfig, Teacher, init_pair_from_pca, merge_up
 
 N, D = 3, 12
 LENGTHS = (2, 4, 8, 16, 32, 64)
@@ -154,7 +153,7 @@ def test_tree_memory_refuses_unwritten_frames_and_overflow():
 
 @pytest.mark.parametrize("T", (4, 8))
 def test_student_memory_is_the_same_interface_with_one_network_step_per_frame(T):
-    from imfn.memory import StudentMemory
+    from imfn.models.memory import StudentMemory
     from imfn.models.student import Student, StudentConfig
 
     L = int(math.log2(T))

@@ -3,8 +3,16 @@
 import pytest
 import torch
 
-from imfn.models.teacher import CodecConfig, LeafCodec, Sweeper, SweeperConfig, teacher_parameter_count
-from imfn.tree import depth_for, invert_down, merge_up
+from imfn.models.teacher import (
+    CodecConfig,
+    LeafCodec,
+    Sweeper,
+    SweeperConfig,
+    depth_for,
+    invert_down,
+    merge_up,
+    teacher_parameter_count,
+)
 
 
 class PositionalSweeper:

@@ -24,10 +24,10 @@ from imfn.data.video import (
     window_start,
     write_video_split,
 )
-from imfn.eval.video import evaluate_video_level, table3, video_report
+from imfn.eval.video import evaluate_video_level
 from imfn.models.video import (
-    PairSweeper,
-    TokenSweeper,
+    FramePairLevel,
+    TokenLevel,
     VideoModelConfig,
     decode,
     decode_path,
@@ -36,7 +36,9 @@ from imfn.models.video import (
     patchify,
     unpatchify,
 )
-from imfn.train.video import LevelObjective, NonFiniteLossError, VideoTraining, train_video_level
+from imfn.report.video import table3, video_report
+from imfn.train.harness import NonFiniteLossError
+from imfn.train.video import LevelObjective, VideoTraining, train_video_level
 
 SPEC = ClipSpec(frame_size=16, clip_frames=16, seed=0)
 TINY = VideoModelConfig(frame_size=16, patch=4, width=16, heads=2, memory_tokens=8, self_layers=1, mlp_ratio=2)
@@ -137,7 +139,7 @@ def test_patches_roundtrip_and_model_shapes():
     assert patchify(frames, 4).shape == (3, 16, 48)
     torch.testing.assert_close(unpatchify(patchify(frames, 4), 4, 3), frames)
     torch.manual_seed(0)
-    levels = [PairSweeper(TINY), TokenSweeper(TINY, 1), TokenSweeper(TINY, 2)]
+    levels = [FramePairLevel(TINY), TokenLevel(TINY, 1), TokenLevel(TINY, 2)]
     clip = torch.rand(2, 8, 3, 16, 16)
     memory = encode(levels, clip)
     assert memory.shape == (2, TINY.memory_tokens, TINY.width)
@@ -164,7 +166,6 @@ def _train(bank_dir: Path, level: int, out_dir: Path, epochs: int = 2, lr: float
         lower,
         out,
         out_dir / f"level{level}_loss.parquet",
-        out_dir / f".level{level}.resume.pt",
         torch.device("cpu"),
     )
     return out
@@ -182,7 +183,7 @@ def test_training_levels_is_deterministic_and_evaluation_reports_per_video_metri
             torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
     curve = pd.read_parquet(runs[0] / "level1_loss.parquet")
     assert list(curve["epoch"]) == [1, 2] and (curve["token"] > 0).all() and (curve["pixel"] > 0).all()
-    assert curve["clips_per_second"].gt(0).all() and list(runs[0].glob(".*resume.pt")) == []
+    assert curve["samples_per_second"].gt(0).all() and list(runs[0].glob(".*resume.pt")) == []
     levels = load_levels([runs[0] / "level0.pt", runs[0] / "level1.pt"])
     assert [s.level for s in levels] == [0, 1] and not any(p.requires_grad for p in levels[1].parameters())
 
@@ -228,8 +229,8 @@ def test_a_non_finite_loss_stops_training_before_anything_is_written(bank, tmp_p
     bank_dir, _ = bank
 
     def nan_forward(self, frames, bits):
-        z = self.sweeper.merge(frames)
-        loss = self.sweeper.invert(z).mean() * float("nan")
+        z = self.net.merge(frames)
+        loss = self.net.invert(z).mean() * float("nan")
         return loss, loss.detach(), loss.detach(), loss.detach()
 
     monkeypatch.setattr(LevelObjective, "forward", nan_forward)

@@ -45,7 +45,7 @@ def test_default_config_plans_the_full_paper_grid(repo, tmp_path, env_with_venv)
     assert jobs["train_student"] == jobs["evaluate_online"] == 5 * 5 * 2
     assert jobs["trajectories"] == 5 * 5 * 2
     # baselines: Transformer and Mamba for the paper's 4 seeds, Tables 1-2 and Figure 6 once
-    assert jobs["train_baseline"] == jobs["evaluate_baseline"] == 2 * 4
+    assert jobs["train_compressor"] == jobs["evaluate_compressor"] == 2 * 4
     assert jobs["paper_param_counts"] == jobs["baseline_report"] == 1
     # the video hierarchy: one clip bank and split, one training and one evaluation job per level L0..L3
     assert jobs["train_video_level"] == jobs["evaluate_video_level"] == 4

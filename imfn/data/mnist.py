@@ -21,6 +21,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -150,3 +151,17 @@ def write_split(mnist: Path, seed: int, test_fraction: float, out: Path) -> None
 def split_indices(split: Path, which: str) -> np.ndarray:
     frame = pd.read_parquet(split)
     return frame.loc[frame["split"] == which, "index"].to_numpy(copy=True)
+
+
+class SplitImages(NamedTuple):
+    """All MNIST training images (uint8, (60000, 784)) and one seed's split of them, read once."""
+
+    images: np.ndarray
+    train: np.ndarray
+    test: np.ndarray
+
+
+def load_split_images(mnist: Path, split: Path) -> SplitImages:
+    frame = pd.read_parquet(split)
+    parts = [frame.loc[frame["split"] == which, "index"].to_numpy(copy=True) for which in ("train", "test")]
+    return SplitImages(read_array(mnist, "images"), *parts)

@@ -32,6 +32,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
@@ -40,6 +41,9 @@ import zarr
 
 from imfn.atomic import atomic_output
 from imfn.store import open_group
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -346,3 +350,8 @@ def read_clips(bank: Path, indices: np.ndarray | None = None) -> np.ndarray:
     out = np.empty_like(rows)
     out[order] = rows
     return out
+
+
+def frames_tensor(clips: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, T, H, W, 3) -> float (B, T, 3, H, W) in [0, 1]."""
+    return clips.permute(0, 1, 4, 2, 3).float().div_(255.0)

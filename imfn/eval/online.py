@@ -18,10 +18,10 @@ import pandas as pd
 import torch
 
 from imfn.atomic import atomic_output
-from imfn.metrics import mse_per_frame
+from imfn.eval.metrics import mse_per_frame
 from imfn.models.student import load_student
+from imfn.models.teacher import Teacher, depth_for, invert_down
 from imfn.store import read_array, read_attrs
-from imfn.tree import Teacher, depth_for, invert_down
 
 log = logging.getLogger(__name__)
 

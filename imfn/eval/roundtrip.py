@@ -17,11 +17,10 @@ import torch
 from tqdm import tqdm
 
 from imfn.atomic import atomic_output
-from imfn.data.mnist import split_indices
+from imfn.data.mnist import SplitImages, load_split_images
+from imfn.eval.metrics import mse_per_frame, psnr, ssim_per_frame
 from imfn.job import seeded_generator
-from imfn.metrics import mse_per_frame, psnr, ssim_per_frame
-from imfn.store import read_array
-from imfn.tree import Teacher
+from imfn.models.teacher import Teacher
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +28,10 @@ PURPOSE_EVAL = 3
 FRAMES_PER_BATCH = 8192
 
 
-def test_sequences(mnist: Path, split: Path, seed: int, T: int, sequences: int) -> torch.Tensor:
+def test_sequences(data: SplitImages, seed: int, T: int, sequences: int) -> torch.Tensor:
     """(sequences, T, 784) float images in [0, 1], drawn from the seed's held-out split."""
-    test = torch.from_numpy(split_indices(split, "test"))
-    images = torch.from_numpy(read_array(mnist, "images"))
+    test = torch.from_numpy(data.test)
+    images = torch.from_numpy(data.images)
     picks = torch.randint(len(test), (sequences, T), generator=seeded_generator(PURPOSE_EVAL, seed, T))
     return images[test[picks]].float() / 255.0
 
@@ -72,7 +71,7 @@ def evaluate_roundtrip(
     variant: str = "paper",
 ) -> None:
     teacher = Teacher.load_for(T, checkpoints, device)
-    images = test_sequences(mnist, split, seed, T, sequences)
+    images = test_sequences(load_split_images(mnist, split), seed, T, sequences)
     step = max(1, FRAMES_PER_BATCH // T)
     mse_parts, ssim_parts = [], []
     for start in tqdm(range(0, sequences, step), desc=f"roundtrip T={T}", mininterval=10, leave=False):

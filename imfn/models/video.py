@@ -1,15 +1,15 @@
-"""The video hierarchy (method.md section 6): Perceiver-style sweepers over token sets.
+"""The video hierarchy (method.md section 6): Perceiver-style levels over token sets (the paper's token sweepers).
 
-- Level 0 (``PairSweeper``): two frames -> ``memory_tokens`` tokens of width ``width``. Each frame is cut
+- Level 0 (``FramePairLevel``): two frames -> ``memory_tokens`` tokens of width ``width``. Each frame is cut
   into a (frame_size/patch)^2 grid of patches (64 for 64x64 frames and 8x8 patches), the two frames'
   patches embedded to 128 tokens with a learned position each, and learned latent queries
   cross-attend to them, then self-attend (a Perceiver stack). Its inverter runs the same kind
   of stack from the memory tokens to one query per patch of both frames and a linear head
   (sigmoid) back to pixels, then unpatchifies.
-- Level l >= 1 (``TokenSweeper``): two token latents (2 x memory_tokens tokens) -> one, and back, in
+- Level l >= 1 (``TokenLevel``): two token latents (2 x memory_tokens tokens) -> one, and back, in
   token space, with the same stacks.
 
-Every sweeper has ``merge`` and ``invert``; ``encode`` / ``decode`` compose levels over 2^(k+1) frames.
+Every level has ``merge`` and ``invert``; ``encode`` / ``decode`` compose levels over 2^(k+1) frames.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def unpatchify(patches: torch.Tensor, patch: int, channels: int) -> torch.Tensor
     return x.permute(0, 5, 1, 3, 2, 4).reshape(b, channels, g * patch, g * patch)
 
 
-class PairSweeper(nn.Module):
+class FramePairLevel(nn.Module):
     """Level 0: a pair of frames (B, 2, C, H, W) in [0, 1] <-> memory tokens (B, M, w)."""
 
     level = 0
@@ -151,7 +151,7 @@ class PairSweeper(nn.Module):
         return frames.reshape(b, 2, cfg.channels, cfg.frame_size, cfg.frame_size)
 
 
-class TokenSweeper(nn.Module):
+class TokenLevel(nn.Module):
     """Level l >= 1: two token latents (B, M, w) each <-> one (B, M, w)."""
 
     def __init__(self, cfg: VideoModelConfig, level: int):
@@ -169,8 +169,8 @@ class TokenSweeper(nn.Module):
         return left, right
 
 
-def make_sweeper(cfg: VideoModelConfig, level: int) -> PairSweeper | TokenSweeper:
-    return PairSweeper(cfg) if level == 0 else TokenSweeper(cfg, level)
+def make_level(cfg: VideoModelConfig, level: int) -> FramePairLevel | TokenLevel:
+    return FramePairLevel(cfg) if level == 0 else TokenLevel(cfg, level)
 
 
 def encode(levels: list[nn.Module], frames: torch.Tensor) -> torch.Tensor:
@@ -179,9 +179,9 @@ def encode(levels: list[nn.Module], frames: torch.Tensor) -> torch.Tensor:
     if t != 2 ** len(levels):
         raise ValueError(f"{len(levels)} levels encode {2 ** len(levels)} frames, got {t}")
     z = levels[0].merge(frames.reshape(b * t // 2, 2, *frames.shape[2:]))
-    for sweeper in levels[1:]:
+    for level in levels[1:]:
         pairs = z.reshape(len(z) // 2, 2, *z.shape[1:])
-        z = sweeper.merge(pairs[:, 0], pairs[:, 1])
+        z = level.merge(pairs[:, 0], pairs[:, 1])
     return z
 
 
@@ -189,8 +189,8 @@ def decode(levels: list[nn.Module], memory: torch.Tensor) -> torch.Tensor:
     """(B, M, w) memory of level K-1 -> (B, 2^K, C, H, W) frames."""
     b = memory.shape[0]
     z = memory
-    for sweeper in reversed(levels[1:]):
-        left, right = sweeper.invert(z)
+    for level in reversed(levels[1:]):
+        left, right = level.invert(z)
         z = torch.stack([left, right], dim=1).flatten(0, 1)
     frames = levels[0].invert(z)
     return frames.reshape(b, -1, *frames.shape[2:])
@@ -202,32 +202,32 @@ def decode_path(levels: list[nn.Module], memory: torch.Tensor, bits: torch.Tenso
     Returns the frames (B, 2, C, H, W) and the index of the first of them in the 2^K frames."""
     z = memory
     offset = torch.zeros(len(memory), dtype=torch.long, device=memory.device)
-    for i, sweeper in enumerate(reversed(levels[1:])):
-        left, right = sweeper.invert(z)
+    for i, level in enumerate(reversed(levels[1:])):
+        left, right = level.invert(z)
         bit = bits[:, i].to(memory.device)
         z = torch.where(bit.bool()[:, None, None], right, left)
         offset = offset + bit.long() * 2 ** (len(levels) - 1 - i)
     return levels[0].invert(z), offset
 
 
-def checkpoint(sweeper: nn.Module, cfg: VideoModelConfig, **meta) -> dict:
-    return {"level": sweeper.level, "config": asdict(cfg), "state_dict": sweeper.state_dict(), **meta}
+def checkpoint(level: nn.Module, cfg: VideoModelConfig, **meta) -> dict:
+    return {"level": level.level, "config": asdict(cfg), "state_dict": level.state_dict(), **meta}
 
 
-def load_sweeper(path: str | Path, device: torch.device | str = "cpu") -> PairSweeper | TokenSweeper:
+def load_level(path: str | Path, device: torch.device | str = "cpu") -> FramePairLevel | TokenLevel:
     """A trained level from its checkpoint, frozen, in eval mode."""
     state = torch.load(path, map_location=device, weights_only=False)
-    sweeper = make_sweeper(VideoModelConfig(**state["config"]), state["level"])
-    sweeper.load_state_dict(state["state_dict"])
-    sweeper.to(device).eval().requires_grad_(False)
-    return sweeper
+    level = make_level(VideoModelConfig(**state["config"]), state["level"])
+    level.load_state_dict(state["state_dict"])
+    level.to(device).eval().requires_grad_(False)
+    return level
 
 
 def load_levels(paths: list[Path], device: torch.device | str = "cpu") -> list[nn.Module]:
-    levels = [load_sweeper(p, device) for p in paths]
-    for expected, sweeper in enumerate(levels):
-        if sweeper.level != expected:
-            raise ValueError(f"checkpoint {paths[expected]} holds level {sweeper.level}, expected level {expected}")
+    levels = [load_level(p, device) for p in paths]
+    for expected, level in enumerate(levels):
+        if level.level != expected:
+            raise ValueError(f"checkpoint {paths[expected]} holds level {level.level}, expected level {expected}")
     configs = {asdict(s.cfg).__repr__() for s in levels}
     if len(configs) > 1:
         raise ValueError(f"video levels {[str(p) for p in paths]} were built with different model configs")

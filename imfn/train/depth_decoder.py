@@ -10,17 +10,16 @@ linear read-out cannot.
 from __future__ import annotations
 
 import logging
-import math
-import time
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from imfn.job import seeded_generator
-from imfn.models.teacher import DepthDecoder, DepthDecoderConfig
-from imfn.tree import Teacher
+from imfn.models.teacher import DepthDecoder, DepthDecoderConfig, Teacher
+from imfn.train.harness import Run
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +29,13 @@ READ_BACK_FRAMES = 4096  # frames per no-grad chunk when reading sequences back 
 
 @dataclass(frozen=True)
 class DepthDecoderTraining:
-    epochs: int
+    """Config ``teacher.training.decoder`` (flags ``--decoder-*``); ``epochs: 0`` trains no decoder."""
+
+    epochs: int = 0
     hidden: int = 512
-    frames: int = 16384
+    frames: int = 65536  # frames read back through the frozen stack to train on
     batch_size: int = 128
     lr: float = 1e-3
-
-
-class NonFiniteDecoderLoss(RuntimeError):
-    """The depth decoder's loss became NaN or infinite."""
 
 
 @torch.no_grad()
@@ -57,9 +54,20 @@ def read_back_frames(
 
 
 def train_depth_decoder(
-    teacher: Teacher, images: torch.Tensor, seed: int, level: int, hp: DepthDecoderTraining, device: torch.device
-) -> tuple[DepthDecoder, list[dict]]:
-    """Train the decoder for depth ``level + 1`` on codes read back through ``teacher`` (levels 0..level)."""
+    teacher: Teacher,
+    images: torch.Tensor,
+    seed: int,
+    level: int,
+    hp: DepthDecoderTraining,
+    device: torch.device,
+    resume: Path,
+    inputs: Sequence[Path] = (),
+    after: str = "",
+    labels: Mapping[str, object] | None = None,
+) -> tuple[DepthDecoder, Run]:
+    """Train the decoder for depth ``level + 1`` on codes read back through ``teacher`` (levels 0..level).
+
+    ``inputs`` and ``after`` (the fingerprint of the sweeper stage it follows) guard its resume checkpoint."""
     depth, T = level + 1, 2 ** (level + 1)
     teacher.eval().requires_grad_(False)
     codes, targets = read_back_frames(
@@ -68,40 +76,33 @@ def train_depth_decoder(
     torch.manual_seed(seed * 1000 + level + 500)
     decoder = DepthDecoder(DepthDecoderConfig(teacher.codec.config.dim, hp.hidden, depth)).to(device)
     optimizer = torch.optim.Adam(decoder.parameters(), lr=hp.lr, fused=True)
-    rows = []
     with torch.no_grad():
         start_mse = F.mse_loss(decoder(teacher.codec, codes), targets).item()
     log.info("depth %d decoder (T=%d): %d frames, MSE before training %.5f", depth, T, len(codes), start_mse)
-    for epoch in range(hp.epochs):
-        order = torch.randperm(len(codes), generator=seeded_generator(PURPOSE_DECODER, seed, level, epoch + 1))
-        t0, total = time.perf_counter(), torch.zeros((), device=device)
-        for idx in tqdm(
-            order.split(hp.batch_size), desc=f"depth {depth} decoder epoch {epoch + 1}", mininterval=10, leave=False
-        ):
+    run = Run(
+        name=f"depth {depth} decoder (seed {seed})",
+        resume=resume,
+        settings={**asdict(hp), "seed": seed, "level": level, "after": after},
+        inputs=inputs,
+        state={"model": decoder, "optimizer": optimizer},
+        device=device,
+        labels={**(labels or {}), "stage": "depth_decoder"},
+        hint=f"Lower teacher.training.decoder.lr (now {hp.lr}).",
+    )
+
+    def epoch(e: int) -> dict:
+        order = torch.randperm(len(codes), generator=seeded_generator(PURPOSE_DECODER, seed, level, e + 1))
+        total = torch.zeros((), device=device)
+        for idx in run.batches(order.split(hp.batch_size)):
             idx = idx.to(device)
-            loss = F.mse_loss(decoder(teacher.codec, codes[idx]), targets[idx])
+            with run.autocast():
+                loss = F.mse_loss(decoder(teacher.codec, codes[idx]), targets[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += loss.detach() * len(idx)
         mse = (total / len(codes)).item()
-        if not math.isfinite(mse):
-            raise NonFiniteDecoderLoss(f"depth {depth} decoder (seed {seed}): loss became {mse} in epoch {epoch + 1}")
-        rows.append(
-            {
-                "stage": "depth_decoder",
-                "epoch": epoch + 1,
-                "loss": mse,
-                "reconstruction": mse,
-                "seconds": time.perf_counter() - t0,
-            }
-        )
-        log.info(
-            "depth %d decoder epoch %d/%d: MSE %.5f (read-out before training %.5f)",
-            depth,
-            epoch + 1,
-            hp.epochs,
-            mse,
-            start_mse,
-        )
-    return decoder.eval().cpu(), rows
+        return {"loss": mse, "reconstruction": mse, "samples": len(codes)}
+
+    run.train(hp.epochs, epoch)
+    return decoder.eval().cpu(), run

@@ -6,6 +6,9 @@ with gradients off; a fraction of the timesteps of each trajectory is sampled, a
 the MSE between ``m_t + g(m_t, leaf_t, onehot(t))`` (``m_t`` detached, gradients through g only)
 and the teacher's ``y_{t+1}``. Adam.
 
+Training runs in the harness (:mod:`imfn.train.harness`): resumable after every epoch, a non-finite
+loss stops the job before anything is written.
+
 ``schedule``:
 - ``paper``: every epoch uses all T steps.
 - ``curriculum``: the fix for the student trailing the teacher at long T. Epochs train on a
@@ -19,12 +22,9 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -32,6 +32,7 @@ from imfn.atomic import atomic_output
 from imfn.job import seeded_generator
 from imfn.models.student import Student, StudentConfig, student_checkpoint
 from imfn.store import read_array, read_attrs
+from imfn.train.harness import NonFiniteLossError, Run, resume_path, write_rows
 
 log = logging.getLogger(__name__)
 
@@ -39,20 +40,18 @@ PURPOSE_STUDENT = 8
 SCHEDULES = ("paper", "curriculum")
 
 
-class NonFiniteStudentLoss(RuntimeError):
-    """The student's loss (or its training data) became NaN or infinite."""
-
-
 @dataclass(frozen=True)
 class StudentTraining:
+    """Config ``student.training``; ``schedule`` comes from ``student.schedules``."""
+
     seed: int
-    epochs: int
+    schedule: str = "paper"
+    epochs: int = 1000
     trajectories_per_epoch: int = 100
-    step_fraction: float = 0.25
+    batch_size: int = 100  # trajectories per optimizer step
+    step_fraction: float = 0.25  # timesteps per trajectory that get a loss
     lr: float = 1e-4
     hidden: int | None = None  # None: 2d, the method's default
-    batch_size: int = 100  # trajectories per optimizer step
-    schedule: str = "paper"
 
 
 def prefix_steps(hp: StudentTraining, T: int, epoch: int) -> int:
@@ -74,7 +73,7 @@ def load_train_set(path: Path) -> tuple[torch.Tensor, torch.Tensor, dict]:
     for name, array in (("targets", targets), ("leaves", leaves)):
         bad = (~torch.isfinite(array)).sum().item()
         if bad:
-            raise NonFiniteStudentLoss(
+            raise NonFiniteLossError(
                 f"trajectory set {path} holds {bad} non-finite values in {name!r}; nothing was written"
             )
     return targets, leaves, attrs
@@ -95,7 +94,7 @@ def student_loss(
     return F.mse_loss(prediction, targets[rows, t + 1])
 
 
-LOSS_COLUMNS = ["seed", "dim", "T", "schedule", "epoch", "steps", "loss", "seconds"]
+LOSS_COLUMNS = ["seed", "dim", "T", "schedule", "epoch", "steps", "loss", "samples", "seconds", "samples_per_second"]
 
 
 def train_student(hp: StudentTraining, train_set_path: Path, out: Path, loss_out: Path, device: torch.device) -> None:
@@ -113,53 +112,40 @@ def train_student(hp: StudentTraining, train_set_path: Path, out: Path, loss_out
     torch.manual_seed(hp.seed * 1000 + T + 700)  # weight init: same seed, same weights
     student = Student(StudentConfig(dim, T, hp.hidden or 2 * dim)).to(device)
     optimizer = torch.optim.Adam(student.parameters(), lr=hp.lr)
-    rows = []
-    for epoch in range(hp.epochs):
-        gen = seeded_generator(PURPOSE_STUDENT, hp.seed, T, epoch)
+    run = Run(
+        name=f"student T={T} ({hp.schedule}, seed {hp.seed})",
+        resume=resume_path(out),
+        settings={**asdict(hp), "epochs": None},
+        inputs=[train_set_path],
+        state={"model": student, "optimizer": optimizer},
+        device=device,
+        labels={"seed": hp.seed, "dim": dim, "T": T, "schedule": hp.schedule},
+        hint=f"Lower student.training.lr (now {hp.lr}) or check {train_set_path}.",
+    )
+
+    def epoch(e: int) -> dict:
+        gen = seeded_generator(PURPOSE_STUDENT, hp.seed, T, e)
         draw = torch.randint(n, (hp.trajectories_per_epoch,), generator=gen)
-        steps = prefix_steps(hp, T, epoch)
-        t0, total = time.perf_counter(), torch.zeros((), device=device)
+        steps = prefix_steps(hp, T, e)
+        total = torch.zeros((), device=device)
         student.train()
-        for idx in draw.split(hp.batch_size):
+        for idx in run.batches(draw.split(hp.batch_size)):
             idx = idx.to(device)
-            loss = student_loss(student, targets[idx, : steps + 1], leaves[idx, :steps], hp.step_fraction, gen)
+            with run.autocast():
+                loss = student_loss(student, targets[idx, : steps + 1], leaves[idx, :steps], hp.step_fraction, gen)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += loss.detach() * len(idx)
-        loss_mean = (total / hp.trajectories_per_epoch).item()
-        if not math.isfinite(loss_mean):
-            raise NonFiniteStudentLoss(
-                f"student (seed {hp.seed}, d={dim}, T={T}): loss became {loss_mean} in epoch {epoch + 1}; "
-                f"nothing was written. Lower lr (now {hp.lr}) or check {train_set_path}."
-            )
-        seconds = time.perf_counter() - t0
-        rows.append(
-            {
-                "seed": hp.seed,
-                "dim": dim,
-                "T": T,
-                "schedule": hp.schedule,
-                "epoch": epoch + 1,
-                "steps": steps,
-                "loss": loss_mean,
-                "seconds": seconds,
-            }
-        )
-        log.info(
-            "student T=%d epoch %d/%d (%d steps): loss %.6f in %.1f s",
-            T,
-            epoch + 1,
-            hp.epochs,
-            steps,
-            loss_mean,
-            seconds,
-        )
+        return {
+            "steps": steps,
+            "loss": (total / hp.trajectories_per_epoch).item(),
+            "samples": hp.trajectories_per_epoch,
+        }
+
+    rows = run.train(hp.epochs, epoch)
     student.eval().cpu()
-    with atomic_output(loss_out) as tmp:
-        pd.DataFrame(rows, columns=LOSS_COLUMNS).astype({"epoch": np.int64, "steps": np.int64}).to_parquet(
-            tmp, index=False
-        )
+    write_rows(rows, loss_out, LOSS_COLUMNS)
     with atomic_output(out) as tmp:
         torch.save(
             student_checkpoint(
@@ -170,4 +156,5 @@ def train_student(hp: StudentTraining, train_set_path: Path, out: Path, loss_out
             ),
             tmp,
         )
+    run.close()
     log.info("wrote %s", out)

@@ -3,45 +3,41 @@
 Per minibatch the *right* element comes from the minibatch and the *left* element is an
 independent random partner from the same bank. Level 0 trains the leaf codec with its
 sweeper on pixel MSE; level l >= 1 trains only its sweeper on latent MSE. Both add
-Gaussian noise to the merged code during training and a norm penalty on it.
+Gaussian noise to the merged code during training and a norm penalty on it. With a depth
+decoder (pixel-space supervision, :mod:`imfn.train.depth_decoder`) the job then trains the
+decoder for its depth through the frozen stack.
 
-A resumable checkpoint is written after every epoch; a rerun picks it up and, because
-every epoch's randomness comes from a generator seeded by (seed, level, epoch), ends
-with the same weights as an uninterrupted run. A non-finite loss stops the job before
-anything is written.
+Both stages run in the training harness (:mod:`imfn.train.harness`): resumable after every
+epoch, every epoch's randomness from a generator seeded by (seed, level, epoch), a
+non-finite loss stops the job before anything is written.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import math
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from imfn.atomic import atomic_output
-from imfn.health import DEFAULT_LIMITS, HealthLimits, LevelCollapseError, code_health, collapse_reasons
 from imfn.job import seeded_generator
 from imfn.models.teacher import (
     CodecConfig,
     LeafCodec,
     Sweeper,
     SweeperConfig,
+    Teacher,
     load_sweeper_checkpoint,
     sweeper_checkpoint,
 )
-from imfn.store import open_group
+from imfn.train.bank import load_bank
 from imfn.train.depth_decoder import DepthDecoderTraining, train_depth_decoder
-from imfn.tree import Teacher
+from imfn.train.harness import Run, resume_path, write_rows
+from imfn.train.health import HealthLimits, LevelCollapseError, code_health, collapse_reasons
 
 log = logging.getLogger(__name__)
 
@@ -52,47 +48,22 @@ INIT_SAMPLES = 16384
 HEALTH_SAMPLES = 4096
 
 
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite."""
-
-
 @dataclass(frozen=True)
 class SweeperTraining:
+    """One level's recipe (config ``teacher.training``, overridden per variant)."""
+
     seed: int
     dim: int
     level: int
-    epochs: int
+    variant: str = "paper"  # the name this recipe runs under in the config, recorded in outputs
+    recipe: str = "paper"  # paper: MLP sweepers from random init | pca: closed-form PCA merges and inverses
+    codec_hidden: int = 1024
+    sweeper_hidden: int | None = None  # None: d
     batch_size: int = 64
+    epochs: int = 50
     lr: float = 1e-3
     noise_sigma: float = 0.01
     norm_penalty: float = 1e-4
-    codec_hidden: int = 1024
-    sweeper_hidden: int | None = None
-    recipe: str = "paper"
-    variant: str = "paper"  # the name this recipe runs under in the config, recorded in outputs
-
-
-def load_bank(path: Path, level: int, dim: int) -> torch.Tensor:
-    """Bank rows as a CPU tensor: uint8 images at level 0, float32 latents above."""
-    group = open_group(path)
-    data = group["data"][...]
-    if level == 0 and data.dtype != np.uint8:
-        raise ValueError(f"level-0 bank {path} must hold uint8 images, found {data.dtype}")
-    if level > 0 and (data.dtype != np.float32 or data.shape[1] != dim):
-        raise ValueError(
-            f"level-{level} bank {path} must hold float32 (n, {dim}) latents, found {data.dtype} {data.shape}"
-        )
-    return torch.from_numpy(data)
-
-
-def _fingerprint(hp: SweeperTraining, bank: Path) -> str:
-    """Identifies what a resume checkpoint was trained from: hyperparameters and the bank build."""
-    meta = bank / "zarr.json"
-    stamp = meta.stat().st_mtime_ns if meta.exists() else 0
-    payload = json.dumps(
-        {**asdict(hp), "epochs": None, "bank": str(bank.resolve()), "bank_mtime": stamp}, sort_keys=True
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 class LevelModel(torch.nn.Module):
@@ -147,11 +118,6 @@ class LevelModel(torch.nn.Module):
         return reconstruction + hp.norm_penalty * norm, reconstruction, norm
 
 
-def make_optimizer(model: torch.nn.Module, hp: SweeperTraining) -> torch.optim.Adam:
-    # Fused Adam is the same update in one kernel per step: at d=1024 it cuts a CPU step by ~20%.
-    return torch.optim.Adam(model.parameters(), lr=hp.lr, fused=True)
-
-
 LOSS_COLUMNS = [
     "variant",
     "seed",
@@ -162,6 +128,7 @@ LOSS_COLUMNS = [
     "loss",
     "reconstruction",
     "code_norm",
+    "samples",
     "seconds",
     "samples_per_second",
 ]
@@ -173,22 +140,19 @@ def train_sweeper(
     out: Path,
     loss_out: Path,
     health_out: Path,
-    resume: Path,
     device: torch.device,
-    limits: HealthLimits = DEFAULT_LIMITS,
-    on_collapse: str = "warn",
+    limits: HealthLimits | None = None,
     decoder: DepthDecoderTraining | None = None,
     lower: Sequence[Path] = (),
     image_bank: Path | None = None,
 ) -> None:
     """Train level ``hp.level`` on ``bank``; write the checkpoint ``out``, its loss curve ``loss_out``
-    and its health ``health_out``. A collapsed level warns loudly or, with ``on_collapse="fail"``,
+    and its health ``health_out``. A collapsed level warns loudly or, with ``limits.on_collapse="fail"``,
     stops before writing anything.
 
     With ``decoder`` (and, above level 0, the ``lower`` levels' checkpoints and the ``image_bank``),
     the level also trains the decoder for its depth through the frozen stack below it."""
-    if on_collapse not in {"warn", "fail"}:
-        raise ValueError(f"on_collapse must be 'warn' or 'fail', got {on_collapse!r}")
+    limits = limits or HealthLimits()
     train_decoder = decoder is not None and decoder.epochs > 0
     if train_decoder and (len(lower) != hp.level or (hp.level > 0 and image_bank is None)):
         raise ValueError(
@@ -201,83 +165,40 @@ def train_sweeper(
     model = LevelModel(hp)
     model.init_from_bank(data, hp)
     model.to(device)
-    optimizer = make_optimizer(model, hp)
-    fingerprint = _fingerprint(hp, bank)
-    rows: list[dict] = []
-    start_epoch = 0
-    if resume.exists():
-        state = torch.load(resume, map_location=device, weights_only=False)
-        if state.get("fingerprint") == fingerprint:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            rows, start_epoch = state["rows"], state["epoch"]
-            log.info("resuming level %d from %s after epoch %d", hp.level, resume, start_epoch)
-        else:
-            log.warning("ignoring %s: it was trained from other settings or another bank", resume)
-
+    # Fused Adam is the same update in one kernel per step: at d=1024 it cuts a CPU step by ~20%.
+    optimizer = torch.optim.Adam(model.parameters(), lr=hp.lr, fused=True)
+    run = Run(
+        name=f"level {hp.level} (seed {hp.seed}, d={hp.dim})",
+        resume=resume_path(out),
+        settings={**asdict(hp), "epochs": None},
+        inputs=[bank],
+        state={"model": model, "optimizer": optimizer},
+        device=device,
+        labels={"variant": hp.variant, "seed": hp.seed, "dim": hp.dim, "level": hp.level, "stage": "sweeper"},
+        hint=f"Lower lr (now {hp.lr}) or check the bank {bank}.",
+    )
     data_on_device = data.to(device)
-    batches = math.ceil(n / hp.batch_size)
-    for epoch in range(start_epoch, hp.epochs):
-        gen = seeded_generator(PURPOSE_TRAIN, hp.seed, hp.level, epoch)
+
+    def epoch(e: int) -> dict:
+        gen = seeded_generator(PURPOSE_TRAIN, hp.seed, hp.level, e)
         order = torch.randperm(n, generator=gen)
         partners = torch.randint(n, (n,), generator=gen)
-        t0 = time.perf_counter()
         totals = torch.zeros(3, device=device)
         model.train()
-        for b in tqdm(range(batches), desc=f"L{hp.level} epoch {epoch + 1}/{hp.epochs}", mininterval=10, leave=False):
-            idx = order[b * hp.batch_size : (b + 1) * hp.batch_size]
+        for idx in run.batches(order.split(hp.batch_size)):
             right = data_on_device[idx.to(device)]
             left = data_on_device[partners[idx].to(device)]
             noise = torch.randn(len(idx), hp.dim, generator=gen).to(device)
-            loss, reconstruction, norm = model.loss(left, right, noise, hp)
+            with run.autocast():
+                loss, reconstruction, norm = model.loss(left, right, noise, hp)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             totals += torch.stack([loss.detach(), reconstruction.detach(), norm.detach()]) * len(idx)
         loss_mean, reconstruction_mean, norm_mean = (totals / n).tolist()
-        seconds = time.perf_counter() - t0
-        if not all(math.isfinite(v) for v in (loss_mean, reconstruction_mean, norm_mean)):
-            raise NonFiniteLossError(
-                f"level {hp.level} (seed {hp.seed}, d={hp.dim}): loss became {loss_mean} in epoch {epoch + 1}; "
-                f"nothing was written. Lower lr (now {hp.lr}) or check the bank {bank}."
-            )
-        rows.append(
-            {
-                "variant": hp.variant,
-                "seed": hp.seed,
-                "dim": hp.dim,
-                "level": hp.level,
-                "stage": "sweeper",
-                "epoch": epoch + 1,
-                "loss": loss_mean,
-                "reconstruction": reconstruction_mean,
-                "code_norm": norm_mean,
-                "seconds": seconds,
-                "samples_per_second": n / seconds,
-            }
-        )
-        log.info(
-            "level %d epoch %d/%d: loss %.6f (reconstruction %.6f, |z|^2 %.2f) in %.1f s",
-            hp.level,
-            epoch + 1,
-            hp.epochs,
-            loss_mean,
-            reconstruction_mean,
-            norm_mean,
-            seconds,
-        )
-        with atomic_output(resume) as tmp:
-            torch.save(
-                {
-                    "fingerprint": fingerprint,
-                    "epoch": epoch + 1,
-                    "rows": rows,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                },
-                tmp,
-            )
+        return {"loss": loss_mean, "reconstruction": reconstruction_mean, "code_norm": norm_mean, "samples": n}
 
+    rows = run.train(hp.epochs, epoch)
     model.eval()
     health = {
         "variant": hp.variant,
@@ -305,26 +226,34 @@ def train_sweeper(
             + "; ".join(reasons)
             + ". Every level above it trains on a degenerate bank."
         )
-        if on_collapse == "fail":
-            raise LevelCollapseError(message + " Nothing was written (teacher.on_collapse: fail).")
+        if limits.on_collapse == "fail":
+            raise LevelCollapseError(message + " Nothing was written (teacher.health.on_collapse: fail).")
         log.warning("!" * 80)
         log.warning(message)
         log.warning("!" * 80)
-    depth_decoder = None
+    depth_decoder, decoder_run = None, None
     if train_decoder:
         below = [load_sweeper_checkpoint(path, device) for path in lower]
         codec = model.codec if hp.level == 0 else below[0].codec
         teacher = Teacher(codec, [level.sweeper for level in below] + [model.sweeper])
         images = data if hp.level == 0 else load_bank(image_bank, 0, hp.dim)
-        depth_decoder, decoder_rows = train_depth_decoder(teacher, images, hp.seed, hp.level, decoder, device)
-        rows += [
-            {"variant": hp.variant, "seed": hp.seed, "dim": hp.dim, "level": hp.level, **row} for row in decoder_rows
-        ]
+        depth_decoder, decoder_run = train_depth_decoder(
+            teacher,
+            images,
+            hp.seed,
+            hp.level,
+            decoder,
+            device,
+            resume=resume_path(out, "decoder-resume"),
+            inputs=[bank, *lower, *([image_bank] if image_bank else [])],
+            after=run.fingerprint,
+            labels={"variant": hp.variant, "seed": hp.seed, "dim": hp.dim, "level": hp.level},
+        )
+        rows = rows + decoder_run.rows
     model.cpu()
     with atomic_output(health_out) as tmp:
         pd.DataFrame([health]).to_parquet(tmp, index=False)
-    with atomic_output(loss_out) as tmp:
-        pd.DataFrame(rows, columns=LOSS_COLUMNS).to_parquet(tmp, index=False)
+    write_rows(rows, loss_out, LOSS_COLUMNS)
     with atomic_output(out) as tmp:
         torch.save(
             sweeper_checkpoint(
@@ -338,5 +267,7 @@ def train_sweeper(
             ),
             tmp,
         )
-    resume.unlink(missing_ok=True)
+    run.close()
+    if decoder_run is not None:
+        decoder_run.close()
     log.info("wrote %s", out)

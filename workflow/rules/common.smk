@@ -1,21 +1,25 @@
-# Paths, wildcard constraints, config checks beyond the schema, and input functions.
+# Paths, wildcard constraints, config checks beyond the schema, and every function the workflow uses, so
+# that the other .smk files hold rules only. Paths are f-strings, in which `{{level}}` stays a wildcard.
 import math
+import os
 import re
+import shlex
 
+# --- MNIST and the teacher -------------------------------------------------------------------------
 MNIST = "resources/mnist.zarr"
 SPLIT = "results/mnist/seed{seed}/split.parquet"
 IMAGE_BANK = "results/mnist/seed{seed}/bank_L0.zarr"
 CELL = "results/mnist/seed{seed}/d{dim}/{variant}"  # one teacher: a (seed, d) grid cell trained by one variant
-LATENT_BANK = CELL + "/bank_L{level}.zarr"
-SWEEPER = CELL + "/sweeper_L{level}.pt"
-SWEEPER_LOSS = CELL + "/sweeper_L{level}_loss.parquet"
-SWEEPER_HEALTH = CELL + "/sweeper_L{level}_health.parquet"
-ROUNDTRIP = CELL + "/roundtrip_T{T}.parquet"
+LATENT_BANK = f"{CELL}/bank_L{{level}}.zarr"
+SWEEPER = f"{CELL}/sweeper_L{{level}}.pt"
+SWEEPER_LOSS = f"{CELL}/sweeper_L{{level}}_loss.parquet"
+SWEEPER_HEALTH = f"{CELL}/sweeper_L{{level}}_health.parquet"
+ROUNDTRIP = f"{CELL}/roundtrip_T{{T}}.parquet"
 PCA_ROUNDTRIP = "results/mnist/seed{seed}/pca_roundtrip.parquet"
-TRAJECTORIES = CELL + "/trajectories_T{T}_{which}.zarr"
-STUDENT = CELL + "/student_{schedule}_T{T}.pt"
-STUDENT_LOSS = CELL + "/student_{schedule}_T{T}_loss.parquet"
-ONLINE = CELL + "/online_{schedule}_T{T}.parquet"
+TRAJECTORIES = f"{CELL}/trajectories_T{{T}}_{{which}}.zarr"
+STUDENT = f"{CELL}/student_{{schedule}}_T{{T}}.pt"
+STUDENT_LOSS = f"{CELL}/student_{{schedule}}_T{{T}}_loss.parquet"
+ONLINE = f"{CELL}/online_{{schedule}}_T{{T}}.parquet"
 LOGS = "logs/mnist/seed{seed}/d{dim}/{variant}"
 BENCHMARKS = "benchmarks/mnist/seed{seed}/d{dim}/{variant}"
 
@@ -27,6 +31,44 @@ ABLATION_VARIANTS = config["ablation"]["variants"]
 ABLATION_DIM = max(DIMS)
 STUDENT_CONFIG = config["student"]
 
+# --- The end-to-end sequence compressors (Transformer, Mamba; method.md section 5) ------------------
+COMPRESSORS = config["compressors"]
+COMPRESSOR = "results/mnist/seed{seed}/d{dim}/compressor_{model}.pt"
+COMPRESSOR_LOSS = "results/mnist/seed{seed}/d{dim}/compressor_{model}_loss.parquet"
+COMPRESSOR_ROUNDTRIP = "results/mnist/seed{seed}/d{dim}/compressor_{model}_roundtrip.parquet"
+COMPRESSOR_LOGS = "logs/mnist/seed{seed}/d{dim}"
+COMPRESSOR_BENCHMARKS = "benchmarks/mnist/seed{seed}/d{dim}"
+COMPRESSOR_TABLE1 = "results/tables/table1_compressors.md"
+COMPRESSOR_TABLE2 = "results/tables/table2_params.md"
+COMPRESSOR_FIGURES = expand("results/figures/fig6_sequence.{ext}", ext=["png", "pdf"])
+COMPRESSOR_OUTPUTS = [COMPRESSOR_TABLE1, COMPRESSOR_TABLE2, *COMPRESSOR_FIGURES] if COMPRESSORS["models"] else []
+
+# --- The video hierarchy (method.md section 6) ------------------------------------------------------
+# Paths carry the dataset (config video.dataset), so a demo run and a UCF-101 run do not overwrite each other.
+VIDEO = config["video"]
+VIDEO_LEVELS = VIDEO["levels"]
+VIDEO_DIR = f"results/video/{VIDEO['dataset']}"
+VIDEO_CLIPS = f"{VIDEO_DIR}/clips.zarr"
+VIDEO_MANIFEST = f"{VIDEO_DIR}/manifest.parquet"
+VIDEO_SPLIT = f"{VIDEO_DIR}/split.parquet"
+VIDEO_LEVEL = f"{VIDEO_DIR}/level{{level}}.pt"
+VIDEO_LEVEL_LOSS = f"{VIDEO_DIR}/level{{level}}_loss.parquet"
+VIDEO_EVAL = f"{VIDEO_DIR}/eval_L{{level}}.parquet"
+VIDEO_RECONSTRUCTIONS = f"{VIDEO_DIR}/reconstructions_L{{level}}.zarr"
+VIDEO_LOGS = f"logs/video/{VIDEO['dataset']}"
+VIDEO_BENCHMARKS = f"benchmarks/video/{VIDEO['dataset']}"
+VIDEO_FIGURES = expand("results/figures/fig_video_reconstructions.{ext}", ext=["png", "pdf"])
+VIDEO_OUTPUTS = ["results/metrics/video.parquet", "results/tables/table3_video.md", *VIDEO_FIGURES]
+
+# --- Figures, tables and the time summary -----------------------------------------------------------
+STUDENT_FIGURES = expand("results/figures/{name}.{ext}", name=["fig4_prefix_retention", "fig5_end_of_sequence"],
+                         ext=["png", "pdf"]) if STUDENT_CONFIG["T"] else []
+TEACHER_FIGURES = expand("results/figures/{name}.{ext}", name=["fig2_mse_vs_dim", "fig3_mse_vs_T", "teacher_health"],
+                         ext=["png", "pdf"])
+ABLATION_OUTPUTS = ["results/tables/teacher_ablation.md", "results/figures/teacher_ablation_mse_vs_T.png",
+                    "results/figures/teacher_ablation_mse_vs_T.pdf"]
+TIME_SUMMARY = ["results/metrics/time_summary.parquet", "results/figures/time_summary.png"]
+
 wildcard_constraints:
     seed=r"\d+",
     dim=r"\d+",
@@ -37,11 +79,44 @@ wildcard_constraints:
     schedule="paper|curriculum",
 
 
+# --- Command-line flags from config blocks ----------------------------------------------------------
+def flags(block, prefix="", level=None):
+    """A config block as `imfn` flags: key `a_b` is `--a-b VALUE`; a nested block `c: {d: 1}` is `--c-d 1`;
+    null is left out (the command's default); a list is its entry at ``level`` when a level is given
+    (per-level schedules), else its items joined by spaces."""
+    rendered = []
+    for key, value in block.items():
+        if isinstance(value, dict):
+            rendered.append(flags(value, f"{prefix}{key}-", level))
+            continue
+        if value is None:
+            continue
+        if isinstance(value, list):
+            value = value[level] if level is not None else " ".join(map(str, value))
+        rendered.append(f"--{prefix}{key}".replace("_", "-") + f" {value}")
+    return " ".join(flag for flag in rendered if flag)
+
+
+def optional(flag, value):
+    """A command-line flag, or nothing when the value is null."""
+    return "" if value is None else f"{flag} {value}"
+
+
+def deep_merge(base, override):
+    """``base`` with ``override`` on top, nested blocks merged key by key."""
+    merged = dict(base)
+    for key, value in override.items():
+        merged[key] = deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+            else value
+    return merged
+
+
 def variant_settings(name):
-    """A variant's full hyperparameters: the base `training` block with its overrides."""
-    return {**TEACHER["training"], **TEACHER["variants"][name]}
+    """A variant's full hyperparameters: the base `training` block with its overrides merged in."""
+    return deep_merge(TEACHER["training"], TEACHER["variants"][name])
 
 
+# --- Config checks beyond the schema ----------------------------------------------------------------
 def _check_config():
     unknown = sorted({VARIANT, *ABLATION_VARIANTS} - set(TEACHER["variants"]))
     if unknown:
@@ -60,14 +135,41 @@ def _check_config():
                          f"teacher.levels={LEVELS} levels")
 
 
+def _check_compressors():
+    if not COMPRESSORS["models"]:
+        return
+    problems = []
+    if not set(COMPRESSORS["seeds"]) <= set(SEEDS):
+        problems.append(f"compressors.seeds {COMPRESSORS['seeds']} are not all in seeds {SEEDS} (they use its splits)")
+    if COMPRESSORS["dim"] not in DIMS:
+        problems.append(f"compressors.dim={COMPRESSORS['dim']} is not one of dims {DIMS}")
+    if COMPRESSORS["T"] not in TS:
+        problems.append(f"compressors.T={COMPRESSORS['T']} is not one of evaluation.T {TS}")
+    if problems:
+        raise ValueError("config: " + "; ".join(problems) + " (Table 1 compares them with the teacher there)")
+
+
+def _check_video_config():
+    for key in ("epochs", "videos", "pairs_per_video"):
+        if len(VIDEO["training"][key]) != VIDEO_LEVELS:
+            raise ValueError(f"config video.training.{key} lists {len(VIDEO['training'][key])} values "
+                             f"but video.levels is {VIDEO_LEVELS}")
+    if VIDEO["clip_frames"] % 2**VIDEO_LEVELS:
+        raise ValueError(f"config video.clip_frames={VIDEO['clip_frames']} must be a multiple of "
+                         f"2^video.levels = {2**VIDEO_LEVELS} (the frames one level-{VIDEO_LEVELS - 1} memory holds)")
+    if VIDEO["frame_size"] % VIDEO["model"]["patch"]:
+        raise ValueError(f"config video.frame_size={VIDEO['frame_size']} is not a multiple of "
+                         f"video.model.patch={VIDEO['model']['patch']}")
+    if VIDEO["dataset"] == "ucf101" and not VIDEO["root"]:
+        raise ValueError("config video.root must name the UCF-101 directory when video.dataset is ucf101")
+
+
 _check_config()
+_check_compressors()
+_check_video_config()
 
 
-def epochs_for(variant, level):
-    epochs = variant_settings(variant)["epochs"]
-    return epochs[int(level)] if isinstance(epochs, list) else epochs
-
-
+# --- Teacher and student inputs ---------------------------------------------------------------------
 def bank_path(seed, dim, variant, level):
     """Level 0's bank holds images and is shared by every d and variant; higher banks hold d-dim codes."""
     level = int(level)
@@ -83,17 +185,27 @@ def sweeper_paths(seed, dim, variant, levels):
 def train_inputs(w):
     """A level trains on its bank; with a depth decoder it also reads the images and the levels below."""
     inputs = {"bank": bank_path(w.seed, w.dim, w.variant, w.level)}
-    if variant_settings(w.variant)["decoder_epochs"] > 0:
+    if variant_settings(w.variant)["decoder"]["epochs"] > 0:
         inputs["image_bank"] = IMAGE_BANK.format(seed=w.seed)
         inputs["lower"] = sweeper_paths(w.seed, w.dim, w.variant, int(w.level))
     return inputs
 
 
-def optional(flag, value):
-    """A command-line flag, or nothing when the value is null."""
-    return "" if value is None else f"{flag} {value}"
+def decoder_inputs(w):
+    """`--image-bank` and `--lower` for a variant with depth decoders (nothing without them)."""
+    inputs = train_inputs(w)
+    if "image_bank" not in inputs:
+        return ""
+    lower = " ".join(inputs["lower"])
+    return f"--image-bank {inputs['image_bank']}" + (f" --lower {lower}" if lower else "")
 
 
+def teacher_for_T(w):
+    """The teacher levels a sequence of length T goes through."""
+    return sweeper_paths(w.seed, w.dim, w.variant, int(math.log2(int(w.T))))
+
+
+# --- Target lists -----------------------------------------------------------------------------------
 def cells(variants, dims):
     return [dict(seed=s, dim=d, variant=v) for v in variants for s in SEEDS for d in dims]
 
@@ -113,36 +225,49 @@ def student_grid(pattern):
             for s in SEEDS for T in STUDENT_CONFIG["T"] for schedule in STUDENT_CONFIG["schedules"]]
 
 
-def teacher_for_T(w):
-    """The teacher levels a sequence of length T goes through."""
-    return sweeper_paths(w.seed, w.dim, w.variant, int(math.log2(int(w.T))))
+def compressor_grid(pattern):
+    return [pattern.format(seed=s, dim=COMPRESSORS["dim"], model=m)
+            for s in COMPRESSORS["seeds"] for m in COMPRESSORS["models"]]
 
 
-STUDENT_FIGURES = expand("results/figures/{name}.{ext}", name=["fig4_prefix_retention", "fig5_end_of_sequence"],
-                         ext=["png", "pdf"]) if STUDENT_CONFIG["T"] else []
-TEACHER_FIGURES = expand("results/figures/{name}.{ext}", name=["fig2_mse_vs_dim", "fig3_mse_vs_T", "teacher_health"],
-                         ext=["png", "pdf"])
-ABLATION_OUTPUTS = ["results/tables/teacher_ablation.md", "results/figures/teacher_ablation_mse_vs_T.png",
-                    "results/figures/teacher_ablation_mse_vs_T.pdf"]
+def metric_inputs(w):
+    """The files one tidy table under results/metrics concatenates."""
+    return {
+        "teacher": grid(ROUNDTRIP),
+        "teacher_health": grid(SWEEPER_HEALTH),
+        "teacher_ablation": grid(ROUNDTRIP, ABLATION_VARIANTS, [ABLATION_DIM]),
+        "teacher_ablation_health": grid(SWEEPER_HEALTH, ABLATION_VARIANTS, [ABLATION_DIM]),
+        "pca": expand(PCA_ROUNDTRIP, seed=SEEDS),
+        "student": student_grid(ONLINE),
+        "compressors": compressor_grid(COMPRESSOR_ROUNDTRIP),
+    }[w.table]
 
 
-def training_flags(w):
-    """`imfn train-sweeper` flags for one level of one variant."""
-    s = variant_settings(w.variant)
-    flags = [
-        f"--variant {w.variant} --recipe {s['recipe']} --epochs {epochs_for(w.variant, w.level)} --batch-size {s['batch_size']}",
-        f"--lr {s['lr']} --noise-sigma {s['noise_sigma']} --norm-penalty {s['norm_penalty']}",
-        f"--codec-hidden {s['codec_hidden']}", optional("--sweeper-hidden", s["sweeper_hidden"]),
-        f"--on-collapse {TEACHER['on_collapse']}",
-        f"--max-unexplained-variance {TEACHER['health']['max_unexplained_variance']}",
-        f"--max-dead-fraction {TEACHER['health']['max_dead_fraction']}",
-    ]
-    if s["decoder_epochs"] > 0:
-        inputs = train_inputs(w)
-        flags += [
-            f"--decoder-epochs {s['decoder_epochs']} --decoder-hidden {s['decoder_hidden']}",
-            f"--decoder-frames {s['decoder_frames']} --decoder-batch-size {s['decoder_batch_size']}",
-            f"--decoder-lr {s['decoder_lr']} --image-bank {inputs['image_bank']}",
-            "--lower " + " ".join(inputs["lower"]) if inputs["lower"] else "",
-        ]
-    return " ".join(flag for flag in flags if flag)
+def video_levels_up_to(level):
+    return [VIDEO_LEVEL.format(level=l) for l in range(int(level))]
+
+
+# --- Reporting and provenance -----------------------------------------------------------------------
+def reported(paths, category, subcategory=None):
+    """Mark the PNG figures and Markdown tables among ``paths`` (one path or a list) for `snakemake --report`,
+    each with its caption workflow/report/<file stem>.rst (the PDFs are the same figures, left out of the report)."""
+    def caption(path):  # (a line may not start with `report`: the parser takes it for the directive)
+        return f"../report/{os.path.basename(path).rsplit('.', 1)[0]}.rst"
+
+    def mark(path):
+        return (snakemake.io.report(path, caption=caption(path), category=category, subcategory=subcategory)
+                if path.endswith((".png", ".md")) else path)
+
+    return mark(paths) if isinstance(paths, str) else [mark(path) for path in paths]
+
+
+def time_summary_inputs(wildcards):
+    """Everything else `all` asks for: the summary runs last, once every benchmarked job it covers has run.
+    (Benchmark files are read from benchmarks/ when it runs; the inputs only order it and rerun it.)"""
+    return [path for path in rules.all.input if path not in TIME_SUMMARY]
+
+
+def benchmark_patterns():
+    """`name=pattern` for each benchmarked step of the workflow, which is how the time summary names a file's step."""
+    return " ".join(shlex.quote(f"{r.name}={snakemake.io.strip_wildcard_constraints(r.benchmark)}")
+                    for r in sorted(workflow.rules, key=lambda r: r.name) if isinstance(r.benchmark, str))

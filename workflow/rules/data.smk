@@ -6,6 +6,8 @@ rule fetch_mnist:
     params:
         source=config["mnist"]["source"],
         download_dir=config["mnist"]["download_dir"],
+    conda:
+        "../envs/imfn.yaml"
     shell:
         "imfn fetch-mnist --source {params.source} --download-dir {params.download_dir} --out {output} --log {log}"
 
@@ -19,6 +21,8 @@ rule split:
         "logs/mnist/seed{seed}/split.log",
     params:
         test_fraction=config["mnist"]["test_fraction"],
+    conda:
+        "../envs/imfn.yaml"
     shell:
         "imfn split --mnist {input} --seed {wildcards.seed} --test-fraction {params.test_fraction}"
         " --out {output} --log {log}"
@@ -35,6 +39,8 @@ rule image_bank:
     params:
         zero_images=TEACHER["zero_images"],
         bank_size=optional("--bank-size", TEACHER["bank_size"]),
+    conda:
+        "../envs/imfn.yaml"
     shell:
         "imfn image-bank --mnist {input.mnist} --split {input.split} --seed {wildcards.seed}"
         " --zero-images {params.zero_images} {params.bank_size} --out {output} --log {log}"

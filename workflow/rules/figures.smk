@@ -7,6 +7,8 @@ rule figures:
         reported(TEACHER_FIGURES, "Teacher"),
     log:
         "logs/figures.log",
+    conda:
+        "../envs/imfn.yaml"
     shell:
         "imfn figures --results results --log {log}"
 
@@ -21,6 +23,8 @@ rule ablation_report:
         reported(ABLATION_OUTPUTS, "Teacher ablation"),
     log:
         "logs/ablation_report.log",
+    conda:
+        "../envs/imfn.yaml"
     shell:
         "imfn ablation-report --results results --log {log}"
 
@@ -33,5 +37,7 @@ rule student_figures:
         reported(STUDENT_FIGURES, "Student"),
     log:
         "logs/student_figures.log",
+    conda:
+        "../envs/imfn.yaml"
     shell:
         "imfn student-figures --results results --log {log}"

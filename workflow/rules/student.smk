@@ -7,15 +7,17 @@ rule trajectories:
     output:
         directory(TRAJECTORIES),
     log:
-        LOGS + "/trajectories_T{T}_{which}.log",
+        f"{LOGS}/trajectories_T{{T}}_{{which}}.log",
     benchmark:
-        BENCHMARKS + "/trajectories_T{T}_{which}.tsv"
+        f"{BENCHMARKS}/trajectories_T{{T}}_{{which}}.tsv"
     params:
         n=lambda w: STUDENT_CONFIG[f"{w.which}_trajectories"],
         device=config["device"],
     threads: config["threads"]["student"]
     resources:
         gpu=1,
+    conda:
+        "../envs/imfn.yaml"
     shell:
         "imfn trajectories --sweepers {input.sweepers} --mnist {input.mnist} --split {input.split}"
         " --which {wildcards.which} --seed {wildcards.seed} --T {wildcards.T} --n {params.n}"
@@ -29,21 +31,20 @@ rule train_student:
         student=STUDENT,
         loss=STUDENT_LOSS,
     log:
-        LOGS + "/train_student_{schedule}_T{T}.log",
+        f"{LOGS}/train_student_{{schedule}}_T{{T}}.log",
     benchmark:
-        BENCHMARKS + "/train_student_{schedule}_T{T}.tsv"
+        f"{BENCHMARKS}/train_student_{{schedule}}_T{{T}}.tsv"
     params:
-        s=STUDENT_CONFIG,
-        hidden=optional("--hidden", STUDENT_CONFIG["hidden"]),
+        training=flags(STUDENT_CONFIG["training"]),
         device=config["device"],
     threads: config["threads"]["student"]
     resources:
         gpu=1,
+    conda:
+        "../envs/imfn.yaml"
     shell:
         "imfn train-student --trajectories {input} --seed {wildcards.seed} --schedule {wildcards.schedule}"
-        " --epochs {params.s[epochs]} --trajectories-per-epoch {params.s[trajectories_per_epoch]}"
-        " --batch-size {params.s[batch_size]} --step-fraction {params.s[step_fraction]} --lr {params.s[lr]}"
-        " {params.hidden} --device {params.device} --threads {threads}"
+        " {params.training} --device {params.device} --threads {threads}"
         " --out {output.student} --loss-out {output.loss} --log {log}"
 
 
@@ -56,14 +57,16 @@ rule evaluate_online:
     output:
         ONLINE,
     log:
-        LOGS + "/evaluate_online_{schedule}_T{T}.log",
+        f"{LOGS}/evaluate_online_{{schedule}}_T{{T}}.log",
     benchmark:
-        BENCHMARKS + "/evaluate_online_{schedule}_T{T}.tsv"
+        f"{BENCHMARKS}/evaluate_online_{{schedule}}_T{{T}}.tsv"
     params:
         device=config["device"],
     threads: config["threads"]["eval"]
     resources:
         gpu=1,
+    conda:
+        "../envs/imfn.yaml"
     shell:
         "imfn evaluate-online --sweepers {input.sweepers} --student {input.student}"
         " --trajectories {input.trajectories} --mnist {input.mnist} --seed {wildcards.seed} --T {wildcards.T}"

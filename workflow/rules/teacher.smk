@@ -6,18 +6,23 @@ rule train_sweeper:
         loss=SWEEPER_LOSS,
         health=SWEEPER_HEALTH,
     log:
-        LOGS + "/train_sweeper_L{level}.log",
+        f"{LOGS}/train_sweeper_L{{level}}.log",
     benchmark:
-        BENCHMARKS + "/train_sweeper_L{level}.tsv"
+        f"{BENCHMARKS}/train_sweeper_L{{level}}.tsv"
     params:
-        flags=training_flags,
+        training=lambda w: flags(variant_settings(w.variant), level=int(w.level)),
+        health=flags(TEACHER["health"]),
+        decoder_inputs=decoder_inputs,
         device=config["device"],
     threads: config["threads"]["train"]
     resources:
         gpu=1,
+    conda:
+        "../envs/imfn.yaml"
     shell:
         "imfn train-sweeper --bank {input.bank} --seed {wildcards.seed} --dim {wildcards.dim}"
-        " --level {wildcards.level} {params.flags} --device {params.device} --threads {threads}"
+        " --level {wildcards.level} --variant {wildcards.variant} {params.training} {params.health}"
+        " {params.decoder_inputs} --device {params.device} --threads {threads}"
         " --out {output.sweeper} --loss-out {output.loss} --health-out {output.health} --log {log}"
 
 
@@ -30,15 +35,17 @@ rule build_bank:
     wildcard_constraints:
         level=r"[1-9]\d*",
     log:
-        LOGS + "/build_bank_L{level}.log",
+        f"{LOGS}/build_bank_L{{level}}.log",
     benchmark:
-        BENCHMARKS + "/build_bank_L{level}.tsv"
+        f"{BENCHMARKS}/build_bank_L{{level}}.tsv"
     params:
         bank_size=optional("--bank-size", TEACHER["bank_size"]),
         device=config["device"],
     threads: config["threads"]["bank"]
     resources:
         gpu=1,
+    conda:
+        "../envs/imfn.yaml"
     shell:
         "imfn build-bank --previous-bank {input.previous} --sweeper {input.sweeper} --seed {wildcards.seed}"
         " --dim {wildcards.dim} --level {wildcards.level} {params.bank_size}"
@@ -53,60 +60,59 @@ rule roundtrip:
     output:
         ROUNDTRIP,
     log:
-        LOGS + "/roundtrip_T{T}.log",
+        f"{LOGS}/roundtrip_T{{T}}.log",
     benchmark:
-        BENCHMARKS + "/roundtrip_T{T}.tsv"
+        f"{BENCHMARKS}/roundtrip_T{{T}}.tsv"
     params:
         sequences=config["evaluation"]["sequences"],
         device=config["device"],
     threads: config["threads"]["eval"]
     resources:
         gpu=1,
+    conda:
+        "../envs/imfn.yaml"
     shell:
         "imfn roundtrip --sweepers {input.sweepers} --mnist {input.mnist} --split {input.split}"
         " --seed {wildcards.seed} --dim {wildcards.dim} --T {wildcards.T} --variant {wildcards.variant}"
         " --sequences {params.sequences} --device {params.device} --threads {threads} --out {output} --log {log}"
 
 
-rule pca_baseline:
+rule pca_roundtrip:
+    """Per-frame PCA at equal memory (k = d // T per frame), every d and T of the grid."""
     input:
         mnist=MNIST,
         split=SPLIT,
     output:
         PCA_ROUNDTRIP,
     log:
-        "logs/mnist/seed{seed}/pca_baseline.log",
+        "logs/mnist/seed{seed}/pca_roundtrip.log",
     benchmark:
-        "benchmarks/mnist/seed{seed}/pca_baseline.tsv"
+        "benchmarks/mnist/seed{seed}/pca_roundtrip.tsv"
     params:
         dims=" ".join(map(str, DIMS)),
         Ts=" ".join(map(str, TS)),
         sequences=config["evaluation"]["sequences"],
     threads: config["threads"]["eval"]
+    conda:
+        "../envs/imfn.yaml"
     shell:
-        "imfn pca-baseline --mnist {input.mnist} --split {input.split} --seed {wildcards.seed} --dims {params.dims}"
+        "imfn pca-roundtrip --mnist {input.mnist} --split {input.split} --seed {wildcards.seed} --dims {params.dims}"
         " --T {params.Ts} --sequences {params.sequences} --threads {threads} --out {output} --log {log}"
 
 
 rule aggregate_metrics:
     """Tidy tables under results/metrics: one per model family."""
     input:
-        lambda w: {
-            "teacher": grid(ROUNDTRIP),
-            "teacher_health": grid(SWEEPER_HEALTH),
-            "teacher_ablation": grid(ROUNDTRIP, ABLATION_VARIANTS, [ABLATION_DIM]),
-            "teacher_ablation_health": grid(SWEEPER_HEALTH, ABLATION_VARIANTS, [ABLATION_DIM]),
-            "pca": expand(PCA_ROUNDTRIP, seed=SEEDS),
-            "student": student_grid(ONLINE),
-            "baselines": baseline_grid(BASELINE_ROUNDTRIP),
-        }[w.table],
+        metric_inputs,
     output:
         report("results/metrics/{table}.parquet", caption="../report/metrics.rst", category="Metrics (Parquet)"),
     wildcard_constraints:
-        table="teacher|teacher_health|teacher_ablation|teacher_ablation_health|pca|student|baselines",
+        table="teacher|teacher_health|teacher_ablation|teacher_ablation_health|pca|student|compressors",
     log:
         "logs/metrics/{table}.log",
     params:
         health=lambda w: "--health" if w.table.endswith("health") else "",
+    conda:
+        "../envs/imfn.yaml"
     shell:
         "imfn aggregate {params.health} --out {output} --log {log} {input}"

@@ -1,4 +1,4 @@
-"""The baseline comparison (method.md section 5): Table 1, Table 2 and Figure 6.
+"""The compressor comparison (method.md section 5): Table 1, Table 2 and Figure 6.
 
 - Table 1: the IMFN teacher vs the Transformer and Mamba compressors vs per-frame PCA at one
   (T, d), MSE / PSNR / SSIM as mean ± std over seeds, from the metric Parquet files only.
@@ -17,22 +17,17 @@ import pandas as pd
 import torch
 
 from imfn.atomic import atomic_output
+from imfn.report.paper import PAPER_PARAMS, PAPER_TABLE1
 
 log = logging.getLogger(__name__)
 
-PAPER_TABLE1 = {  # method.md section 5, T = 128, d = 1024
-    "imfn-teacher": ("0.052132 ± 0.000939", "12.83 ± 0.08", "0.6300 ± 0.0058"),
-    "transformer": ("0.066598 ± 0.000140", "11.77 ± 0.01", "0.3396 ± 0.0011"),
-    "mamba": ("0.055753 ± 0.000518", "12.54 ± 0.04", "0.4341 ± 0.0041"),
-}
-PAPER_PARAMS = {"imfn-teacher": 61_430_000, "transformer": 182_558_480, "mamba": 186_855_184}
 DISPLAY = {"imfn-teacher": "IMFN teacher", "transformer": "Transformer", "mamba": "Mamba", "pca": "per-frame PCA"}
 FIGURE6_FRAMES = 16
 
 
 def param_counts(out: Path) -> None:
     """Instantiate the paper-size models (d = 1024, T = 128, 9 teacher levels) and count parameters."""
-    from imfn.models.baselines import (
+    from imfn.models.compressors import (
         MambaCompressor,
         MambaConfig,
         TransformerCompressor,
@@ -70,7 +65,7 @@ def _summary(frame: pd.DataFrame, T: int, dim: int) -> pd.DataFrame:
 
 
 def table1(metrics: Sequence[Path], teacher_variant: str, T: int, dim: int, out: Path) -> pd.DataFrame:
-    """Table 1 as Markdown from the teacher, PCA and baseline metric Parquet files."""
+    """Table 1 as Markdown from the teacher, PCA and compressor metric Parquet files."""
     frame = pd.concat([pd.read_parquet(p) for p in metrics], ignore_index=True)
     frame = frame[(frame["model"] != "imfn-teacher") | (frame["variant"] == teacher_variant)]
     summary = _summary(frame, T, dim)
@@ -106,7 +101,7 @@ def table1(metrics: Sequence[Path], teacher_variant: str, T: int, dim: int, out:
     lines += [
         "",
         "Paper values: the paper's Table 1 (T = 128, d = 1024, paper-size models trained 200 epochs on a GPU).",
-        "Rows of this run come from results/metrics/{teacher,baselines,pca}.parquet; a smaller setup than the",
+        "Rows of this run come from results/metrics/{teacher,compressors,pca}.parquet; a smaller setup than the",
         "paper's (the quick config) is named in the setup column.",
     ]
     with atomic_output(out) as tmp:
@@ -138,7 +133,7 @@ def table2(param_counts_path: Path, out: Path) -> None:
 
 def figure6(
     teacher_sweepers: Sequence[Path],
-    baselines: Sequence[Path],
+    compressors: Sequence[Path],
     mnist: Path,
     split: Path,
     seed: int,
@@ -146,31 +141,30 @@ def figure6(
     out_dir: Path,
 ) -> list[Path]:
     """One held-out sequence (the first of the seed's evaluation set at T): originals on top, then the
-    teacher, each baseline and per-frame PCA, at FIGURE6_FRAMES evenly spaced positions."""
+    teacher, each compressor and per-frame PCA, at FIGURE6_FRAMES evenly spaced positions."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from imfn.baselines.pca import fit_pca, pca_roundtrip
-    from imfn.data.mnist import split_indices
+    from imfn.data.mnist import load_split_images
+    from imfn.eval.pca import fit_pca, pca_roundtrip
     from imfn.eval.roundtrip import test_sequences
-    from imfn.models.baselines import load_baseline
-    from imfn.plots import _save_keep
-    from imfn.store import read_array
-    from imfn.tree import Teacher
+    from imfn.models.compressors import load_compressor
+    from imfn.models.teacher import Teacher
+    from imfn.report.common import save_figure
 
-    frames = test_sequences(mnist, split, seed, T, 1)  # (1, T, 784), the same sequence every model saw
+    data = load_split_images(mnist, split)
+    frames = test_sequences(data, seed, T, 1)  # (1, T, 784), the same sequence every model saw
     rows = [("original", frames)]
     with torch.no_grad():
         teacher = Teacher.load_for(T, teacher_sweepers, torch.device("cpu"))
         rows.append((DISPLAY["imfn-teacher"], teacher.roundtrip(frames)))
-        for path in baselines:
-            model = load_baseline(path, "cpu")
+        for path in compressors:
+            model = load_compressor(path, "cpu")
             rows.append((DISPLAY[model.kind], model(frames)))
     dim = teacher.codec.config.dim
-    images = torch.from_numpy(read_array(mnist, "images"))
-    mean, basis = fit_pca(images[torch.from_numpy(split_indices(split, "train"))].float() / 255.0)
+    mean, basis = fit_pca(torch.from_numpy(data.images)[torch.from_numpy(data.train)].float() / 255.0)
     rows.append((f"{DISPLAY['pca']} (k={dim // T})", pca_roundtrip(frames, mean, basis, dim // T)))
 
     positions = torch.linspace(0, T - 1, min(FIGURE6_FRAMES, T)).round().long().tolist()
@@ -188,7 +182,7 @@ def figure6(
     paths = []
     for ext in ("png", "pdf"):
         path = out_dir / f"fig6_sequence.{ext}"
-        _save_keep(fig, path)
+        save_figure(fig, path)
         paths.append(path)
     plt.close(fig)
     return paths

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import torch
 
+from imfn.models.merkle import MerkleTree, count_sweepers
 from imfn.models.student import Student
-from imfn.trajectory import MerkleTree, count_sweepers
-from imfn.tree import Teacher, depth_for, invert_down
+from imfn.models.teacher import Teacher, depth_for, invert_down
 
 
 class Memory:

@@ -6,15 +6,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from imfn.models.baselines import (
+from imfn.models.compressors import (
     MambaBlock,
     MambaCompressor,
     MambaConfig,
     ResidualMambaLayer,
     TransformerCompressor,
     TransformerConfig,
-    baseline_checkpoint,
-    load_baseline,
+    compressor_checkpoint,
+    load_compressor,
     param_count,
     selective_scan,
 )
@@ -170,15 +170,15 @@ def test_checkpoint_round_trip(kind, tmp_path):
         assert not torch.equal(model(x), model(x))  # dropout is on in training: eval mode is what we compare
         model.eval()
         expected = model(x)
-    torch.save(baseline_checkpoint(model, epoch=3), tmp_path / "model.pt")
+    torch.save(compressor_checkpoint(model, epoch=3), tmp_path / "model.pt")
     torch.manual_seed(123)  # a fresh model would come out different
-    loaded = load_baseline(tmp_path / "model.pt")
+    loaded = load_compressor(tmp_path / "model.pt")
     assert type(loaded) is type(model) and loaded.config == model.config and not loaded.training
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), expected, rtol=0, atol=0)
     torch.save({"kind": "something-else"}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="not an IMFN baseline"):
-        load_baseline(tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not an IMFN compressor"):
+        load_compressor(tmp_path / "other.pt")
 
 
 PAPER = {"transformer": 182_558_480, "mamba": 186_855_184}

@@ -1,4 +1,4 @@
-"""Training, evaluation and reporting of the baseline compressors, on real MNIST at tiny sizes."""
+"""Training, evaluation and reporting of the sequence compressors, on real MNIST at tiny sizes."""
 
 from __future__ import annotations
 
@@ -7,17 +7,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from imfn.comparison import param_counts, table1, table2
-from imfn.data.mnist import write_split
-from imfn.eval.baseline import evaluate_baseline
+from imfn.data.mnist import load_split_images, write_split
+from imfn.eval.compressor import evaluate_compressor
 from imfn.eval.roundtrip import test_sequences as held_out_sequences
-from imfn.models.baselines import TransformerCompressor, load_baseline
-from imfn.train.baseline import BaselineTraining, NonFiniteBaselineLoss, train_baseline
+from imfn.models.compressors import TransformerCompressor, load_compressor
+from imfn.report.compressors import param_counts, table1, table2
+from imfn.train.compressor import CompressorTraining, model_config, train_compressor
+from imfn.train.harness import NonFiniteLossError
 
 T = 4
 SIZES = {
-    "transformer": {"dim": 16, "width": 24, "layers": 1, "heads": 2, "ffn_mult": 2, "dropout": 0.1},
-    "mamba": {"dim": 16, "width": 24, "layers": 1, "d_state": 4, "decoder_layers": 1, "heads": 2, "ffn_mult": 2},
+    "transformer": {"width": 24, "layers": 1, "heads": 2, "ffn_mult": 2, "dropout": 0.1},
+    "mamba": {"width": 24, "layers": 1, "d_state": 4, "decoder_layers": 1, "heads": 2, "ffn_mult": 2},
 }
 
 
@@ -34,9 +35,9 @@ def split(mnist_store, tmp_path_factory):
 
 
 def _train(model, mnist, split, folder, epochs=2, name="m"):
-    hp = BaselineTraining(seed=0, epochs=epochs, T=T, sequences_per_epoch=48, batch_size=16, lr=1e-3)
+    hp = CompressorTraining(seed=0, epochs=epochs, T=T, sequences_per_epoch=48, batch_size=16, lr=1e-3)
     out, loss_out = folder / f"{name}.pt", folder / f"{name}_loss.parquet"
-    train_baseline(model, SIZES[model], hp, mnist, split, out, loss_out, folder / f".{name}.resume.pt", "cpu")
+    train_compressor(model, model_config(model, 16, T, SIZES[model]), hp, mnist, split, out, loss_out, "cpu")
     return out, loss_out
 
 
@@ -56,30 +57,9 @@ def test_training_is_deterministic_and_learns(model, mnist_store, split, tmp_pat
     assert not (tmp_path / ".a.resume.pt").exists()  # the resume point goes once the checkpoint is written
 
 
-def test_interrupted_training_resumes_to_the_same_weights(mnist_store, split, tmp_path, monkeypatch):
-    reference, _ = _train("transformer", mnist_store, split, tmp_path, name="reference")
-    clip, calls = torch.nn.utils.clip_grad_norm_, []
-
-    def dies_in_epoch_two(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 4:  # 3 batches per epoch: the first batch of epoch 2
-            raise KeyboardInterrupt
-        return clip(*args, **kwargs)
-
-    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", dies_in_epoch_two)
-    with pytest.raises(KeyboardInterrupt):
-        _train("transformer", mnist_store, split, tmp_path, name="resumed")
-    assert (tmp_path / ".resumed.resume.pt").exists() and not (tmp_path / "resumed.pt").exists()
-    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
-    resumed, loss_out = _train("transformer", mnist_store, split, tmp_path, name="resumed")
-    assert list(pd.read_parquet(loss_out)["epoch"]) == [1, 2]
-    for key, value in _weights(reference).items():
-        torch.testing.assert_close(_weights(resumed)[key], value, rtol=0, atol=0)
-
-
 def test_nan_loss_stops_with_a_clear_error_and_no_output(mnist_store, split, tmp_path, monkeypatch):
     monkeypatch.setattr(TransformerCompressor, "forward", lambda self, x: self.decode(self.encode(x), T) * torch.nan)
-    with pytest.raises(NonFiniteBaselineLoss, match="transformer .*loss became nan"):
+    with pytest.raises(NonFiniteLossError, match="transformer .*loss became nan"):
         _train("transformer", mnist_store, split, tmp_path, epochs=1, name="nan")
     assert not list(tmp_path.glob("nan*"))
 
@@ -87,12 +67,12 @@ def test_nan_loss_stops_with_a_clear_error_and_no_output(mnist_store, split, tmp
 def test_evaluation_uses_the_teachers_held_out_sequences(mnist_store, split, tmp_path):
     checkpoint, _ = _train("mamba", mnist_store, split, tmp_path, epochs=1)
     out = tmp_path / "eval.parquet"
-    evaluate_baseline(checkpoint, mnist_store, split, 0, 20, out, torch.device("cpu"))
+    evaluate_compressor(checkpoint, mnist_store, split, 0, 20, out, torch.device("cpu"))
     rows = pd.read_parquet(out)
     overall = rows[rows["position"].isna()].set_index("metric")["value"]
-    frames = held_out_sequences(mnist_store, split, 0, T, 20)
+    frames = held_out_sequences(load_split_images(mnist_store, split), 0, T, 20)
     with torch.no_grad():
-        expected = F.mse_loss(load_baseline(checkpoint)(frames), frames).item()
+        expected = F.mse_loss(load_compressor(checkpoint)(frames), frames).item()
     assert overall["mse"] == pytest.approx(expected, rel=1e-5)
     assert set(rows["model"]) == {"mamba"} and set(rows["T"]) == {T} and set(rows["dim"]) == {16}
     assert "width 24, 1 layers" in rows["variant"].iloc[0]
@@ -129,7 +109,7 @@ def test_table1_means_and_stds_over_seeds(tmp_path):
 
 
 def test_paper_size_counts_on_meta_modules_equal_instantiated_ones(tmp_path):
-    from test_baselines import MEASURED  # counted on fully instantiated paper-size models
+    from test_compressors import MEASURED  # counted on fully instantiated paper-size models
 
     param_counts(tmp_path / "counts.parquet")
     counts = pd.read_parquet(tmp_path / "counts.parquet").set_index("model")
@@ -145,9 +125,8 @@ def test_paper_size_counts_on_meta_modules_equal_instantiated_ones(tmp_path):
     )
 
 
-def test_unknown_baseline_is_a_clear_error(mnist_store, split, tmp_path):
-    hp = BaselineTraining(seed=0, epochs=1, T=T)
-    with pytest.raises(ValueError, match="unknown baseline 'lstm'"):
-        train_baseline(
-            "lstm", {}, hp, mnist_store, split, tmp_path / "x.pt", tmp_path / "l.parquet", tmp_path / ".r", "cpu"
-        )
+def test_unknown_compressor_or_setting_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown compressor 'lstm'"):
+        model_config("lstm", 16, T, {})
+    with pytest.raises(ValueError, match=r"transformer has no setting \['d_state'\]"):
+        model_config("transformer", 16, T, {"d_state": 4})

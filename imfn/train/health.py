@@ -21,11 +21,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class HealthLimits:
-    max_unexplained_variance: float = 0.9
-    max_dead_fraction: float = 0.5
+    """When a level counts as collapsed (config ``teacher.health``), and what a collapse does."""
 
+    max_unexplained_variance: float = 0.9  # its roundtrip error is near (or above) the variance of its input
+    max_dead_fraction: float = 0.5  # or this share of its code dimensions carry no signal
+    on_collapse: str = "warn"  # warn loudly, or fail the job
 
-DEFAULT_LIMITS = HealthLimits()
+    def __post_init__(self):
+        if self.on_collapse not in {"warn", "fail"}:
+            raise ValueError(f"on_collapse must be 'warn' or 'fail', got {self.on_collapse!r}")
 
 
 class LevelCollapseError(RuntimeError):

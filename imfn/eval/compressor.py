@@ -12,9 +12,10 @@ from pathlib import Path
 import torch
 
 from imfn.atomic import atomic_output
+from imfn.data.mnist import load_split_images
+from imfn.eval.metrics import mse_per_frame, psnr, ssim_per_frame
 from imfn.eval.roundtrip import metric_rows, test_sequences, to_frame
-from imfn.metrics import mse_per_frame, psnr, ssim_per_frame
-from imfn.models.baselines import load_baseline, param_count
+from imfn.models.compressors import load_compressor, param_count
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +35,12 @@ def reconstruct(model, frames: torch.Tensor, device: torch.device) -> torch.Tens
     return torch.cat(parts)
 
 
-def evaluate_baseline(
+def evaluate_compressor(
     checkpoint: Path, mnist: Path, split: Path, seed: int, sequences: int, out: Path, device: torch.device
 ) -> None:
-    model = load_baseline(checkpoint, device)
+    model = load_compressor(checkpoint, device)
     dim, T = model.config.dim, model.config.T
-    frames = test_sequences(mnist, split, seed, T, sequences)
+    frames = test_sequences(load_split_images(mnist, split), seed, T, sequences)
     reconstruction = reconstruct(model, frames, device)
     mse, ssim = mse_per_frame(reconstruction, frames), ssim_per_frame(reconstruction, frames)
     frame = to_frame(metric_rows(model.kind, size_label(model), seed, dim, T, mse, ssim))

@@ -17,9 +17,9 @@ import torch
 
 from imfn.data.mnist import split_indices
 from imfn.job import seeded_generator
+from imfn.models.merkle import merkle_trajectory
+from imfn.models.teacher import Teacher, depth_for
 from imfn.store import read_array, write_arrays
-from imfn.trajectory import merkle_trajectory
-from imfn.tree import Teacher, depth_for
 
 log = logging.getLogger(__name__)
 

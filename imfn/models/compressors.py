@@ -323,9 +323,9 @@ class MambaCompressor(nn.Module):
 MODELS = {"transformer": (TransformerCompressor, TransformerConfig), "mamba": (MambaCompressor, MambaConfig)}
 
 
-def baseline_checkpoint(model: TransformerCompressor | MambaCompressor, **extra) -> dict:
+def compressor_checkpoint(model: TransformerCompressor | MambaCompressor, **extra) -> dict:
     return {
-        "kind": "imfn-baseline",
+        "kind": "imfn-compressor",
         "model": model.kind,
         "config": asdict(model.config),
         "state": model.state_dict(),
@@ -333,11 +333,11 @@ def baseline_checkpoint(model: TransformerCompressor | MambaCompressor, **extra)
     }
 
 
-def load_baseline(path, device: torch.device | str = "cpu") -> TransformerCompressor | MambaCompressor:
-    """A baseline from :func:`baseline_checkpoint`, in eval mode."""
+def load_compressor(path, device: torch.device | str = "cpu") -> TransformerCompressor | MambaCompressor:
+    """A compressor from :func:`compressor_checkpoint`, in eval mode."""
     state = torch.load(path, map_location=device, weights_only=False)
-    if not isinstance(state, dict) or state.get("kind") != "imfn-baseline":
-        raise ValueError(f"{path} is not an IMFN baseline checkpoint")
+    if not isinstance(state, dict) or state.get("kind") != "imfn-compressor":
+        raise ValueError(f"{path} is not an IMFN compressor checkpoint")
     model_cls, config_cls = MODELS[state["model"]]
     config = config_cls(**state["config"])
     if model_cls is MambaCompressor:  # the CUDA kernels only for a model that will run on CUDA

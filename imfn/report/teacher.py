@@ -1,4 +1,4 @@
-"""Paper figures, made only from the aggregated metric Parquet files under results/."""
+"""The teacher's figures and tables: Figures 2-3, level health, the variant ablation; from results/metrics alone."""
 
 from __future__ import annotations
 
@@ -12,20 +12,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from imfn.atomic import atomic_output
+from imfn.report.common import save_figure, seed_summary
+from imfn.report.paper import PAPER_TEACHER_MSE
 
 log = logging.getLogger(__name__)
-
-
-def seed_summary(frame: pd.DataFrame, metric: str, by: list[str]) -> pd.DataFrame:
-    """Mean and std over seeds of a sequence-level metric (rows with a null position)."""
-    rows = frame[(frame["metric"] == metric) & frame["position"].isna()]
-    return rows.groupby(by)["value"].agg(["mean", "std", "count"]).reset_index().fillna({"std": 0.0})
-
-
-def _save_keep(fig: plt.Figure, out: Path) -> None:
-    with atomic_output(out) as tmp:
-        fig.savefig(tmp, format=out.suffix.lstrip("."), dpi=150, bbox_inches="tight")
-    log.info("wrote %s", out)
 
 
 def _lines(summary: pd.DataFrame, x: str, curve: str, xlabel: str, curve_label: str, title: str) -> plt.Figure:
@@ -67,7 +57,7 @@ def teacher_figures(teacher_metrics: Path, figures_dir: Path) -> list[Path]:
         fig = _lines(summary, *fig_args)
         for suffix in ("png", "pdf"):
             outputs.append(figures_dir / f"{name}.{suffix}")
-            _save_keep(fig, outputs[-1])
+            save_figure(fig, outputs[-1])
         plt.close(fig)
     return outputs
 
@@ -108,25 +98,22 @@ def health_figure(health: Path, out_dir: Path, name: str = "teacher_health") -> 
     outputs = [out_dir / f"{name}.{suffix}" for suffix in ("png", "pdf")]
     fig.tight_layout()
     for out in outputs:
-        _save_keep(fig, out)
+        save_figure(fig, out)
     plt.close(fig)
     return outputs
-
-
-PAPER_TEACHER_MSE = {128: 0.052132}  # Table 1 (d = 1024); the paper's Fig. 2-3 values were lost in extraction
 
 
 def ablation_summary(ablation: Path, pca: Path) -> tuple[pd.DataFrame, int]:
     """Mean/std over seeds of MSE per (variant, T) at the ablation's d, with per-frame PCA as a variant."""
     teacher = pd.read_parquet(ablation)
     dim = int(teacher["dim"].max())
-    baseline = pd.read_parquet(pca)
-    baseline = baseline[
-        (baseline["dim"] == dim)
-        & baseline["seed"].isin(teacher["seed"].unique())
-        & baseline["T"].isin(teacher["T"].unique())
+    reference = pd.read_parquet(pca)
+    reference = reference[
+        (reference["dim"] == dim)
+        & reference["seed"].isin(teacher["seed"].unique())
+        & reference["T"].isin(teacher["T"].unique())
     ]
-    rows = pd.concat([teacher[teacher["dim"] == dim], baseline.assign(variant="per-frame PCA")])
+    rows = pd.concat([teacher[teacher["dim"] == dim], reference.assign(variant="per-frame PCA")])
     return seed_summary(rows, "mse", ["variant", "T"]), dim
 
 
@@ -187,69 +174,5 @@ def ablation_report(ablation: Path, ablation_health: Path, pca: Path, table_out:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     for suffix in ("png", "pdf"):
-        _save_keep(fig, figure_dir / f"teacher_ablation_mse_vs_T.{suffix}")
+        save_figure(fig, figure_dir / f"teacher_ablation_mse_vs_T.{suffix}")
     plt.close(fig)
-
-
-def student_figures(student_metrics: Path, figures_dir: Path) -> list[Path]:
-    """Figure 4 (prefix retention: MSE over the first k frames after k updates, a panel per T) and
-    Figure 5 (end-of-sequence MSE vs T), student per schedule against its teacher."""
-    frame = pd.read_parquet(student_metrics)
-    # the teacher's rows repeat once per student schedule: they are the same numbers
-    teacher = frame[frame["model"] == "teacher"].drop_duplicates(["seed", "dim", "T", "k", "metric"])
-    frame = pd.concat(
-        [
-            teacher.assign(curve="teacher"),
-            frame[frame["model"] == "student"].assign(curve=lambda f: "student (" + f["schedule"] + ")"),
-        ]
-    )
-    Ts = sorted(frame["T"].unique())
-    n_seeds = frame["seed"].nunique()
-    curves = list(dict.fromkeys(frame["curve"]))
-    color = {curve: "black" if curve == "teacher" else f"C{i}" for i, curve in enumerate(curves)}
-    fig4, axes = plt.subplots(1, len(Ts), figsize=(4.2 * len(Ts), 3.8), squeeze=False)
-    for ax, T in zip(axes[0], Ts, strict=True):
-        part = frame[(frame["T"] == T) & (frame["metric"] == "prefix_mse")]
-        for curve, rows in part.groupby("curve", sort=False):
-            stats = rows.groupby("k")["value"].agg(["mean", "std"]).fillna(0.0)
-            ax.plot(stats.index, stats["mean"], label=curve, ls="--" if curve == "teacher" else "-", color=color[curve])
-            ax.fill_between(
-                stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"], alpha=0.2, color=color[curve]
-            )
-        ax.set_title(f"T={T}")
-        ax.set_xlabel("updates k")
-        ax.grid(True, alpha=0.3)
-    axes[0][0].set_ylabel("MSE over the first k frames")
-    axes[0][0].legend(fontsize=8)
-    fig4.suptitle(f"Fig. 4: prefix retention, student vs teacher (d={frame['dim'].iloc[0]}, {n_seeds} seeds)")
-    fig4.tight_layout()
-    end = seed_summary(frame[frame["metric"] == "mse"].assign(position=None), "mse", ["curve", "T"])
-    fig5, ax = plt.subplots(figsize=(6.4, 4.4))
-    for curve, rows in end.groupby("curve", sort=False):
-        rows = rows.sort_values("T")
-        ax.errorbar(
-            rows["T"],
-            rows["mean"],
-            yerr=rows["std"],
-            marker="o",
-            ms=4,
-            capsize=3,
-            label=curve,
-            ls="--" if curve == "teacher" else "-",
-            color=color[curve],
-        )
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(Ts)
-    ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.set_xlabel("sequence length T")
-    ax.set_ylabel("end-of-sequence MSE (mean ± std over seeds)")
-    ax.set_title("Fig. 5: student vs teacher at the end of the sequence")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    outputs = []
-    for fig, name in ((fig4, "fig4_prefix_retention"), (fig5, "fig5_end_of_sequence")):
-        for suffix in ("png", "pdf"):
-            outputs.append(figures_dir / f"{name}.{suffix}")
-            _save_keep(fig, outputs[-1])
-        plt.close(fig)
-    return outputs

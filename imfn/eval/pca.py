@@ -1,4 +1,4 @@
-"""Per-frame PCA at equal memory: the reference a learned compressor must beat.
+"""Per-frame PCA at equal memory: the reference every learned memory stands beside.
 
 A sequence of T frames with memory d keeps k = d // T principal components per frame
 (fit on the seed's training split), so it stores the same d numbers as the tree's root.
@@ -15,10 +15,9 @@ from pathlib import Path
 import torch
 
 from imfn.atomic import atomic_output
-from imfn.data.mnist import split_indices
+from imfn.data.mnist import load_split_images
+from imfn.eval.metrics import mse_per_frame, ssim_per_frame
 from imfn.eval.roundtrip import metric_rows, test_sequences, to_frame
-from imfn.metrics import mse_per_frame, ssim_per_frame
-from imfn.store import read_array
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +41,11 @@ def pca_roundtrip(frames: torch.Tensor, mean: torch.Tensor, basis: torch.Tensor,
 def evaluate_pca(
     mnist: Path, split: Path, seed: int, dims: Sequence[int], Ts: Sequence[int], sequences: int, out: Path
 ) -> None:
-    images = torch.from_numpy(read_array(mnist, "images"))
-    mean, basis = fit_pca(images[torch.from_numpy(split_indices(split, "train"))].float() / 255.0)
+    data = load_split_images(mnist, split)
+    mean, basis = fit_pca(torch.from_numpy(data.images)[torch.from_numpy(data.train)].float() / 255.0)
     rows = []
     for T in Ts:
-        frames = test_sequences(mnist, split, seed, T, sequences)
+        frames = test_sequences(data, seed, T, sequences)
         for dim in dims:
             k = min(dim // T, basis.shape[1])
             reconstruction = pca_roundtrip(frames, mean, basis, k)

@@ -15,8 +15,7 @@ from typing import NamedTuple
 
 import torch
 
-from imfn.models.teacher import Sweeper
-from imfn.tree import depth_for, merge_up
+from imfn.models.teacher import Sweeper, depth_for, merge_up
 
 
 class SweeperCounter:

@@ -17,12 +17,24 @@ import torch
 from imfn.data.mnist import split_indices
 from imfn.job import seeded_generator
 from imfn.models.teacher import load_sweeper_checkpoint
-from imfn.store import read_array, write_arrays
-from imfn.train.sweeper import load_bank
+from imfn.store import open_group, read_array, write_arrays
 
 log = logging.getLogger(__name__)
 
 PURPOSE_BANK = 2
+
+
+def load_bank(path: Path, level: int, dim: int) -> torch.Tensor:
+    """Bank rows as a CPU tensor: uint8 images at level 0, float32 latents above."""
+    group = open_group(path)
+    data = group["data"][...]
+    if level == 0 and data.dtype != np.uint8:
+        raise ValueError(f"level-0 bank {path} must hold uint8 images, found {data.dtype}")
+    if level > 0 and (data.dtype != np.float32 or data.shape[1] != dim):
+        raise ValueError(
+            f"level-{level} bank {path} must hold float32 (n, {dim}) latents, found {data.dtype} {data.shape}"
+        )
+    return torch.from_numpy(data)
 
 
 def build_image_bank(mnist: Path, split: Path, seed: int, zero_images: int, bank_size: int | None, out: Path) -> None:

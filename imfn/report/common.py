@@ -1,0 +1,35 @@
+"""What every table and figure shares: summaries over seeds, and files written whole or not at all."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from imfn.atomic import atomic_output
+
+log = logging.getLogger(__name__)
+
+
+def seed_summary(frame: pd.DataFrame, metric: str, by: list[str]) -> pd.DataFrame:
+    """Mean and std over seeds of a sequence-level metric (rows with a null position)."""
+    rows = frame[(frame["metric"] == metric) & frame["position"].isna()]
+    return rows.groupby(by)["value"].agg(["mean", "std", "count"]).reset_index().fillna({"std": 0.0})
+
+
+def save_figure(fig: plt.Figure, out: Path) -> None:
+    with atomic_output(out) as tmp:
+        fig.savefig(tmp, format=out.suffix.lstrip("."), dpi=150, bbox_inches="tight")
+    log.info("wrote %s", out)
+
+
+def write_table(lines: list[str], out: Path) -> None:
+    """A Markdown table (or any text) from its lines, whole or not at all."""
+    with atomic_output(out) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    log.info("wrote %s", out)

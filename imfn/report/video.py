@@ -1,0 +1,101 @@
+"""Table 3 and the video reconstruction figure, from results/ alone."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from imfn.atomic import atomic_output
+from imfn.report.paper import PAPER_TABLE3
+from imfn.store import open_group
+
+log = logging.getLogger(__name__)
+
+
+def table3(metrics: pd.DataFrame) -> str:
+    """Table 3 in Markdown: per level mean +/- std over validation videos, the paper's numbers beside."""
+    stats = metrics.groupby(["level", "metric"])["value"].agg(["mean", "std", "count"]).fillna({"std": 0.0})
+    dataset = ", ".join(sorted(metrics["dataset"].unique()))
+    lines = [
+        f"Table 3: video reconstruction per level, validation videos of `{dataset}`"
+        " (mean +/- std over videos); paper: UCF-101.",
+        "",
+        "| level | ratio | videos | MSE | PSNR (dB) | paper MSE | paper PSNR (dB) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for level in sorted(metrics["level"].unique()):
+        mse, db = stats.loc[(level, "mse")], stats.loc[(level, "psnr")]
+        paper = PAPER_TABLE3.get(int(level))
+        paper_cells = (
+            [f"{paper[0]:.6f} +/- {paper[1]:.6f}", f"{paper[2]:.2f} +/- {paper[3]:.2f}"] if paper else ["-", "-"]
+        )
+        cells = [
+            f"L{level}",
+            f"{2 ** (level + 1)}:1",
+            str(int(mse["count"])),
+            f"{mse['mean']:.6f} +/- {mse['std']:.6f}",
+            f"{db['mean']:.2f} +/- {db['std']:.2f}",
+            *paper_cells,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def reconstruction_figure(reconstructions: list[Path], out_dir: Path, frames: int = 8) -> list[Path]:
+    """Original frames of the shown validation clips and their L0..Lk reconstructions, PNG and PDF."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = [open_group(p) for p in reconstructions]
+    originals = groups[0]["original"][...]
+    videos = groups[0].attrs["videos"]
+    rows = [("original", originals)] + [(f"L{g.attrs['level']}", g["reconstruction"][...]) for g in groups]
+    n_videos, n_frames = originals.shape[:2]
+    shown = min(frames, n_frames)
+    fig = plt.figure(figsize=(1.1 * shown, 1.15 * n_videos * len(rows) + 0.4), layout="constrained")
+    for v, subfig in enumerate(np.atleast_1d(fig.subfigures(n_videos, 1))):
+        axes = subfig.subplots(len(rows), shown, squeeze=False)
+        subfig.suptitle(f"validation clip {videos[v]}", fontsize=8)
+        for r, (label, data) in enumerate(rows):
+            for t in range(shown):
+                ax = axes[r, t]
+                ax.imshow(data[v, t])
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if t == 0:
+                    ax.set_ylabel(label, fontsize=8)
+                if r == 0:
+                    ax.set_title(f"frame {t + 1}", fontsize=7)
+    fig.suptitle(f"Originals and their reconstructions through levels L0..L{len(groups) - 1}", fontsize=9)
+    outputs = []
+    for suffix in ("png", "pdf"):
+        path = out_dir / f"fig_video_reconstructions.{suffix}"
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, format=suffix, dpi=150, bbox_inches="tight")
+        outputs.append(path)
+        log.info("wrote %s", path)
+    plt.close(fig)
+    return outputs
+
+
+def video_report(results: Path) -> None:
+    """Table 3 and the reconstruction figure from results/metrics/video.parquet and the saved reconstructions."""
+    metrics_path = results / "metrics" / "video.parquet"
+    if not metrics_path.exists():
+        raise FileNotFoundError(f"{metrics_path} not found: run the pipeline first")
+    metrics = pd.read_parquet(metrics_path)
+    datasets = metrics["dataset"].unique()
+    if len(datasets) != 1:
+        raise ValueError(f"{metrics_path} mixes datasets {sorted(datasets)}")
+    table_out = results / "tables" / "table3_video.md"
+    with atomic_output(table_out) as tmp:
+        tmp.write_text(table3(metrics))
+    log.info("wrote %s", table_out)
+    levels = sorted(metrics["level"].unique())
+    paths = [results / "video" / datasets[0] / f"reconstructions_L{level}.zarr" for level in levels]
+    reconstruction_figure(paths, results / "figures")

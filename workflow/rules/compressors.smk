@@ -1,0 +1,103 @@
+# End-to-end sequence compressors (method.md section 5): Transformer and Mamba, trained end to end at
+# T frames -> d numbers and evaluated on the teacher's held-out sequences; Tables 1-2 and Figure 6.
+
+
+rule train_compressor:
+    input:
+        mnist=MNIST,
+        split=SPLIT,
+    output:
+        model=COMPRESSOR,
+        loss=COMPRESSOR_LOSS,
+    wildcard_constraints:
+        model="transformer|mamba",
+    log:
+        f"{COMPRESSOR_LOGS}/train_compressor_{{model}}.log",
+    benchmark:
+        f"{COMPRESSOR_BENCHMARKS}/train_compressor_{{model}}.tsv"
+    params:
+        T=COMPRESSORS["T"],
+        training=flags(COMPRESSORS["training"]),
+        model=lambda w: flags(COMPRESSORS[w.model]),
+        device=config["device"],
+    threads: config["threads"]["train"]
+    resources:
+        gpu=1,
+    conda:
+        "../envs/imfn.yaml"
+    shell:
+        "imfn train-compressor --model {wildcards.model} --mnist {input.mnist} --split {input.split}"
+        " --seed {wildcards.seed} --dim {wildcards.dim} --T {params.T} {params.training} {params.model}"
+        " --device {params.device} --threads {threads} --out {output.model} --loss-out {output.loss} --log {log}"
+
+
+rule evaluate_compressor:
+    input:
+        model=COMPRESSOR,
+        mnist=MNIST,
+        split=SPLIT,
+    output:
+        COMPRESSOR_ROUNDTRIP,
+    wildcard_constraints:
+        model="transformer|mamba",
+    log:
+        f"{COMPRESSOR_LOGS}/evaluate_compressor_{{model}}.log",
+    benchmark:
+        f"{COMPRESSOR_BENCHMARKS}/evaluate_compressor_{{model}}.tsv"
+    params:
+        sequences=config["evaluation"]["sequences"],
+        device=config["device"],
+    threads: config["threads"]["eval"]
+    resources:
+        gpu=1,
+    conda:
+        "../envs/imfn.yaml"
+    shell:
+        "imfn evaluate-compressor --checkpoint {input.model} --mnist {input.mnist} --split {input.split}"
+        " --seed {wildcards.seed} --sequences {params.sequences} --device {params.device} --threads {threads}"
+        " --out {output} --log {log}"
+
+
+rule paper_param_counts:
+    """Parameters of the paper-size teacher, Transformer and Mamba, counted on instantiated modules."""
+    output:
+        "results/metrics/param_counts.parquet",
+    log:
+        "logs/metrics/param_counts.log",
+    conda:
+        "../envs/imfn.yaml"
+    shell:
+        "imfn paper-param-counts --out {output} --log {log}"
+
+
+rule compressor_report:
+    """Table 1 (teacher vs Transformer vs Mamba vs per-frame PCA), Table 2 (parameters), Figure 6."""
+    input:
+        metrics=["results/metrics/teacher.parquet", "results/metrics/compressors.parquet",
+                 "results/metrics/pca.parquet"],
+        param_counts="results/metrics/param_counts.parquet",
+        sweepers=sweeper_paths(COMPRESSORS["seeds"][0], COMPRESSORS["dim"], VARIANT, int(math.log2(COMPRESSORS["T"]))),
+        compressors=[COMPRESSOR.format(seed=COMPRESSORS["seeds"][0], dim=COMPRESSORS["dim"], model=m)
+                     for m in COMPRESSORS["models"]],
+        mnist=MNIST,
+        split=SPLIT.format(seed=COMPRESSORS["seeds"][0]),
+    output:
+        table1=reported(COMPRESSOR_TABLE1, "Compressors"),
+        table2=reported(COMPRESSOR_TABLE2, "Compressors"),
+        figure=reported(COMPRESSOR_FIGURES, "Compressors"),
+    log:
+        "logs/compressor_report.log",
+    params:
+        teacher_variant=VARIANT,
+        T=COMPRESSORS["T"],
+        dim=COMPRESSORS["dim"],
+        seed=COMPRESSORS["seeds"][0],
+        figures=lambda w, output: os.path.dirname(output.figure[0]),
+    threads: config["threads"]["eval"]
+    conda:
+        "../envs/imfn.yaml"
+    shell:
+        "imfn compressor-report --metrics {input.metrics} --param-counts {input.param_counts}"
+        " --teacher-variant {params.teacher_variant} --T {params.T} --dim {params.dim} --sweepers {input.sweepers}"
+        " --compressors {input.compressors} --mnist {input.mnist} --split {input.split} --seed {params.seed}"
+        " --threads {threads} --table1 {output.table1} --table2 {output.table2} --figures {params.figures} --log {log}"
