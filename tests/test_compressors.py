@@ -1,4 +1,4 @@
-"""The baseline sequence compressors (Transformer and Mamba) on tiny sizes, CPU only, seconds to run."""
+"""The sequence compressors (Transformer and Mamba) on tiny sizes, CPU only, seconds to run."""
 
 import math
 

@@ -82,7 +82,7 @@ def test_time_summary_names_each_job_by_rule_and_wildcards(tmp_path):
     _benchmark(bench / "mnist/seed0/d16/paper/train_sweeper_L0.tsv", 10.0, 500)
     _benchmark(bench / "mnist/seed0/d16/paper/train_sweeper_L1.tsv", 6.0, 400)
     _benchmark(bench / "mnist/seed0/d16/paper/train_student_paper_T4.tsv", 3.0, 300)
-    _benchmark(bench / "mnist/seed0/pca_baseline.tsv", 1.0, 200)
+    _benchmark(bench / "mnist/seed0/pca_roundtrip.tsv", 1.0, 200)
     (bench / "mnist/seed0/empty.tsv").write_text("s\th:m:s\n")  # an interrupted benchmark: skipped
     _benchmark(bench / "video/demo/train_video_L2.tsv", 2.0, 100)
     cell = "benchmarks/mnist/seed{seed}/d{dim}/{variant}"
@@ -90,11 +90,11 @@ def test_time_summary_names_each_job_by_rule_and_wildcards(tmp_path):
         f"train_sweeper={cell}/train_sweeper_L{{level}}.tsv",
         f"train_student={cell}/train_student_{{schedule}}_T{{T}}.tsv",
         "train_video_level=benchmarks/video/demo/train_video_L{level,\\d+}.tsv",  # a constraint is allowed
-        "pca_baseline",  # a bare name matches files named after it
+        "pca_roundtrip",  # a bare name matches files named after it
     ]
     jobs = read_benchmarks(bench, rules)
     assert list(jobs["rule"]) == [
-        "pca_baseline",
+        "pca_roundtrip",
         "train_student",
         "train_sweeper",
         "train_sweeper",
@@ -107,7 +107,7 @@ def test_time_summary_names_each_job_by_rule_and_wildcards(tmp_path):
         "seed=0,dim=16,variant=paper,level=1",
         "level=2",
     ]
-    assert read_benchmarks(bench)["rule"].tolist()[0] == "pca_baseline"  # no rules known: named by the file
+    assert read_benchmarks(bench)["rule"].tolist()[0] == "pca_roundtrip"  # no rules known: named by the file
     assert jobs["s"].sum() == pytest.approx(22.0) and jobs["max_rss"].max() == 500
 
     out, figure = tmp_path / "time.parquet", tmp_path / "time.png"

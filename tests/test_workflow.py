@@ -38,15 +38,15 @@ def test_default_config_plans_the_full_paper_grid(repo, tmp_path, env_with_venv)
     assert jobs["train_sweeper"] == 25 * 9
     assert jobs["build_bank"] == 25 * 8
     assert jobs["roundtrip"] == 25 * 8
-    assert jobs["split"] == jobs["image_bank"] == jobs["pca_baseline"] == 5
+    assert jobs["split"] == jobs["image_bank"] == jobs["pca_roundtrip"] == 5
     assert jobs["fetch_mnist"] == jobs["figures"] == 1
-    assert jobs["aggregate_metrics"] == 5  # teacher, teacher_health, pca, student, baselines
+    assert jobs["aggregate_metrics"] == 5  # teacher, teacher_health, pca, student, compressors
     # students at d=1024: 5 seeds x 5 T x 2 schedules, with a train and a test trajectory set per (seed, T)
     assert jobs["train_student"] == jobs["evaluate_online"] == 5 * 5 * 2
     assert jobs["trajectories"] == 5 * 5 * 2
-    # baselines: Transformer and Mamba for the paper's 4 seeds, Tables 1-2 and Figure 6 once
+    # compressors: Transformer and Mamba for the paper's 4 seeds, Tables 1-2 and Figure 6 once
     assert jobs["train_compressor"] == jobs["evaluate_compressor"] == 2 * 4
-    assert jobs["paper_param_counts"] == jobs["baseline_report"] == 1
+    assert jobs["paper_param_counts"] == jobs["compressor_report"] == 1
     # the video hierarchy: one clip bank and split, one training and one evaluation job per level L0..L3
     assert jobs["train_video_level"] == jobs["evaluate_video_level"] == 4
     assert jobs["video_clips"] == jobs["video_split"] == jobs["video_metrics"] == jobs["video_report"] == 1
@@ -61,8 +61,8 @@ def test_default_config_plans_the_full_paper_grid(repo, tmp_path, env_with_venv)
         ({"device": "gpu"}, "gpu"),
         ({"evaluation": {"T": [3]}}, "3"),
         ({"video": {"dataset": "youtube8m"}}, "youtube8m"),
-        ({"baselines": {"transformer": {"layer": 2}}}, "layer"),
-        ({"baselines": {"transformer": {"d_state": 4}}}, "d_state"),
+        ({"compressors": {"transformer": {"layer": 2}}}, "layer"),
+        ({"compressors": {"transformer": {"d_state": 4}}}, "d_state"),
     ],
 )
 def test_bad_config_fails_before_any_job_naming_the_key(repo, tmp_path, env_with_venv, override, message):
@@ -85,10 +85,10 @@ def test_config_checks_beyond_the_schema(repo, tmp_path, env_with_venv):
     bad.write_text(yaml.safe_dump({"teacher": {"levels": 2}, "evaluation": {"T": [2, 8]}, "student": {"T": [4]}}))
     result = snakemake(repo, tmp_path, "-n", "--configfile", str(bad), env=env_with_venv, check=False)
     assert result.returncode != 0 and "[8]" in result.stdout + result.stderr
-    bad.write_text(yaml.safe_dump({"baselines": {"dim": 999, "seeds": [7]}}))
+    bad.write_text(yaml.safe_dump({"compressors": {"dim": 999, "seeds": [7]}}))
     result = snakemake(repo, tmp_path, "-n", "--configfile", str(bad), env=env_with_venv, check=False)
-    assert result.returncode != 0 and "baselines.dim=999 is not one of dims" in result.stdout + result.stderr
-    assert "baselines.seeds [7] are not all in seeds" in result.stdout + result.stderr
+    assert result.returncode != 0 and "compressors.dim=999 is not one of dims" in result.stdout + result.stderr
+    assert "compressors.seeds [7] are not all in seeds" in result.stdout + result.stderr
 
 
 def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, workdir_with_wheel, env_with_venv):
@@ -127,10 +127,10 @@ def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, wor
         "fig5_end_of_sequence",
     ):
         assert (work / f"results/figures/{name}.png").stat().st_size > 10_000
-    baselines = pd.read_parquet(work / "results/metrics/baselines.parquet")
-    assert set(baselines["model"]) == {"transformer", "mamba"} and set(baselines["T"]) == {4}
-    assert baselines["value"].notna().all()
-    table1 = (work / "results/tables/table1_baselines.md").read_text()
+    compressors = pd.read_parquet(work / "results/metrics/compressors.parquet")
+    assert set(compressors["model"]) == {"transformer", "mamba"} and set(compressors["T"]) == {4}
+    assert compressors["value"].notna().all()
+    table1 = (work / "results/tables/table1_compressors.md").read_text()
     assert all(f"| {name} |" in table1 for name in ("IMFN teacher", "Transformer", "Mamba", "per-frame PCA"))
     assert "182,431,504" in (work / "results/tables/table2_params.md").read_text()
     assert (work / "results/figures/fig6_sequence.png").stat().st_size > 10_000
@@ -143,7 +143,10 @@ def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, wor
     assert (work / "results/figures/fig_video_reconstructions.png").stat().st_size > 10_000
     table = (work / "results/tables/teacher_ablation.md").read_text()
     assert all(row in table for row in ("| paper |", "| pca-pixel |", "| per-frame PCA |"))
-    assert "depth 2 decoder epoch 1/1" in (work / "logs/mnist/seed0/d16/pca-pixel/train_sweeper_L1.log").read_text()
+    assert (
+        "depth 2 decoder (seed 0) epoch 1/1"
+        in (work / "logs/mnist/seed0/d16/pca-pixel/train_sweeper_L1.log").read_text()
+    )
     assert list(work.rglob("*.tmp-*")) == [] and list(work.rglob(".*resume.pt")) == []
 
     # one HTML report holds every figure and table with its caption; each job left its provenance
@@ -156,7 +159,7 @@ def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, wor
 
     (cell / "sweeper_L1.pt").unlink()
     # level 1 and what depends on it: the T=4 roundtrip, the T=4 students through their trajectory sets,
-    # and Figure 6 (it shows the teacher at the baselines' T=4)
+    # and Figure 6 (it shows the teacher at the compressors' T=4)
     assert planned_jobs(repo, work, env_with_venv, *smoke) == Counter(
         {
             "train_sweeper": 1,
@@ -167,7 +170,7 @@ def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, wor
             "aggregate_metrics": 3,
             "figures": 1,
             "student_figures": 1,
-            "baseline_report": 1,
+            "compressor_report": 1,
             "time_summary": 1,
             "all": 1,
         }

@@ -1,4 +1,4 @@
-"""The IMFN teacher: a leaf codec (images <-> d-dim codes) and one sweeper per tree level.
+"""The IMFN teacher: a leaf codec (images <-> d-dim codes), one sweeper per tree level, and the tree they make.
 
 A sweeper has a merge ``M: (a, b) -> z`` (two d-dim states to one) and an inverter
 ``I: z -> (a_hat, b_hat)``. Level 0's sweeper works on codes of the image encoder ``E``;
@@ -14,6 +14,9 @@ Two recipes build these maps:
 A :class:`DepthDecoder` refines the leaf decoder for codes that came back through a tree of
 a given depth (pixel-space supervision through the frozen stack): the leaf codec's decoder
 plus an MLP residual that starts at zero, so untrained it is the codec's decoder.
+
+:class:`Teacher` loads the checkpoints of levels 0..L-1 and runs the tree: :func:`merge_up` merges
+leaves to one root, :func:`invert_down` inverts the root back to leaves.
 """
 
 from __future__ import annotations

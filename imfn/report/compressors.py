@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from imfn.atomic import atomic_output
+from imfn.report.common import write_table
 from imfn.report.paper import PAPER_PARAMS, PAPER_TABLE1
 
 log = logging.getLogger(__name__)
@@ -104,9 +105,7 @@ def table1(metrics: Sequence[Path], teacher_variant: str, T: int, dim: int, out:
         "Rows of this run come from results/metrics/{teacher,compressors,pca}.parquet; a smaller setup than the",
         "paper's (the quick config) is named in the setup column.",
     ]
-    with atomic_output(out) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
-    log.info("wrote %s", out)
+    write_table(lines, out)
     return pd.DataFrame(table)
 
 
@@ -126,9 +125,7 @@ def table2(param_counts_path: Path, out: Path) -> None:
         "",
         "Counted on instantiated modules (`imfn paper-param-counts`); the paper reports the teacher as 61.43M.",
     ]
-    with atomic_output(out) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
-    log.info("wrote %s", out)
+    write_table(lines, out)
 
 
 def figure6(

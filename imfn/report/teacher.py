@@ -11,8 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from imfn.atomic import atomic_output
-from imfn.report.common import save_figure, seed_summary
+from imfn.report.common import save_figure, seed_summary, write_table
 from imfn.report.paper import PAPER_TEACHER_MSE
 
 log = logging.getLogger(__name__)
@@ -154,8 +153,7 @@ def ablation_report(ablation: Path, ablation_health: Path, pca: Path, table_out:
         "the seed's training split and evaluated on the same held-out sequences. The paper reports",
         "only T = 128 at d = 1024 numerically (Table 1); its Figures 2-3 values were lost.",
     ]
-    with atomic_output(table_out) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
+    write_table(lines, table_out)
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for variant in order:
         part = summary[summary["variant"] == variant].sort_values("T")

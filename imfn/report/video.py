@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from imfn.atomic import atomic_output
+from imfn.report.common import save_figure, write_table
 from imfn.report.paper import PAPER_TABLE3
 from imfn.store import open_group
 
@@ -75,10 +75,8 @@ def reconstruction_figure(reconstructions: list[Path], out_dir: Path, frames: in
     outputs = []
     for suffix in ("png", "pdf"):
         path = out_dir / f"fig_video_reconstructions.{suffix}"
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, format=suffix, dpi=150, bbox_inches="tight")
+        save_figure(fig, path)
         outputs.append(path)
-        log.info("wrote %s", path)
     plt.close(fig)
     return outputs
 
@@ -93,9 +91,7 @@ def video_report(results: Path) -> None:
     if len(datasets) != 1:
         raise ValueError(f"{metrics_path} mixes datasets {sorted(datasets)}")
     table_out = results / "tables" / "table3_video.md"
-    with atomic_output(table_out) as tmp:
-        tmp.write_text(table3(metrics))
-    log.info("wrote %s", table_out)
+    write_table(table3(metrics).splitlines(), table_out)
     levels = sorted(metrics["level"].unique())
     paths = [results / "video" / datasets[0] / f"reconstructions_L{level}.zarr" for level in levels]
     reconstruction_figure(paths, results / "figures")

@@ -4,11 +4,11 @@ Transformer and Mamba compressors and of the IMFN teacher, on this CPU, in one r
 The teacher is trained level by level in the pipeline; here, for a like-for-like cost, one step
 pushes the whole batch through the full tree (leaf codec, log2(T) merges, inversions, decoder)
 with a pixel MSE and backpropagates through all of it. Sizes: ``quick`` (config/quick.yaml's
-baselines; the teacher at d = 1024) and ``paper`` (d = 1024, the paper's layer counts).
+compressors; the teacher at d = 1024) and ``paper`` (d = 1024, the paper's layer counts).
 Prints a table with each model's rate relative to the teacher's, and writes
-benchmarks/baseline_throughput.parquet.
+benchmarks/compressor_throughput.parquet.
 
-    python benchmarks/baseline_throughput.py [--sizes quick paper] [--steps 3] [--threads 2]
+    python benchmarks/compressor_throughput.py [--sizes quick paper] [--steps 3] [--threads 2]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def quick_sizes() -> dict:
-    return yaml.safe_load((REPO / "config" / "quick.yaml").read_text())["baselines"]
+    return yaml.safe_load((REPO / "config" / "quick.yaml").read_text())["compressors"]
 
 
 def models(size: str) -> dict[str, torch.nn.Module]:
@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["quick", "paper"], choices=["quick", "paper"])
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "baseline_throughput.parquet")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "compressor_throughput.parquet")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
