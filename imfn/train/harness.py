@@ -1,9 +1,10 @@
 """The one training harness every trained thing uses (sweeper, depth decoder, student, compressor, video level).
 
 A :class:`Run` owns what every training loop needs and nothing model-specific:
-- a resumable checkpoint after every epoch (model, optimizer, scheduler, torch's global RNG and the loss rows so
-  far), guarded by a fingerprint of the settings and the input files: a rerun of a killed job continues from its
-  last epoch and, because each epoch draws its randomness from a generator seeded by the epoch, ends with the same
+- a resumable checkpoint at the end of an epoch (model, optimizer, scheduler, torch's global RNG and the loss
+  rows so far) once ``SAVE_EVERY`` seconds have passed since the last one, so that saving stays a small part of
+  training, guarded by a fingerprint of the settings and the input files: a rerun of a killed job continues from
+  its last checkpoint and, because each epoch draws its randomness from a generator seeded by the epoch, ends with the same
   weights as an uninterrupted run; a checkpoint from other settings or other inputs is ignored;
 - a non-finite loss stops the job with :class:`NonFiniteLossError` before any output is written;
 - one loss row per epoch (the run's labels, the epoch, what the epoch function returned, seconds and samples/s),
@@ -38,6 +39,8 @@ from tqdm import tqdm
 from imfn.atomic import atomic_output
 
 log = logging.getLogger(__name__)
+
+SAVE_EVERY = 60.0  # seconds of training between two resume checkpoints (at most a minute of work is lost)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -121,6 +124,7 @@ class Run:
     def train(self, epochs: int, epoch: EpochFn) -> list[dict]:
         """Run ``epoch(e)`` for the epochs not done yet; return every epoch's loss row."""
         self._epochs = epochs
+        last_save = time.monotonic()
         for e in range(self._restore(), epochs):
             self._epoch = e
             t0 = time.perf_counter()
@@ -138,8 +142,11 @@ class Run:
             self.rows.append(row)
             shown = ", ".join(f"{k} {v:.6g}" for k, v in metrics.items() if isinstance(v, float))
             log.info("%s epoch %d/%d: %s in %.1f s", self.name, e + 1, epochs, shown, seconds)
-            self._save(e + 1)
-            if kill_point() == e + 1:
+            kill = kill_point() == e + 1
+            if kill or time.monotonic() - last_save >= SAVE_EVERY:
+                self._save(e + 1)
+                last_save = time.monotonic()
+            if kill:
                 os.kill(os.getpid(), signal.SIGKILL)
         return self.rows
 
@@ -165,6 +172,7 @@ def write_rows(rows: list[dict], out: Path, columns: Sequence[str] | None = None
 
 
 def kill_point() -> int | None:
-    """``IMFN_KILL_AFTER_EPOCH=k``: the tests' way to stop a job by SIGKILL right after epoch k's checkpoint."""
+    """``IMFN_KILL_AFTER_EPOCH=k``: the tests' way to stop a job by SIGKILL right after epoch k, its resume
+    checkpoint written."""
     value = os.environ.get("IMFN_KILL_AFTER_EPOCH")
     return int(value) if value else None
