@@ -4,8 +4,8 @@ A :class:`Run` owns what every training loop needs and nothing model-specific:
 - a resumable checkpoint at the end of an epoch (model, optimizer, scheduler, torch's global RNG and the loss
   rows so far) once ``SAVE_EVERY`` seconds have passed since the last one, so that saving stays a small part of
   training, guarded by a fingerprint of the settings and the input files: a rerun of a killed job continues from
-  its last checkpoint and, because each epoch draws its randomness from a generator seeded by the epoch, ends with the same
-  weights as an uninterrupted run; a checkpoint from other settings or other inputs is ignored;
+  its last checkpoint and, because each epoch draws its randomness from a generator seeded by the epoch, ends
+  with the same weights as an uninterrupted run; a checkpoint from other settings or other inputs is ignored;
 - a non-finite loss stops the job with :class:`NonFiniteLossError` before any output is written;
 - one loss row per epoch (the run's labels, the epoch, what the epoch function returned, seconds and samples/s),
   logged and written to Parquet whole or not at all;
