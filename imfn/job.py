@@ -27,7 +27,10 @@ def setup_torch(threads: int) -> None:
     import torch
 
     torch.set_num_threads(max(1, threads))
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    # What torch.use_deterministic_algorithms(True, warn_only=True) does for eager code. The public call also
+    # sets torch.compile's (inductor's) flag, and importing inductor costs 1.5 s of CPU in every job; the
+    # pipeline does not compile.
+    torch._C._set_deterministic_algorithms(True, warn_only=True)
 
 
 def seeded_generator(*keys: int):
