@@ -22,7 +22,13 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from imfn.models.compressors import MambaCompressor, MambaConfig, TransformerCompressor, TransformerConfig, param_count
+from imfn.models.compressors import (
+    MambaCompressor,
+    MambaConfig,
+    TransformerCompressor,
+    TransformerConfig,
+    parameter_count,
+)
 from imfn.models.teacher import CodecConfig, LeafCodec, Sweeper, SweeperConfig, Teacher
 
 T, BATCH, DIM = 128, 16, 1024
@@ -84,8 +90,8 @@ def main() -> None:
     for size in args.sizes:
         for name, model in models(size).items():
             rate = sequences_per_second(name, model, args.steps)
-            rows.append({"size": size, "model": name, "params": param_count(model), "sequences_per_second": rate})
-            print(f"{size:6s} {name:13s} {param_count(model):>12,} params  {rate:8.2f} sequences/s", flush=True)
+            rows.append({"size": size, "model": name, "params": parameter_count(model), "sequences_per_second": rate})
+            print(f"{size:6s} {name:13s} {parameter_count(model):>12,} params  {rate:8.2f} sequences/s", flush=True)
             del model
     frame = pd.DataFrame(rows)
     teacher = frame[frame["model"] == "imfn-teacher"].set_index("size")["sequences_per_second"]

@@ -15,9 +15,9 @@ from imfn.models.compressors import (
     TransformerConfig,
     compressor_checkpoint,
     load_compressor,
-    param_count,
     selective_scan,
 )
+from imfn.models.layers import parameter_count
 
 D, T, N = 32, 8, 3
 
@@ -193,7 +193,7 @@ def test_paper_size_parameter_counts(kind):
         model = TransformerCompressor(TransformerConfig(1024, 128))
     else:
         model = MambaCompressor(MambaConfig(1024, 128), use_kernels=False)
-    count = param_count(model)
+    count = parameter_count(model)
     assert count == MEASURED[kind], (
         f"{kind}: {count:,} parameters (expected {MEASURED[kind]:,}; paper {PAPER[kind]:,}, "
         f"difference to paper {PAPER[kind] - count:,} = {(PAPER[kind] - count) / 1024:g} * 1024)"

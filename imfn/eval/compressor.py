@@ -15,7 +15,8 @@ from imfn.atomic import atomic_output
 from imfn.data.mnist import load_split_images
 from imfn.eval.metrics import mse_per_frame, psnr, ssim_per_frame
 from imfn.eval.roundtrip import metric_rows, test_sequences, to_frame
-from imfn.models.compressors import load_compressor, param_count
+from imfn.models.compressors import load_compressor
+from imfn.models.layers import parameter_count
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ SEQUENCES_PER_BATCH = 16
 def size_label(model) -> str:
     """The model's size as it appears in tables: width, layers and parameters."""
     c = model.config
-    return f"width {c.width or c.dim}, {c.layers} layers, {param_count(model) / 1e6:.2f}M params"
+    return f"width {c.width or c.dim}, {c.layers} layers, {parameter_count(model) / 1e6:.2f}M params"
 
 
 @torch.no_grad()

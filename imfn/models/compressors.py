@@ -32,10 +32,6 @@ from torch import nn
 N_PIXELS = 784
 
 
-def param_count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 class FrameEmbedding(nn.Module):
     """Per-frame MLP 784 -> d: three linear layers, GELU between, hidden width d."""
 

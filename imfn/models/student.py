@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from imfn.models.teacher import mlp
+from imfn.models.layers import mlp
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ leaves to one root, :func:`invert_down` inverts the root back to leaves.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -30,27 +29,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from imfn.models.layers import mlp, parameter_count, zero_residual
+
 N_PIXELS = 784
 RECIPES = ("paper", "pca")
-
-
-def mlp(widths: list[int], out_activation: nn.Module | None = None) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(widths)):
-        layers.append(nn.Linear(fan_in, fan_out))
-        if i < len(widths) - 2:
-            layers.append(nn.ReLU())
-    if out_activation is not None:
-        layers.append(out_activation)
-    return nn.Sequential(*layers)
-
-
-def zero_residual(widths: list[int]) -> nn.Sequential:
-    """An MLP whose output layer starts at zero: a residual branch that begins switched off."""
-    net = mlp(widths)
-    nn.init.zeros_(net[-1].weight)
-    nn.init.zeros_(net[-1].bias)
-    return net
 
 
 @torch.no_grad()
@@ -195,10 +177,6 @@ class DepthDecoder(nn.Module):
 
     def forward(self, codec: LeafCodec, codes: torch.Tensor) -> torch.Tensor:
         return (codec.decoder(codes) + self.residual(codes)).clamp(0.0, 1.0)
-
-
-def parameter_count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 def teacher_parameter_count(

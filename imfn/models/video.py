@@ -232,7 +232,3 @@ def load_levels(paths: list[Path], device: torch.device | str = "cpu") -> list[n
     if len(configs) > 1:
         raise ValueError(f"video levels {[str(p) for p in paths]} were built with different model configs")
     return levels
-
-
-def parameter_count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())

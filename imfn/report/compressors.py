@@ -33,8 +33,8 @@ def param_counts(out: Path) -> None:
         MambaConfig,
         TransformerCompressor,
         TransformerConfig,
-        param_count,
     )
+    from imfn.models.layers import parameter_count
     from imfn.models.teacher import teacher_parameter_count
 
     rows = [
@@ -50,7 +50,7 @@ def param_counts(out: Path) -> None:
     ):
         with torch.device("meta"):  # shapes only: no memory, no initialization
             model = build()
-        rows.append({"model": name, "setup": "paper size, d=1024, T=128", "params": param_count(model)})
+        rows.append({"model": name, "setup": "paper size, d=1024, T=128", "params": parameter_count(model)})
     frame = pd.DataFrame(rows)
     frame["paper_params"] = frame["model"].map(PAPER_PARAMS)
     with atomic_output(out) as tmp:

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from imfn.atomic import atomic_output
 from imfn.data.mnist import split_indices
 from imfn.job import seeded_generator
-from imfn.models.compressors import MODELS, compressor_checkpoint, param_count
+from imfn.models.compressors import MODELS, compressor_checkpoint
+from imfn.models.layers import parameter_count
 from imfn.store import read_array
 from imfn.train.harness import Run, resume_path, write_rows
 
@@ -88,7 +89,7 @@ def train_compressor(
         "%s seed %d: %s parameters, %d sequences of T=%d per epoch, %d epochs, device %s",
         model_name,
         hp.seed,
-        f"{param_count(model):,}",
+        f"{parameter_count(model):,}",
         per_epoch,
         hp.T,
         hp.epochs,

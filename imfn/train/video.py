@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from imfn.atomic import atomic_output
 from imfn.data.video import frames_tensor, read_clips, split_bank_indices
 from imfn.job import seeded_generator
+from imfn.models.layers import parameter_count
 from imfn.models.video import VideoModelConfig, checkpoint, decode_path, encode, load_levels, make_level
 from imfn.store import read_attrs
 from imfn.train.harness import Run, resume_path, write_rows
@@ -173,7 +174,7 @@ def train_video_level(
         hp.pairs_per_video,
         hp.span,
         hp.epochs,
-        sum(p.numel() for p in objective.net.parameters()),
+        parameter_count(objective.net),
     )
     window = torch.arange(hp.span)
 

@@ -1,0 +1,30 @@
+"""Building blocks every model uses: plain MLPs, a residual branch that starts switched off, parameter counts."""
+
+from __future__ import annotations
+
+import itertools
+
+from torch import nn
+
+
+def mlp(widths: list[int], out_activation: nn.Module | None = None) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(widths)):
+        layers.append(nn.Linear(fan_in, fan_out))
+        if i < len(widths) - 2:
+            layers.append(nn.ReLU())
+    if out_activation is not None:
+        layers.append(out_activation)
+    return nn.Sequential(*layers)
+
+
+def zero_residual(widths: list[int]) -> nn.Sequential:
+    """An MLP whose output layer starts at zero: a residual branch that begins switched off."""
+    net = mlp(widths)
+    nn.init.zeros_(net[-1].weight)
+    nn.init.zeros_(net[-1].bias)
+    return net
+
+
+def parameter_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
