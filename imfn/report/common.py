@@ -22,10 +22,15 @@ def seed_summary(frame: pd.DataFrame, metric: str, by: list[str]) -> pd.DataFram
     return rows.groupby(by)["value"].agg(["mean", "std", "count"]).reset_index().fillna({"std": 0.0})
 
 
-def save_figure(fig: plt.Figure, out: Path) -> None:
-    with atomic_output(out) as tmp:
-        fig.savefig(tmp, format=out.suffix.lstrip("."), dpi=150, bbox_inches="tight")
-    log.info("wrote %s", out)
+def save_figure(fig: plt.Figure, folder: Path, name: str) -> list[Path]:
+    """``folder/name.png`` and ``.pdf``, each whole or not at all; the figure is closed."""
+    paths = [folder / f"{name}.{suffix}" for suffix in ("png", "pdf")]
+    for out in paths:
+        with atomic_output(out) as tmp:
+            fig.savefig(tmp, format=out.suffix.lstrip("."), dpi=150, bbox_inches="tight")
+        log.info("wrote %s", out)
+    plt.close(fig)
+    return paths
 
 
 def write_table(lines: list[str], out: Path) -> None:

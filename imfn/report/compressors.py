@@ -176,10 +176,4 @@ def figure6(
                 ax.set_title(f"t={t}", fontsize=7)
         axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     fig.suptitle(f"One held-out sequence of T = {T} (seed {seed}, d = {dim}): {len(positions)} evenly spaced frames")
-    paths = []
-    for ext in ("png", "pdf"):
-        path = out_dir / f"fig6_sequence.{ext}"
-        save_figure(fig, path)
-        paths.append(path)
-    plt.close(fig)
-    return paths
+    return save_figure(fig, out_dir, "fig6_sequence")

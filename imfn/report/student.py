@@ -68,10 +68,6 @@ def student_figures(student_metrics: Path, figures_dir: Path) -> list[Path]:
     ax.set_title("Fig. 5: student vs teacher at the end of the sequence")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    outputs = []
-    for fig, name in ((fig4, "fig4_prefix_retention"), (fig5, "fig5_end_of_sequence")):
-        for suffix in ("png", "pdf"):
-            outputs.append(figures_dir / f"{name}.{suffix}")
-            save_figure(fig, outputs[-1])
-        plt.close(fig)
-    return outputs
+    return save_figure(fig4, figures_dir, "fig4_prefix_retention") + save_figure(
+        fig5, figures_dir, "fig5_end_of_sequence"
+    )

@@ -53,11 +53,7 @@ def teacher_figures(teacher_metrics: Path, figures_dir: Path) -> list[Path]:
         "fig2_mse_vs_dim": ("dim", "T", "memory size d", "T", "Fig. 2: teacher MSE vs memory size"),
         "fig3_mse_vs_T": ("T", "dim", "sequence length T", "d", "Fig. 3: teacher MSE vs sequence length"),
     }.items():
-        fig = _lines(summary, *fig_args)
-        for suffix in ("png", "pdf"):
-            outputs.append(figures_dir / f"{name}.{suffix}")
-            save_figure(fig, outputs[-1])
-        plt.close(fig)
+        outputs += save_figure(_lines(summary, *fig_args), figures_dir, name)
     return outputs
 
 
@@ -94,12 +90,8 @@ def health_figure(health: Path, out_dir: Path, name: str = "teacher_health") -> 
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"Teacher level health ({frame['seed'].nunique()} seeds; mean over seeds)")
-    outputs = [out_dir / f"{name}.{suffix}" for suffix in ("png", "pdf")]
     fig.tight_layout()
-    for out in outputs:
-        save_figure(fig, out)
-    plt.close(fig)
-    return outputs
+    return save_figure(fig, out_dir, name)
 
 
 def ablation_summary(ablation: Path, pca: Path) -> tuple[pd.DataFrame, int]:
@@ -171,6 +163,4 @@ def ablation_report(ablation: Path, ablation_health: Path, pca: Path, table_out:
     ax.set_title(f"Teacher variants vs per-frame PCA at equal memory (d={dim})")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    for suffix in ("png", "pdf"):
-        save_figure(fig, figure_dir / f"teacher_ablation_mse_vs_T.{suffix}")
-    plt.close(fig)
+    save_figure(fig, figure_dir, "teacher_ablation_mse_vs_T")

@@ -72,13 +72,7 @@ def reconstruction_figure(reconstructions: list[Path], out_dir: Path, frames: in
                 if r == 0:
                     ax.set_title(f"frame {t + 1}", fontsize=7)
     fig.suptitle(f"Originals and their reconstructions through levels L0..L{len(groups) - 1}", fontsize=9)
-    outputs = []
-    for suffix in ("png", "pdf"):
-        path = out_dir / f"fig_video_reconstructions.{suffix}"
-        save_figure(fig, path)
-        outputs.append(path)
-    plt.close(fig)
-    return outputs
+    return save_figure(fig, out_dir, "fig_video_reconstructions")
 
 
 def video_report(results: Path) -> None:
