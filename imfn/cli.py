@@ -31,14 +31,21 @@ def _resolve(spec: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
+def _bool(text: str) -> bool:
+    """``true`` / ``false`` (any case): ``bool("False")`` would be True."""
+    if text.lower() not in {"true", "false"}:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text.lower() == "true"
+
+
 def _flag_type(annotation) -> Callable[[str], object]:
-    """``int``, ``float | None``, ... -> the parser of one flag value (the non-None member of a union)."""
+    """``int``, ``float | None``, ``bool`` ... -> the parser of one flag value (the non-None member of a union)."""
     members = (
         [a for a in typing.get_args(annotation) if a is not type(None)]
         if isinstance(annotation, types.UnionType)
         else [annotation]
     )
-    return members[0]
+    return _bool if members[0] is bool else members[0]
 
 
 def add_fields(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:

@@ -59,3 +59,24 @@ def test_config_block_keys_are_fields_with_the_dataclass_defaults(keys, cls, nes
 def test_values_outside_the_blocks_agree_too():
     assert CONFIG["compressors"]["T"] == CompressorTraining.T
     assert CONFIG["video"]["frame_size"] == VideoModelConfig.frame_size
+
+
+def test_flags_derived_from_a_dataclass_parse_its_types():
+    import argparse
+
+    from imfn.cli import add_fields, from_args
+
+    @dataclasses.dataclass(frozen=True)
+    class Settings:
+        steps: int
+        rate: float | None = None
+        shuffle: bool = True
+
+    parser = argparse.ArgumentParser()
+    add_fields(parser, Settings, "opt-")
+    parsed = from_args(Settings, parser.parse_args(["--opt-steps", "3", "--opt-shuffle", "False"]), "opt-")
+    assert parsed == Settings(steps=3, rate=None, shuffle=False)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--opt-steps", "3", "--opt-shuffle", "maybe"])
+    with pytest.raises(SystemExit):  # a field without a default is a required flag
+        parser.parse_args([])

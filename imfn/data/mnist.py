@@ -148,9 +148,12 @@ def write_split(mnist: Path, seed: int, test_fraction: float, out: Path) -> None
     log.info("split seed %d: %d train, %d test", seed, n - n_test, n_test)
 
 
-def split_indices(split: Path, which: str) -> np.ndarray:
-    frame = pd.read_parquet(split)
+def _part(frame: pd.DataFrame, which: str) -> np.ndarray:
     return frame.loc[frame["split"] == which, "index"].to_numpy(copy=True)
+
+
+def split_indices(split: Path, which: str) -> np.ndarray:
+    return _part(pd.read_parquet(split), which)
 
 
 class SplitImages(NamedTuple):
@@ -163,5 +166,4 @@ class SplitImages(NamedTuple):
 
 def load_split_images(mnist: Path, split: Path) -> SplitImages:
     frame = pd.read_parquet(split)
-    parts = [frame.loc[frame["split"] == which, "index"].to_numpy(copy=True) for which in ("train", "test")]
-    return SplitImages(read_array(mnist, "images"), *parts)
+    return SplitImages(read_array(mnist, "images"), _part(frame, "train"), _part(frame, "test"))

@@ -18,11 +18,10 @@ import torch
 import torch.nn.functional as F
 
 from imfn.atomic import atomic_output
-from imfn.data.mnist import split_indices
+from imfn.data.mnist import load_split_images
 from imfn.job import seeded_generator
 from imfn.models.compressors import MODELS, compressor_checkpoint
 from imfn.models.layers import parameter_count
-from imfn.store import read_array
 from imfn.train.harness import Run, resume_path, write_rows
 
 log = logging.getLogger(__name__)
@@ -73,8 +72,8 @@ def train_compressor(
     """Train ``model_name`` (transformer | mamba) built from ``config`` (:func:`model_config`); write the
     checkpoint ``out`` and the per-epoch loss ``loss_out``."""
     model_cls = MODELS[model_name][0]
-    train = torch.from_numpy(split_indices(split, "train"))
-    images = torch.from_numpy(read_array(mnist, "images"))  # (n, 784) uint8
+    data = load_split_images(mnist, split)
+    train, images = torch.from_numpy(data.train), torch.from_numpy(data.images)  # images: (n, 784) uint8
     per_epoch = hp.sequences_per_epoch or len(train) // hp.T
     if per_epoch < 1:
         raise ValueError(f"train split of {len(train)} images holds no sequence of T = {hp.T}")
