@@ -33,6 +33,7 @@ def planned_jobs(repo, workdir, env, *args) -> Counter:
 
 
 def test_default_config_plans_the_full_paper_grid(repo, tmp_path, env_with_venv):
+    (tmp_path / "resources" / "UCF-101").mkdir(parents=True)  # video.root exists: the video branch is planned
     jobs = planned_jobs(repo, tmp_path, env_with_venv)
     # 5 seeds x 5 dims: 9 sweepers each, banks for levels 1..8, roundtrip at 8 values of T.
     assert jobs["train_sweeper"] == 25 * 9
@@ -50,6 +51,17 @@ def test_default_config_plans_the_full_paper_grid(repo, tmp_path, env_with_venv)
     # the video hierarchy: one clip bank and split, one training and one evaluation job per level L0..L3
     assert jobs["train_video_level"] == jobs["evaluate_video_level"] == 4
     assert jobs["video_clips"] == jobs["video_split"] == jobs["video_metrics"] == jobs["video_report"] == 1
+
+
+def test_paper_command_without_ucf101_plans_the_mnist_grid_and_says_video_is_left_out(repo, tmp_path, env_with_venv):
+    result = snakemake(repo, tmp_path, "-n", "--quiet", "rules", env=env_with_venv)
+    note = "video.root: resources/UCF-101 is not a directory, so the video branch (Table 3) is left out"
+    assert note in result.stderr.splitlines()[0]  # said before the DAG is built
+    assert "train_sweeper" in result.stdout and "video" not in result.stdout
+    # asking for the video branch alone fails before any job, with the same message
+    result = snakemake(repo, tmp_path, "video", "-n", env=env_with_venv, check=False)
+    assert result.returncode != 0 and note in result.stdout + result.stderr
+    assert "point video.root at it" in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,8 @@
 
 rule video_clips:
     """Decode every video once: the uint8 clip bank and the manifest of what was skipped and why."""
+    input:
+        video_source,
     output:
         clips=directory(VIDEO_CLIPS),
         manifest=VIDEO_MANIFEST,
