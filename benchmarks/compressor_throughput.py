@@ -27,8 +27,8 @@ from imfn.models.compressors import (
     MambaConfig,
     TransformerCompressor,
     TransformerConfig,
-    parameter_count,
 )
+from imfn.models.layers import parameter_count
 from imfn.models.teacher import CodecConfig, LeafCodec, Sweeper, SweeperConfig, Teacher
 
 T, BATCH, DIM = 128, 16, 1024

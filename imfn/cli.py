@@ -246,7 +246,7 @@ def _pca_roundtrip(a):
 @verb(
     "train-compressor",
     "train a Transformer or Mamba sequence compressor (its size: config compressors.<model>)",
-    "--model:str --mnist --split --dim:int --out --loss-out "
+    "--model:str --mnist --split --dim:int --out --loss-out --allow-slow-mamba:bool "
     + " ".join(f"--{name.replace('_', '-')}:{'float' if name == 'dropout' else 'int'}?" for name in COMPRESSOR_SIZE),
     hyper=[(COMPRESSOR, "")],
     device=True,
@@ -257,19 +257,26 @@ def _train_compressor(a):
     training = hp(a, COMPRESSOR)
     size = {name: getattr(a, name) for name in COMPRESSOR_SIZE if getattr(a, name) is not None}
     config = model_config(a.model, a.dim, training.T, size)
-    train_compressor(a.model, config, training, a.mnist, a.split, a.out, a.loss_out, a.device)
+    train_compressor(a.model, config, training, a.mnist, a.split, a.out, a.loss_out, a.device, a.allow_slow_mamba)
 
 
 @verb(
     "evaluate-compressor",
     "MSE/PSNR/SSIM of a compressor on the held-out sequences",
-    "--checkpoint --mnist --split --seed:int --sequences:int --out",
+    "--checkpoint --mnist --split --seed:int --sequences:int --out --allow-slow-mamba:bool",
     device=True,
 )
 def _evaluate_compressor(a):
     from imfn.eval.compressor import evaluate_compressor
 
-    evaluate_compressor(a.checkpoint, a.mnist, a.split, a.seed, a.sequences, a.out, a.device)
+    evaluate_compressor(a.checkpoint, a.mnist, a.split, a.seed, a.sequences, a.out, a.device, a.allow_slow_mamba)
+
+
+@verb("doctor", "print what this machine gives the pipeline (torch, CUDA, GPUs, Mamba kernels) and what to fix", "")
+def _doctor(a):
+    from imfn.doctor import report
+
+    print(report())
 
 
 @verb("paper-param-counts", "count the paper-size models' parameters into Parquet", "--out")
@@ -445,6 +452,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         p.add_argument("--log", type=Path, help="also append the log to this file")
         if spec.device:
             p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+            p.add_argument(
+                "--mixed-precision", type=_bool, default=True, help="on CUDA: bf16 autocast and TF32 (true|false)"
+            )
         if spec.device or spec.threads:
             p.add_argument("--threads", type=int, default=1, help="torch threads")
         for flag, kwargs in parse_flags(spec.flags):
@@ -467,10 +477,14 @@ def _start_job(args: argparse.Namespace) -> None:
     if not spec.device:
         provenance.record_device("cpu", "no network: CPU only")
         return
-    from imfn.devices import place
+    from imfn.devices import configure_precision, describe_runtime, place
 
     args.device, placement = place(args.device)
-    provenance.record_device(args.device, f"{placement.kind}: {placement.reason}")
+    precision = configure_precision(args.device, args.mixed_precision)
+    log.info("precision: %s", precision)
+    provenance.record_device(
+        args.device, f"{placement.kind}: {placement.reason}", precision, describe_runtime(args.device)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -478,6 +492,9 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
+    if args.verb == "doctor":  # a report on stdout, not a pipeline job: no log, no provenance record
+        VERBS["doctor"].run(args)
+        return 0
     try:
         _start_job(args)
         VERBS[args.verb].run(args)

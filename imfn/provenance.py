@@ -9,7 +9,11 @@ on each run, so it describes the last attempt). The record holds:
   (``+dirty`` when tracked files differ from it; ``unknown`` outside a git checkout);
 - ``config_hash``: ``IMFN_CONFIG_HASH``, which the Snakefile sets to a hash of the effective
   config (so it is the same in local and cluster jobs; ``unset`` when run by hand);
-- ``device`` and ``placement``: what the job computed on and who chose it (devices.py);
+- ``device`` and ``placement``: what the job computed on and who chose it (devices.py); ``precision``
+  (float32, or bf16 autocast with TF32 on CUDA); ``torch``, ``cuda`` (the CUDA torch was built for) and
+  ``gpu`` (the GPU model);
+- ``notes``: what a step chose at run time that bears on its numbers (e.g. ``mamba``: the Mamba
+  implementation in use);
 - ``slurm_job_id``, ``cuda_visible_devices``, ``host``: where it ran;
 - ``wall_seconds``, ``started``, ``finished``, ``status`` (``ok`` / ``failed``).
 
@@ -76,6 +80,11 @@ class JobRecord:
     started: str
     device: str = "cpu"
     placement: str = "not chosen (the job ended before)"
+    precision: str | None = None
+    torch: str | None = None
+    cuda: str | None = None
+    gpu: str | None = None
+    notes: dict = field(default_factory=dict)
     threads: int | None = None
     finished: str | None = None
     wall_seconds: float | None = None
@@ -127,9 +136,18 @@ def start(verb: str, log_file: str | os.PathLike | None = None, threads: int | N
     return _current
 
 
-def record_device(device: object, placement: str) -> None:
+def record_device(device: object, placement: str, precision: str | None = None, runtime: dict | None = None) -> None:
+    """What the job computes on, who chose it, in which precision; ``runtime``: torch, cuda, gpu."""
     if _current is not None:
-        _current.device, _current.placement = str(device), placement
+        _current.device, _current.placement, _current.precision = str(device), placement, precision
+        for key, value in (runtime or {}).items():
+            setattr(_current, key, value)
+
+
+def note(key: str, value: str) -> None:
+    """Record a run-time choice that bears on the job's numbers (no-op outside a job)."""
+    if _current is not None:
+        _current.notes[key] = value
 
 
 def finish(ok: bool) -> dict | None:

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from imfn.models import compressors
 from imfn.models.compressors import (
     MambaBlock,
     MambaCompressor,
@@ -13,6 +14,7 @@ from imfn.models.compressors import (
     ResidualMambaLayer,
     TransformerCompressor,
     TransformerConfig,
+    choose_mamba_kernels,
     compressor_checkpoint,
     load_compressor,
     selective_scan,
@@ -207,3 +209,13 @@ def test_transformer_memory_depends_on_frame_order():
     x = frames()
     with torch.no_grad():
         assert not torch.allclose(model.encode(x), model.encode(x.flip(1)), atol=1e-4)
+
+
+def test_mamba_on_cuda_without_kernels_fails_unless_the_slow_scan_is_allowed(monkeypatch):
+    monkeypatch.setattr(compressors, "mamba_kernels_problem", lambda: "`import mamba_ssm` failed: ImportError")
+    with pytest.raises(RuntimeError, match="Mamba on CUDA without mamba-ssm's kernels .*allow_slow_mamba: true"):
+        choose_mamba_kernels("cuda", allow_slow_scan=False)
+    assert choose_mamba_kernels("cuda", allow_slow_scan=True) is False  # allowed: the pure-PyTorch scan
+    assert choose_mamba_kernels("cpu", allow_slow_scan=False) is False  # the CPU always scans in PyTorch
+    model = MambaCompressor(MambaConfig(16, 4, layers=1, decoder_layers=1, heads=2), use_kernels=False)
+    assert model.implementation == "pure-PyTorch scan"

@@ -2,14 +2,27 @@
 
 import fcntl
 import itertools
+import json
 import multiprocessing as mp
 import os
+import stat
+import subprocess
+import sys
 import time
 
 import pytest
 import torch
 
-from imfn.devices import claim_free_gpu, place, plan_placement, select_device
+from imfn.devices import (
+    autocast,
+    batch_size,
+    claim_free_gpu,
+    configure_precision,
+    default_lock_wait,
+    place,
+    plan_placement,
+    select_device,
+)
 
 HOLD = 0.4
 
@@ -102,7 +115,7 @@ def test_on_a_local_multi_gpu_box_the_job_claims_a_free_gpu(tmp_path, monkeypatc
     [
         ("cpu", 4, {"SLURM_JOB_ID": "1", "CUDA_VISIBLE_DEVICES": "0"}, "cpu"),
         ("auto", 0, {}, "cpu"),
-        ("auto", 0, {"SLURM_JOB_ID": "1", "CUDA_VISIBLE_DEVICES": "3"}, "cpu"),  # SLURM's fake GPUs, no CUDA
+        ("cpu", 0, {"SLURM_JOB_ID": "1", "CUDA_VISIBLE_DEVICES": "3"}, "cpu"),  # fake GPUs, the CPU on purpose
         ("auto", 4, {"SLURM_JOB_ID": "1"}, "cpu"),  # a SLURM job given no GPU never takes one
         ("auto", 4, {"SLURM_JOB_ID": "1", "CUDA_VISIBLE_DEVICES": "NoDevFiles"}, "cpu"),
         ("auto", 1, {"SLURM_JOB_ID": "1", "CUDA_VISIBLE_DEVICES": "1"}, "scheduler"),
@@ -118,3 +131,85 @@ def test_cuda_without_a_gpu_is_an_error_naming_why():
         plan_placement("cuda", 4, {"SLURM_JOB_ID": "7"})
     with pytest.raises(RuntimeError, match="no CUDA device is visible"):
         plan_placement("cuda", 0, {})
+
+
+def test_a_slurm_job_given_a_gpu_without_cuda_fails_saying_why():
+    for preference in ("auto", "cuda"):
+        with pytest.raises(
+            RuntimeError, match="SLURM job 9 was given GPU CUDA_VISIBLE_DEVICES=1 but torch cannot use CUDA"
+        ):
+            plan_placement(preference, 0, {"SLURM_JOB_ID": "9", "CUDA_VISIBLE_DEVICES": "1"}, "a CPU-only build")
+
+
+def test_a_fake_cuda_less_slurm_job_fails_at_once_and_records_why(tmp_path):
+    """A real `imfn` network job in a SLURM job that was given a GPU its CPU-only torch cannot use."""
+    if torch.cuda.is_available():
+        pytest.skip("this machine's torch can use CUDA")
+    log = tmp_path / "job.log"
+    env = {**os.environ, "SLURM_JOB_ID": "31", "CUDA_VISIBLE_DEVICES": "0"}
+    missing = tmp_path / "missing"
+    cmd = [
+        sys.executable,
+        "-m",
+        "imfn.cli",
+        "evaluate-compressor",
+        "--checkpoint",
+        missing,
+        "--mnist",
+        missing,
+        "--split",
+        missing,
+        "--seed",
+        "0",
+        "--sequences",
+        "1",
+        "--out",
+        tmp_path / "out.parquet",
+        "--log",
+        log,
+    ]
+    done = subprocess.run([str(c) for c in cmd], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "SLURM job 31 was given GPU CUDA_VISIBLE_DEVICES=0 but torch cannot use CUDA" in done.stderr
+    assert "CPU-only build" in done.stderr  # why: this torch has no CUDA
+    record = json.loads(log.with_suffix(".provenance.json").read_text())
+    assert record["status"] == "failed" and record["slurm_job_id"] == "31"
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_mixed_precision_changes_nothing_on_the_cpu():
+    assert configure_precision(torch.device("cpu"), True) == "float32"
+    x = torch.randn(8, 8)
+    with autocast():
+        y = x @ x
+    assert y.dtype == torch.float32
+    assert batch_size(100, torch.device("cpu")) == 100 and batch_size(100, torch.device("cuda")) == 800
+
+
+def test_the_lock_directory_is_shared_by_every_user_whatever_the_umask(tmp_path, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    lock_dir = tmp_path / "locks"
+    old = os.umask(0o077)
+    try:
+        assert claim_free_gpu(1, lock_dir, timeout=1) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(lock_dir.stat().st_mode) == 0o1777
+    assert stat.S_IMODE((lock_dir / "gpu0.lock").stat().st_mode) == 0o666
+
+
+def test_the_lock_wait_is_configurable(monkeypatch):
+    monkeypatch.delenv("IMFN_GPU_LOCK_WAIT", raising=False)
+    assert default_lock_wait() == 86400
+    monkeypatch.setenv("IMFN_GPU_LOCK_WAIT", "90")
+    assert default_lock_wait() == 90
+    monkeypatch.setenv("IMFN_GPU_LOCK_WAIT", "an hour")
+    with pytest.raises(ValueError, match="IMFN_GPU_LOCK_WAIT"):
+        default_lock_wait()
+
+
+def test_doctor_reports_torch_cuda_and_mamba():
+    done = subprocess.run([sys.executable, "-m", "imfn.cli", "doctor"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "torch " in done.stdout and torch.__version__ in done.stdout
+    assert "CUDA usable by torch" in done.stdout and "Mamba implementation" in done.stdout

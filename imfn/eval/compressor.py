@@ -11,8 +11,10 @@ from pathlib import Path
 
 import torch
 
+from imfn import provenance
 from imfn.atomic import atomic_output
 from imfn.data.mnist import load_split_images
+from imfn.devices import autocast, batch_size
 from imfn.eval.metrics import mse_per_frame, psnr, ssim_per_frame
 from imfn.eval.roundtrip import metric_rows, test_sequences, to_frame
 from imfn.models.compressors import load_compressor
@@ -24,22 +26,36 @@ SEQUENCES_PER_BATCH = 16
 
 
 def size_label(model) -> str:
-    """The model's size as it appears in tables: width, layers and parameters."""
+    """The model's size as it appears in tables: width, layers and parameters (Mamba: and its implementation)."""
     c = model.config
-    return f"width {c.width or c.dim}, {c.layers} layers, {parameter_count(model) / 1e6:.2f}M params"
+    label = f"width {c.width or c.dim}, {c.layers} layers, {parameter_count(model) / 1e6:.2f}M params"
+    return f"{label}, {model.implementation}" if model.kind == "mamba" else label
 
 
 @torch.no_grad()
 def reconstruct(model, frames: torch.Tensor, device: torch.device) -> torch.Tensor:
     """(N, T, 784) frames -> reconstructions, in batches, on ``device``; returned on the CPU."""
-    parts = [model(batch.to(device)).cpu() for batch in frames.split(SEQUENCES_PER_BATCH)]
+    with autocast():
+        parts = [
+            model(batch.to(device)).float().cpu() for batch in frames.split(batch_size(SEQUENCES_PER_BATCH, device))
+        ]
     return torch.cat(parts)
 
 
 def evaluate_compressor(
-    checkpoint: Path, mnist: Path, split: Path, seed: int, sequences: int, out: Path, device: torch.device
+    checkpoint: Path,
+    mnist: Path,
+    split: Path,
+    seed: int,
+    sequences: int,
+    out: Path,
+    device: torch.device,
+    allow_slow_mamba: bool = False,
 ) -> None:
-    model = load_compressor(checkpoint, device)
+    model = load_compressor(checkpoint, device, allow_slow_mamba)
+    if model.kind == "mamba":
+        log.info("Mamba implementation: %s", model.implementation)
+        provenance.note("mamba", model.implementation)
     dim, T = model.config.dim, model.config.T
     frames = test_sequences(load_split_images(mnist, split), seed, T, sequences)
     reconstruction = reconstruct(model, frames, device)

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from imfn.atomic import atomic_output
+from imfn.devices import autocast, batch_size
 from imfn.eval.metrics import mse_per_frame
 from imfn.models.student import load_student
 from imfn.models.teacher import Teacher, depth_for, invert_down
@@ -74,13 +75,13 @@ def evaluate_online(
     if student.config.dim != dim:
         raise ValueError(f"{student_path} has d={student.config.dim}, the trajectory set d={dim}")
     sums = {"student": torch.zeros(T, dtype=torch.float64), "teacher": torch.zeros(T, dtype=torch.float64)}
-    step = max(1, FRAMES_PER_BATCH // T)
-    with torch.no_grad():
+    step = max(1, batch_size(FRAMES_PER_BATCH, device) // T)
+    with torch.no_grad(), autocast():
         for start in range(0, n, step):
             chunk = slice(start, start + step)
             images = (all_images[frame_index[chunk]].float() / 255.0).to(device)
             y = targets[chunk].float().to(device)
-            states = {"student": student.rollout(y[:, 0], leaves[chunk].float().to(device)), "teacher": y}
+            states = {"student": student.rollout(y[:, 0], leaves[chunk].float().to(device)).float(), "teacher": y}
             for model, s in states.items():
                 sums[model] += prefix_mse_sums(teacher, s, images)
     rows = []

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from imfn.atomic import atomic_output
 from imfn.data.mnist import SplitImages, load_split_images
+from imfn.devices import autocast, batch_size
 from imfn.eval.metrics import mse_per_frame, psnr, ssim_per_frame
 from imfn.job import seeded_generator
 from imfn.models.teacher import Teacher
@@ -72,11 +73,12 @@ def evaluate_roundtrip(
 ) -> None:
     teacher = Teacher.load_for(T, checkpoints, device)
     images = test_sequences(load_split_images(mnist, split), seed, T, sequences)
-    step = max(1, FRAMES_PER_BATCH // T)
+    step = max(1, batch_size(FRAMES_PER_BATCH, device) // T)
     mse_parts, ssim_parts = [], []
     for start in tqdm(range(0, sequences, step), desc=f"roundtrip T={T}", mininterval=10, leave=False):
         batch = images[start : start + step].to(device)
-        reconstruction = teacher.roundtrip(batch)
+        with autocast():
+            reconstruction = teacher.roundtrip(batch).float()
         mse_parts.append(mse_per_frame(reconstruction, batch).cpu())
         ssim_parts.append(ssim_per_frame(reconstruction, batch).cpu())
     mse, ssim = torch.cat(mse_parts), torch.cat(ssim_parts)

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from imfn.atomic import atomic_output
 from imfn.data.video import frames_tensor, read_clips
+from imfn.devices import autocast, batch_size
 from imfn.eval.metrics import psnr
 from imfn.models.video import decode, encode, load_levels
 from imfn.store import read_attrs, write_arrays
@@ -37,9 +38,10 @@ def reconstruct_clips(levels: list[torch.nn.Module], clips: torch.Tensor, device
         raise ValueError(f"clips of {f} frames do not split into windows of {span} frames")
     windows = clips.reshape(v * f // span, span, *clips.shape[2:])
     out = []
-    for batch in windows.split(EVAL_BATCH):
+    for batch in windows.split(batch_size(EVAL_BATCH, device)):
         frames = frames_tensor(batch).to(device)
-        out.append(decode(levels, encode(levels, frames)).clamp(0, 1).cpu())
+        with autocast():
+            out.append(decode(levels, encode(levels, frames)).float().clamp(0, 1).cpu())
     return torch.cat(out).reshape(v, f, *out[0].shape[2:])
 
 

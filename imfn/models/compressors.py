@@ -22,12 +22,15 @@ the CUDA kernels. On CUDA, when ``mamba_ssm`` imports, that module is used inste
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 N_PIXELS = 784
 
@@ -218,15 +221,42 @@ class MambaBlock(nn.Module):
         return self.out_proj(y)
 
 
-def mamba_kernels_available() -> bool:
-    """True when CUDA is present and ``mamba_ssm`` (which needs it) imports."""
+KERNELS = "mamba-ssm CUDA kernels"
+SLOW_SCAN = "pure-PyTorch scan"
+
+
+def mamba_kernels_problem() -> str:
+    """Why ``mamba_ssm``'s CUDA kernels cannot be used here, in words ("" when they can)."""
     if not torch.cuda.is_available():
-        return False
+        return "no CUDA"
     try:
         import mamba_ssm.modules.mamba_simple  # noqa: F401
-    except Exception:  # ImportError, or a broken CUDA extension failing at import
+    except Exception as exc:  # ImportError, or a broken CUDA extension failing at import
+        return f"`import mamba_ssm` failed: {type(exc).__name__}: {exc}"
+    return ""
+
+
+def mamba_kernels_available() -> bool:
+    """True when CUDA is present and ``mamba_ssm`` (which needs it) imports."""
+    return not mamba_kernels_problem()
+
+
+def choose_mamba_kernels(device: torch.device | str, allow_slow_scan: bool) -> bool:
+    """Whether a Mamba model on ``device`` uses mamba-ssm's kernels: always on CUDA when they import; on
+    the CPU never (they need CUDA). On CUDA without them the job fails, unless the config allows the
+    pure-PyTorch scan (compressors.allow_slow_mamba), which is correct but many times slower."""
+    if torch.device(device).type != "cuda":
         return False
-    return True
+    problem = mamba_kernels_problem()
+    if not problem:
+        return True
+    if not allow_slow_scan:
+        raise RuntimeError(
+            f"Mamba on CUDA without mamba-ssm's kernels ({problem}). Install them (README, section GPU install; "
+            "`imfn doctor` checks), or set compressors.allow_slow_mamba: true to run the pure-PyTorch scan"
+        )
+    log.warning("Mamba on CUDA with the pure-PyTorch scan, as the config allows (%s)", problem)
+    return False
 
 
 def mamba_mixer(d_model: int, d_state: int, use_kernels: bool) -> nn.Module:
@@ -276,16 +306,17 @@ class MambaConfig:
 
 
 class MambaCompressor(nn.Module):
-    """``use_kernels=None`` picks ``mamba_ssm``'s CUDA Mamba when :func:`mamba_kernels_available`;
-    state_dict keys are the same either way, so a checkpoint loads on both."""
+    """``use_kernels`` builds the layers from ``mamba_ssm``'s CUDA Mamba (:func:`choose_mamba_kernels` decides),
+    else from :class:`MambaBlock`; state_dict keys are the same either way, so a checkpoint loads on both."""
 
     kind = "mamba"
 
-    def __init__(self, config: MambaConfig, use_kernels: bool | None = None):
+    def __init__(self, config: MambaConfig, use_kernels: bool = False):
         super().__init__()
         self.config = config
         c = config
-        self.use_kernels = mamba_kernels_available() if use_kernels is None else use_kernels
+        self.use_kernels = use_kernels
+        self.implementation = KERNELS if use_kernels else SLOW_SCAN
         w = c.width or c.dim
         self.embed = FrameEmbedding(w)
         self.layers = nn.ModuleList(
@@ -329,15 +360,17 @@ def compressor_checkpoint(model: TransformerCompressor | MambaCompressor, **extr
     }
 
 
-def load_compressor(path, device: torch.device | str = "cpu") -> TransformerCompressor | MambaCompressor:
-    """A compressor from :func:`compressor_checkpoint`, in eval mode."""
+def load_compressor(
+    path, device: torch.device | str = "cpu", allow_slow_mamba: bool = False
+) -> TransformerCompressor | MambaCompressor:
+    """A compressor from :func:`compressor_checkpoint`, in eval mode (Mamba: see :func:`choose_mamba_kernels`)."""
     state = torch.load(path, map_location=device, weights_only=False)
     if not isinstance(state, dict) or state.get("kind") != "imfn-compressor":
         raise ValueError(f"{path} is not an IMFN compressor checkpoint")
     model_cls, config_cls = MODELS[state["model"]]
     config = config_cls(**state["config"])
     if model_cls is MambaCompressor:  # the CUDA kernels only for a model that will run on CUDA
-        model = MambaCompressor(config, use_kernels=torch.device(device).type == "cuda" and mamba_kernels_available())
+        model = MambaCompressor(config, use_kernels=choose_mamba_kernels(device, allow_slow_mamba))
     else:
         model = model_cls(config)
     model = model.to(device)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from imfn.data.mnist import split_indices
+from imfn.devices import batch_size
 from imfn.job import seeded_generator
 from imfn.models.teacher import load_sweeper_checkpoint
 from imfn.store import open_group, read_array, write_arrays
@@ -85,6 +86,7 @@ def build_latent_bank(
         return codec.encode(rows.float() / 255.0) if codec is not None else rows
 
     merged = torch.empty(n_out, dim)
+    batch = batch_size(batch, device)
     for start in range(0, n_out, batch):
         sl = slice(start, start + batch)
         merged[sl] = sweeper.merge(codes(previous[left[sl]]), codes(previous[right[sl]])).cpu()

@@ -17,10 +17,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from imfn import provenance
 from imfn.atomic import atomic_output
 from imfn.data.mnist import load_split_images
 from imfn.job import seeded_generator
-from imfn.models.compressors import MODELS, compressor_checkpoint
+from imfn.models.compressors import MODELS, choose_mamba_kernels, compressor_checkpoint
 from imfn.models.layers import parameter_count
 from imfn.train.harness import Run, resume_path, write_rows
 
@@ -68,20 +69,26 @@ def train_compressor(
     out: Path,
     loss_out: Path,
     device: torch.device,
+    allow_slow_mamba: bool = False,
 ) -> None:
     """Train ``model_name`` (transformer | mamba) built from ``config`` (:func:`model_config`); write the
-    checkpoint ``out`` and the per-epoch loss ``loss_out``."""
+    checkpoint ``out`` and the per-epoch loss ``loss_out``. ``allow_slow_mamba``: see
+    :func:`~imfn.models.compressors.choose_mamba_kernels`."""
     model_cls = MODELS[model_name][0]
     data = load_split_images(mnist, split)
-    train, images = torch.from_numpy(data.train), torch.from_numpy(data.images)  # images: (n, 784) uint8
+    train = torch.from_numpy(data.train).to(device)
+    images = torch.from_numpy(data.images).to(device)  # (n, 784) uint8, on the device for the whole run
     per_epoch = hp.sequences_per_epoch or len(train) // hp.T
     if per_epoch < 1:
         raise ValueError(f"train split of {len(train)} images holds no sequence of T = {hp.T}")
     batches = math.ceil(per_epoch / hp.batch_size)
 
     torch.manual_seed(hp.seed * 1000 + 900 + MODEL_IDS[model_name])  # weight init and dropout
-    kwargs = {"use_kernels": None} if model_name == "mamba" else {}
+    kwargs = {"use_kernels": choose_mamba_kernels(device, allow_slow_mamba)} if model_name == "mamba" else {}
     model = model_cls(config, **kwargs).to(device)
+    if model_name == "mamba":
+        log.info("Mamba implementation: %s", model.implementation)
+        provenance.note("mamba", model.implementation)
     optimizer = torch.optim.AdamW(model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=hp.epochs * batches)
     log.info(
@@ -107,11 +114,11 @@ def train_compressor(
 
     def epoch(e: int) -> dict:
         gen = seeded_generator(PURPOSE_COMPRESSOR, hp.seed, MODEL_IDS[model_name], e)
-        picks = train[torch.randint(len(train), (per_epoch, hp.T), generator=gen)]
+        picks = train[torch.randint(len(train), (per_epoch, hp.T), generator=gen).to(device)]
         model.train()
         total = torch.zeros((), device=device)
         for batch in run.batches(picks.split(hp.batch_size)):
-            frames = images[batch].to(device).float() / 255.0
+            frames = images[batch].float() / 255.0
             with run.autocast():
                 loss = F.mse_loss(model(frames), frames)
             optimizer.zero_grad(set_to_none=True)

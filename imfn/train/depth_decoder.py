@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from imfn.devices import batch_size
 from imfn.job import seeded_generator
 from imfn.models.teacher import DepthDecoder, DepthDecoderConfig, Teacher
 from imfn.train.harness import Run
@@ -46,8 +47,9 @@ def read_back_frames(
     sequences = max(1, frames // T)
     picks = torch.randint(len(images), (sequences, T), generator=generator)
     codes, targets = [], []
-    for chunk in picks.split(max(1, READ_BACK_FRAMES // T)):
-        batch = (images[chunk].float() / 255.0).to(device)
+    images = images.to(device)  # uint8, on the device once
+    for chunk in picks.split(max(1, batch_size(READ_BACK_FRAMES, device) // T)):
+        batch = images[chunk.to(device)].float() / 255.0
         codes.append(teacher.read_back(batch).reshape(-1, teacher.codec.config.dim))
         targets.append(batch.reshape(-1, batch.shape[-1]))
     return torch.cat(codes), torch.cat(targets)

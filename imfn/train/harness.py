@@ -10,7 +10,7 @@ A :class:`Run` owns what every training loop needs and nothing model-specific:
 - one loss row per epoch (the run's labels, the epoch, what the epoch function returned, seconds and samples/s),
   logged and written to Parquet whole or not at all;
 - a progress bar over each epoch's batches;
-- the device, and :meth:`Run.autocast`, the one place where precision settings for the device go.
+- the device, and :meth:`Run.autocast`, the precision the job's settings chose for it (devices.py).
 
 The model-specific part is one function per epoch: ``epoch(e) -> {"loss": ..., other means..., "samples": n}``.
 Outputs are written by the caller with :func:`imfn.atomic.atomic_output`; :meth:`Run.close` then removes the
@@ -37,6 +37,7 @@ import torch
 from tqdm import tqdm
 
 from imfn.atomic import atomic_output
+from imfn.devices import autocast
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +157,9 @@ class Run:
         return iter(tqdm(items, total=total, desc=desc, mininterval=10, leave=False))
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """The precision the forward pass runs in on this run's device (float32 everywhere for now)."""
-        return contextlib.nullcontext()
+        """The precision the forward pass runs in: bf16 autocast on CUDA with mixed precision on
+        (:func:`imfn.devices.autocast`), float32 otherwise."""
+        return autocast()
 
     def close(self) -> None:
         """The outputs are written: the resume checkpoint has done its job."""

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from imfn.data.mnist import split_indices
+from imfn.devices import batch_size
 from imfn.job import seeded_generator
 from imfn.models.merkle import merkle_trajectory
 from imfn.models.teacher import Teacher, depth_for
@@ -57,7 +58,7 @@ def write_trajectory_set(
     images = read_array(mnist, "images")
     zero_leaf = teacher.zero_leaf()
     targets, leaves = [], []
-    for chunk in np.array_split(index, max(1, -(-n * T // FRAMES_PER_BATCH))):
+    for chunk in np.array_split(index, max(1, -(-n * T // batch_size(FRAMES_PER_BATCH, torch.device(device))))):
         batch = torch.from_numpy(images[chunk]).to(device).float() / 255.0
         codes = teacher.encode_leaves(batch)
         targets.append(merkle_trajectory(teacher.sweepers, codes, zero_leaf).states.float().cpu())

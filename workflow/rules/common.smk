@@ -6,6 +6,9 @@ import re
 import shlex
 import sys
 
+# How every network job computes (imfn/devices.py): the device, and bf16 autocast + TF32 on CUDA.
+DEVICE = f"--device {config['device']} --mixed-precision {str(config['mixed_precision']).lower()}"
+
 # --- MNIST and the teacher -------------------------------------------------------------------------
 MNIST = "resources/mnist.zarr"
 SPLIT = "results/mnist/seed{seed}/split.parquet"

@@ -19,7 +19,8 @@ rule train_compressor:
         T=COMPRESSORS["T"],
         training=flags(COMPRESSORS["training"]),
         model=lambda w: flags(COMPRESSORS[w.model]),
-        device=config["device"],
+        device=DEVICE,
+        allow_slow_mamba="--allow-slow-mamba" if COMPRESSORS["allow_slow_mamba"] else "",
     threads: config["threads"]["train"]
     resources:
         gpu=1,
@@ -28,7 +29,7 @@ rule train_compressor:
     shell:
         "imfn train-compressor --model {wildcards.model} --mnist {input.mnist} --split {input.split}"
         " --seed {wildcards.seed} --dim {wildcards.dim} --T {params.T} {params.training} {params.model}"
-        " --device {params.device} --threads {threads} --out {output.model} --loss-out {output.loss} --log {log}"
+        " {params.device} {params.allow_slow_mamba} --threads {threads} --out {output.model} --loss-out {output.loss} --log {log}"
 
 
 rule evaluate_compressor:
@@ -46,7 +47,8 @@ rule evaluate_compressor:
         f"{COMPRESSOR_BENCHMARKS}/evaluate_compressor_{{model}}.tsv"
     params:
         sequences=config["evaluation"]["sequences"],
-        device=config["device"],
+        device=DEVICE,
+        allow_slow_mamba="--allow-slow-mamba" if COMPRESSORS["allow_slow_mamba"] else "",
     threads: config["threads"]["eval"]
     resources:
         gpu=1,
@@ -54,7 +56,8 @@ rule evaluate_compressor:
         "../envs/imfn.yaml"
     shell:
         "imfn evaluate-compressor --checkpoint {input.model} --mnist {input.mnist} --split {input.split}"
-        " --seed {wildcards.seed} --sequences {params.sequences} --device {params.device} --threads {threads}"
+        " --seed {wildcards.seed} --sequences {params.sequences} {params.device} {params.allow_slow_mamba}"
+        " --threads {threads}"
         " --out {output} --log {log}"
 
 

@@ -12,7 +12,7 @@ rule trajectories:
         f"{BENCHMARKS}/trajectories_T{{T}}_{{which}}.tsv"
     params:
         n=lambda w: STUDENT_CONFIG[f"{w.which}_trajectories"],
-        device=config["device"],
+        device=DEVICE,
     threads: config["threads"]["student"]
     resources:
         gpu=1,
@@ -21,7 +21,7 @@ rule trajectories:
     shell:
         "imfn trajectories --sweepers {input.sweepers} --mnist {input.mnist} --split {input.split}"
         " --which {wildcards.which} --seed {wildcards.seed} --T {wildcards.T} --n {params.n}"
-        " --device {params.device} --threads {threads} --out {output} --log {log}"
+        " {params.device} --threads {threads} --out {output} --log {log}"
 
 
 rule train_student:
@@ -36,7 +36,7 @@ rule train_student:
         f"{BENCHMARKS}/train_student_{{schedule}}_T{{T}}.tsv"
     params:
         training=flags(STUDENT_CONFIG["training"]),
-        device=config["device"],
+        device=DEVICE,
     threads: config["threads"]["student"]
     resources:
         gpu=1,
@@ -44,7 +44,7 @@ rule train_student:
         "../envs/imfn.yaml"
     shell:
         "imfn train-student --trajectories {input} --seed {wildcards.seed} --schedule {wildcards.schedule}"
-        " {params.training} --device {params.device} --threads {threads}"
+        " {params.training} {params.device} --threads {threads}"
         " --out {output.student} --loss-out {output.loss} --log {log}"
 
 
@@ -61,7 +61,7 @@ rule evaluate_online:
     benchmark:
         f"{BENCHMARKS}/evaluate_online_{{schedule}}_T{{T}}.tsv"
     params:
-        device=config["device"],
+        device=DEVICE,
     threads: config["threads"]["eval"]
     resources:
         gpu=1,
@@ -70,4 +70,4 @@ rule evaluate_online:
     shell:
         "imfn evaluate-online --sweepers {input.sweepers} --student {input.student}"
         " --trajectories {input.trajectories} --mnist {input.mnist} --seed {wildcards.seed} --T {wildcards.T}"
-        " --schedule {wildcards.schedule} --device {params.device} --threads {threads} --out {output} --log {log}"
+        " --schedule {wildcards.schedule} {params.device} --threads {threads} --out {output} --log {log}"

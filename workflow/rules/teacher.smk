@@ -13,7 +13,7 @@ rule train_sweeper:
         training=lambda w: flags(variant_settings(w.variant), level=int(w.level)),
         health=flags(TEACHER["health"]),
         decoder_inputs=decoder_inputs,
-        device=config["device"],
+        device=DEVICE,
     threads: config["threads"]["train"]
     resources:
         gpu=1,
@@ -22,7 +22,7 @@ rule train_sweeper:
     shell:
         "imfn train-sweeper --bank {input.bank} --seed {wildcards.seed} --dim {wildcards.dim}"
         " --level {wildcards.level} --variant {wildcards.variant} {params.training} {params.health}"
-        " {params.decoder_inputs} --device {params.device} --threads {threads}"
+        " {params.decoder_inputs} {params.device} --threads {threads}"
         " --out {output.sweeper} --loss-out {output.loss} --health-out {output.health} --log {log}"
 
 
@@ -40,7 +40,7 @@ rule build_bank:
         f"{BENCHMARKS}/build_bank_L{{level}}.tsv"
     params:
         bank_size=optional("--bank-size", TEACHER["bank_size"]),
-        device=config["device"],
+        device=DEVICE,
     threads: config["threads"]["bank"]
     resources:
         gpu=1,
@@ -49,7 +49,7 @@ rule build_bank:
     shell:
         "imfn build-bank --previous-bank {input.previous} --sweeper {input.sweeper} --seed {wildcards.seed}"
         " --dim {wildcards.dim} --level {wildcards.level} {params.bank_size}"
-        " --device {params.device} --threads {threads} --out {output} --log {log}"
+        " {params.device} --threads {threads} --out {output} --log {log}"
 
 
 rule roundtrip:
@@ -65,7 +65,7 @@ rule roundtrip:
         f"{BENCHMARKS}/roundtrip_T{{T}}.tsv"
     params:
         sequences=config["evaluation"]["sequences"],
-        device=config["device"],
+        device=DEVICE,
     threads: config["threads"]["eval"]
     resources:
         gpu=1,
@@ -74,7 +74,7 @@ rule roundtrip:
     shell:
         "imfn roundtrip --sweepers {input.sweepers} --mnist {input.mnist} --split {input.split}"
         " --seed {wildcards.seed} --dim {wildcards.dim} --T {wildcards.T} --variant {wildcards.variant}"
-        " --sequences {params.sequences} --device {params.device} --threads {threads} --out {output} --log {log}"
+        " --sequences {params.sequences} {params.device} --threads {threads} --out {output} --log {log}"
 
 
 rule pca_roundtrip:

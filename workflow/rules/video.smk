@@ -62,7 +62,7 @@ rule train_video_level:
         frame_size=VIDEO["frame_size"],
         model=flags(VIDEO["model"]),
         seed=VIDEO["seed"],
-        device=config["device"],
+        device=DEVICE,
     threads: VIDEO["threads"]["train"]
     resources:
         gpu=1,
@@ -71,7 +71,7 @@ rule train_video_level:
     shell:
         "imfn train-video --bank {input.clips} --split {input.split} --lower {input.lower} --seed {params.seed}"
         " --level {wildcards.level} {params.training} --frame-size {params.frame_size} {params.model}"
-        " --device {params.device} --threads {threads}"
+        " {params.device} --threads {threads}"
         " --out {output.level} --loss-out {output.loss} --log {log}"
 
 
@@ -91,7 +91,7 @@ rule evaluate_video_level:
     params:
         max_videos=optional("--max-videos", VIDEO["evaluation"]["max_videos"]),
         show=VIDEO["evaluation"]["show"],
-        device=config["device"],
+        device=DEVICE,
     threads: VIDEO["threads"]["eval"]
     resources:
         gpu=1,
@@ -99,7 +99,7 @@ rule evaluate_video_level:
         "../envs/imfn.yaml"
     shell:
         "imfn evaluate-video --levels {input.levels} --bank {input.clips} --split {input.split} {params.max_videos}"
-        " --show {params.show} --device {params.device} --threads {threads}"
+        " --show {params.show} {params.device} --threads {threads}"
         " --out {output.metrics} --reconstructions-out {output.reconstructions} --log {log}"
 
 
