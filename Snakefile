@@ -12,6 +12,12 @@ validate(config, schema="workflow/schemas/config.schema.yaml")
 
 report: "workflow/report/workflow.rst"
 
+# Inside a cluster allocation (a job Snakemake submitted), a group's GPU jobs share the allocation's one GPU,
+# one after another: the same pool of 1 the SLURM profile gives each group (`resources: gpu: 1`, local),
+# which Snakemake does not pass on to the jobs it submits.
+if workflow.remote_exec and "gpu" not in workflow.global_resources:
+    workflow.register_resource("gpu", 1)
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/provenance.smk"
 include: "workflow/rules/data.smk"

@@ -148,7 +148,7 @@ def train_video_level(
     attrs = read_attrs(bank)
     if attrs["frame_size"] != cfg.frame_size:
         raise ValueError(f"clip bank {bank} holds {attrs['frame_size']}px frames; the model expects {cfg.frame_size}")
-    clips = training_clips(bank, split, hp)
+    clips = training_clips(bank, split, hp).to(device)  # uint8, on the device for the whole run
     lower = load_levels(lower_paths, device)
     if lower and lower[0].cfg != cfg:
         raise ValueError(f"level {hp.level}'s model config differs from the levels below ({lower_paths[0]})")
@@ -186,7 +186,7 @@ def train_video_level(
         objective.net.train()
         totals = torch.zeros(4, device=device)
         for idx in run.batches(torch.arange(n).split(hp.batch_size)):
-            frames = frames_tensor(clips[videos[idx, None], starts[idx, None] + window]).to(device)
+            frames = frames_tensor(clips[videos[idx, None], starts[idx, None] + window])
             with run.autocast():
                 loss, token, pixel, norm = objective(frames, bits[idx])
             optimizer.zero_grad(set_to_none=True)

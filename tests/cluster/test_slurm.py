@@ -2,9 +2,14 @@
 
 Run by `make test-cluster` (not by `make test`: marked `cluster`, deselected by default). Needs root
 and Debian's slurm-wlm + munge (tests/cluster/slurm.sh installs them with apt-get); skips otherwise.
-Checks: every job ran as a SLURM job; each GPU job saw the device SLURM gave it; the metrics equal a
-local run's; a job made to fail is reported and a rerun finishes the rest. Prints setup time, jobs
-run, the placement evidence and the total time.
+Checks: the profile's local rules (downloads, aggregation, figures, reports) ran on the submitting host and
+every other job as a SLURM job; the short GPU jobs of one grid cell shared one allocation (its roundtrips;
+a level's bank and sweeper; a student's trajectory sets, training and evaluation) with one GPU; each GPU
+job saw the device SLURM gave it; the metrics equal a local run's; a job made to fail is reported and a
+rerun finishes the rest. Prints setup time, jobs run, the placement and grouping evidence and the total time.
+
+The cluster's GPUs are fake (/dev/null) and this torch has no CUDA, so the runs say `device: cpu`: a job
+SLURM gave a GPU with `device: auto` would fail, as it should (tests/test_devices.py).
 """
 
 from __future__ import annotations
@@ -27,6 +32,20 @@ HERE = Path(__file__).resolve().parent
 SLURM_SH = HERE / "slurm.sh"
 GPUS = {"0", "1", "2", "3"}
 NO_NETWORK = "no network: CPU only"
+ON_PURPOSE = "cpu: config asks for the CPU"
+# The verbs of the rules marked `localrule` (the demo's video-clips downloads its footage, so it is one too).
+LOCAL_VERBS = {
+    "fetch-mnist",
+    "aggregate",
+    "figures",
+    "student-figures",
+    "ablation-report",
+    "compressor-report",
+    "paper-param-counts",
+    "video-clips",
+    "video-report",
+    "time-summary",
+}
 
 
 def say(*lines: str) -> None:
@@ -95,20 +114,44 @@ def check_placement(state: Path, recs: dict[str, dict]) -> list[str]:
     allocated = allocations(state)
     rows = []
     for log, rec in recs.items():
+        if rec["verb"] in LOCAL_VERBS:
+            assert rec["slurm_job_id"] is None, f"{log}: a local rule ran as SLURM job {rec['slurm_job_id']}"
+            rows.append(f"  {rec['verb']:<20} local (on the submitting host)  {log}")
+            continue
         assert rec["slurm_job_id"] in allocated, f"{log}: not run as a SLURM job ({rec})"
         seen = rec["cuda_visible_devices"]
         assert allocated[rec["slurm_job_id"]] == (seen or "none"), (log, allocated[rec["slurm_job_id"]], seen)
         if rec["placement"] == NO_NETWORK:
             assert seen is None, f"{log}: non-GPU job was given a GPU ({rec})"
         elif rec["status"] == "ok":
-            assert seen in GPUS, f"{log}: GPU job without a SLURM GPU ({rec})"
-            # No CUDA on this machine, so the device is the CPU; the decision still came from SLURM's variable.
-            assert rec["placement"].startswith("cpu: no CUDA device visible"), rec["placement"]
+            assert seen in GPUS, f"{log}: GPU job without exactly one SLURM GPU ({rec})"
+            assert rec["placement"] == ON_PURPOSE, rec["placement"]  # fake GPUs: device: cpu (module docstring)
         rows.append(
             f"  {rec['verb']:<20} SLURM job {rec['slurm_job_id']:>4}  CUDA_VISIBLE_DEVICES="
             f"{rec['cuda_visible_devices']}  ({rec['status']}, {rec['wall_seconds']:.1f} s)  {log}"
         )
     return rows
+
+
+def check_groups(recs: dict[str, dict]) -> list[str]:
+    """The jobs of one group ran in one SLURM job; rows describing each group."""
+
+    def job_of(pattern: str) -> set[str]:
+        ids = {r["slurm_job_id"] for log, r in recs.items() if re.search(pattern, log)}
+        assert ids, f"no job record matches {pattern}"
+        return ids
+
+    cell = r"logs/mnist/seed0/d16/pca-pixel/"
+    groups = {
+        "a cell's roundtrips (T = 2, 4)": job_of(cell + r"roundtrip_T\d+\."),
+        "level 1's bank and sweeper": job_of(cell + r"(build_bank|train_sweeper)_L1\."),
+        "the T = 4 student's trajectory sets": job_of(cell + r"trajectories_T4_\w+\."),
+        "the T = 4 students' online evaluations": job_of(cell + r"evaluate_online_\w+_T4\."),
+    }
+    for what, ids in groups.items():
+        assert len(ids) == 1, f"{what} ran in {len(ids)} SLURM jobs {sorted(ids)}, not one"
+    members = Counter(r["slurm_job_id"] for r in recs.values() if r["slurm_job_id"])
+    return [f"  {what}: SLURM job {job} ({members[job]} jobs)" for what, (job,) in groups.items()]
 
 
 def test_smoke_pipeline_on_slurm_matches_local_and_recovers_from_a_failure(
@@ -118,7 +161,7 @@ def test_smoke_pipeline_on_slurm_matches_local_and_recovers_from_a_failure(
     slurm_env, state, setup_s = slurm
     env = {**env_with_venv, **slurm_env}
     env.pop("SLURM_JOB_ID", None)
-    smoke = ["--configfile", str(repo / "config" / "smoke.yaml")]
+    smoke = ["--configfile", str(repo / "config" / "smoke.yaml"), "--config", "device=cpu"]
     profile = [
         "--profile",
         str(repo / "workflow" / "profiles" / "slurm"),
@@ -142,14 +185,16 @@ def test_smoke_pipeline_on_slurm_matches_local_and_recovers_from_a_failure(
     code, out, first_s = run_snakemake(repo, cluster, failing, "all", *profile, *smoke)
     planned = job_stats(out)
     assert code != 0, "a failed job must fail the run"
-    assert "SLURM status is: 'FAILED'" in out and "Error in rule evaluate_online" in out, out[-4000:]
+    # (a failed group job is reported as "Error in group", the failed rule inside it by name)
+    assert "SLURM status is: 'FAILED'" in out or "Error in group online_" in out, out[-4000:]
+    assert "Error in rule evaluate_online" in out, out[-4000:]
     failed = {log: r for log, r in records(cluster).items() if r["status"] == "failed"}
     assert failed and {r["verb"] for r in failed.values()} == {"evaluate-online"}, failed
     first_rows = check_placement(state, records(cluster))
-    attempts = Counter(re.findall(r"SLURM-job '(\d+)' failed", out))
+    attempts = re.findall(r"SLURM-job '\d+' failed|Error in group \S+", out)
     say(
         f"[cluster] run 1 with IMFN_FAIL_VERB=evaluate-online: exit {code} after {first_s:.0f} s; "
-        f"{len(attempts)} failed SLURM jobs ({len(failed)} evaluate_online jobs, retried by the profile)",
+        f"{len(attempts)} failed SLURM jobs ({len(failed)} evaluate_online jobs in one group, retried by the profile)",
         f"          planned {sum(planned.values())} jobs: {dict(planned)}",
     )
 
@@ -161,11 +206,12 @@ def test_smoke_pipeline_on_slurm_matches_local_and_recovers_from_a_failure(
     assert set(rerun) <= {"evaluate_online", "aggregate_metrics", "student_figures", "time_summary", "all"}, rerun
     say(f"[cluster] run 2 (rerun): exit 0 after {rerun_s:.0f} s, ran only {dict(rerun)}")
 
-    # 3. Every job was a SLURM job, GPU jobs saw the GPU SLURM gave them.
+    # 3. Local rules ran here, every other job as a SLURM job; GPU jobs saw the GPU SLURM gave them; groups shared one.
     recs = records(cluster)
     assert all(r["status"] == "ok" for r in recs.values()), [log for log, r in recs.items() if r["status"] != "ok"]
     assert len(recs) == sum(n for rule, n in planned.items() if rule != "all"), (len(recs), planned)
     rows = check_placement(state, recs)
+    group_rows = check_groups(recs)
     hashes = {r["config_hash"] for r in recs.values()} | {r["config_hash"] for r in records(local).values()}
     assert len(hashes) == 1 and "unset" not in hashes, hashes
     gpu_jobs = [r for r in recs.values() if r["placement"] != NO_NETWORK]
@@ -176,6 +222,7 @@ def test_smoke_pipeline_on_slurm_matches_local_and_recovers_from_a_failure(
         f" one config hash {hashes.pop()} locally and on the cluster",
         *rows,
     )
+    say("[cluster] grouped: the jobs of each group ran in one SLURM job with one GPU", *group_rows)
     assert first_rows  # the first run's jobs were checked before the rerun replaced their failed records
 
     # 4. The cluster's metrics equal the local run's (timings aside).

@@ -87,6 +87,16 @@ ABLATION_OUTPUTS = ["results/tables/teacher_ablation.md", "results/figures/teach
                     "results/figures/teacher_ablation_mse_vs_T.pdf"]
 TIME_SUMMARY = ["results/metrics/time_summary.parquet", "results/figures/time_summary.png"]
 
+# --- Job groups: on a cluster (Snakemake ignores them locally) the jobs of one group share one allocation,
+# so short GPU jobs do not each wait in the queue for their own GPU. The SLURM profile merges the
+# independent jobs of one pattern (group-components) and gives every group one GPU, on which its jobs run
+# one after another. A failed group job loses the outputs of all its jobs, so long training jobs are grouped
+# only with a short job that precedes them (a level's bank), never with their evaluation.
+GROUP_LEVEL = "level_s{seed}_d{dim}_{variant}_L{level}"  # a level's bank, then its sweeper
+GROUP_ROUNDTRIPS = "roundtrips_s{seed}_d{dim}_{variant}"  # a cell's roundtrips at every T
+GROUP_TRAJECTORIES = "trajectories_s{seed}_d{dim}_{variant}_T{T}"  # a student's training and test sets
+GROUP_ONLINE = "online_s{seed}_d{dim}_{variant}_T{T}"  # the online evaluation of its students (schedules)
+
 wildcard_constraints:
     seed=r"\d+",
     dim=r"\d+",

@@ -63,6 +63,7 @@ rule evaluate_compressor:
 
 rule paper_param_counts:
     """Parameters of the paper-size teacher, Transformer and Mamba, counted on instantiated modules."""
+    localrule: True
     output:
         "results/metrics/param_counts.parquet",
     log:
@@ -75,6 +76,7 @@ rule paper_param_counts:
 
 rule compressor_report:
     """Table 1 (teacher vs Transformer vs Mamba vs per-frame PCA), Table 2 (parameters), Figure 6."""
+    localrule: True
     input:
         metrics=["results/metrics/teacher.parquet", "results/metrics/compressors.parquet",
                  "results/metrics/pca.parquet"],

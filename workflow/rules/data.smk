@@ -1,4 +1,5 @@
 rule fetch_mnist:
+    localrule: True
     output:
         directory(MNIST),
     log:

@@ -1,5 +1,6 @@
 rule figures:
     """Figures 2 and 3 and the teacher's level health, from results/metrics alone."""
+    localrule: True
     input:
         "results/metrics/teacher.parquet",
         "results/metrics/teacher_health.parquet",
@@ -15,6 +16,7 @@ rule figures:
 
 rule ablation_report:
     """Variant x T ablation table and figure at the largest d, with per-frame PCA beside it."""
+    localrule: True
     input:
         "results/metrics/teacher_ablation.parquet",
         "results/metrics/teacher_ablation_health.parquet",
@@ -31,6 +33,7 @@ rule ablation_report:
 
 rule student_figures:
     """Figures 4 and 5 from results/metrics/student.parquet alone."""
+    localrule: True
     input:
         "results/metrics/student.parquet",
     output:

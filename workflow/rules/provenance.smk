@@ -16,6 +16,7 @@ envvars:
 
 rule time_summary:
     """Where the pipeline's time went: every benchmark file as one table, and a figure."""
+    localrule: True
     input:
         time_summary_inputs,
     output:

@@ -1,5 +1,6 @@
 rule trajectories:
     """Zero-padded teacher trajectories y_0..y_T (Merkle path updates) for training or evaluation."""
+    group: GROUP_TRAJECTORIES
     input:
         sweepers=teacher_for_T,
         mnist=MNIST,
@@ -49,6 +50,7 @@ rule train_student:
 
 
 rule evaluate_online:
+    group: GROUP_ONLINE
     input:
         sweepers=teacher_for_T,
         student=STUDENT,

@@ -1,4 +1,5 @@
 rule train_sweeper:
+    group: GROUP_LEVEL
     input:
         unpack(train_inputs),
     output:
@@ -27,6 +28,7 @@ rule train_sweeper:
 
 
 rule build_bank:
+    group: GROUP_LEVEL
     input:
         previous=lambda w: bank_path(w.seed, w.dim, w.variant, int(w.level) - 1),
         sweeper=lambda w: SWEEPER.format(seed=w.seed, dim=w.dim, variant=w.variant, level=int(w.level) - 1),
@@ -53,6 +55,7 @@ rule build_bank:
 
 
 rule roundtrip:
+    group: GROUP_ROUNDTRIPS
     input:
         sweepers=teacher_for_T,
         mnist=MNIST,
@@ -102,6 +105,7 @@ rule pca_roundtrip:
 
 rule aggregate_metrics:
     """Tidy tables under results/metrics: one per model family."""
+    localrule: True
     input:
         metric_inputs,
     output:

@@ -4,6 +4,7 @@
 
 rule video_clips:
     """Decode every video once: the uint8 clip bank and the manifest of what was skipped and why."""
+    localrule: VIDEO["dataset"] == "demo"  # the demo downloads its footage; UCF-101 is decoded on a node
     input:
         video_source,
     output:
@@ -104,6 +105,7 @@ rule evaluate_video_level:
 
 
 rule video_metrics:
+    localrule: True
     input:
         expand(VIDEO_EVAL, level=range(VIDEO_LEVELS)),
     output:
@@ -118,6 +120,7 @@ rule video_metrics:
 
 rule video_report:
     """Table 3 and the reconstruction figure, from results/ alone."""
+    localrule: True
     input:
         "results/metrics/video.parquet",
         expand(VIDEO_RECONSTRUCTIONS, level=range(VIDEO_LEVELS)),
