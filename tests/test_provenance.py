@@ -129,7 +129,7 @@ def _rule_blocks(repo):
 def test_every_training_and_evaluation_rule_is_benchmarked_under_its_own_name(repo):
     network = 0
     for smk, name, body in _rule_blocks(repo):
-        if "--device" not in body:
+        if "{params.device}" not in body:  # runs a network (DEVICE: --device, --mixed-precision)
             continue
         network += 1
         assert re.search(r"^\s+gpu=1,", body, re.MULTILINE), f"{smk}: rule {name} runs a network but asks no gpu=1"
