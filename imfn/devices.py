@@ -24,6 +24,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Mapping
@@ -179,6 +180,8 @@ def place(preference: str = "auto") -> tuple[torch.device, Placement]:
     n_devices = torch.cuda.device_count() if preference != "cpu" and torch.cuda.is_available() else 0
     problem = cuda_problem() if preference != "cpu" and n_devices == 0 else ""
     plan = plan_placement(preference, n_devices, cuda_problem=problem)
+    if plan.kind == "cpu" and problem and shutil.which("nvidia-smi"):
+        log.warning("this machine has an NVIDIA driver but the job runs on the CPU: %s (see `imfn doctor`)", problem)
     if plan.kind == "cpu":
         device = torch.device("cpu")
     elif plan.kind == "scheduler":
