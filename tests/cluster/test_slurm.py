@@ -215,9 +215,11 @@ def test_smoke_pipeline_on_slurm_matches_local_and_recovers_from_a_failure(
     hashes = {r["config_hash"] for r in recs.values()} | {r["config_hash"] for r in records(local).values()}
     assert len(hashes) == 1 and "unset" not in hashes, hashes
     gpu_jobs = [r for r in recs.values() if r["placement"] != NO_NETWORK]
+    local_jobs = [r for r in recs.values() if r["verb"] in LOCAL_VERBS]
     used = sorted(Counter(r["cuda_visible_devices"] for r in gpu_jobs).items())
     say(
-        f"[cluster] {len(recs)} jobs, all SLURM jobs; {len(gpu_jobs)} GPU jobs, each saw the GPU index "
+        f"[cluster] {len(recs)} jobs: {len(local_jobs)} local rules on the submitting host, the rest in SLURM jobs; "
+        f"{len(gpu_jobs)} GPU jobs, each saw the GPU index "
         f"SLURM's prolog logged for it (jobs per device: {used});"
         f" one config hash {hashes.pop()} locally and on the cluster",
         *rows,
