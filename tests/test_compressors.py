@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from imfn import provenance
 from imfn.models import compressors
 from imfn.models.compressors import (
     MambaBlock,
@@ -216,6 +217,8 @@ def test_mamba_on_cuda_without_kernels_fails_unless_the_slow_scan_is_allowed(mon
     with pytest.raises(RuntimeError, match="Mamba on CUDA without mamba-ssm's kernels .*allow_slow_mamba: true"):
         choose_mamba_kernels("cuda", allow_slow_scan=False)
     assert choose_mamba_kernels("cuda", allow_slow_scan=True) is False  # allowed: the pure-PyTorch scan
+    provenance.start("mamba-choice")
     assert choose_mamba_kernels("cpu", allow_slow_scan=False) is False  # the CPU always scans in PyTorch
+    assert provenance.finish(ok=True)["notes"] == {"mamba": "pure-PyTorch scan"}  # recorded in the job's record
     model = MambaCompressor(MambaConfig(16, 4, layers=1, decoder_layers=1, heads=2), use_kernels=False)
     assert model.implementation == "pure-PyTorch scan"

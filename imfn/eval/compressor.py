@@ -11,7 +11,6 @@ from pathlib import Path
 
 import torch
 
-from imfn import provenance
 from imfn.atomic import atomic_output
 from imfn.data.mnist import load_split_images
 from imfn.devices import autocast, batch_size
@@ -53,9 +52,6 @@ def evaluate_compressor(
     allow_slow_mamba: bool = False,
 ) -> None:
     model = load_compressor(checkpoint, device, allow_slow_mamba)
-    if model.kind == "mamba":
-        log.info("Mamba implementation: %s", model.implementation)
-        provenance.note("mamba", model.implementation)
     dim, T = model.config.dim, model.config.T
     frames = test_sequences(load_split_images(mnist, split), seed, T, sequences)
     reconstruction = reconstruct(model, frames, device)

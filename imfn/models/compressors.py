@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from imfn import provenance
+
 log = logging.getLogger(__name__)
 
 N_PIXELS = 784
@@ -244,19 +246,21 @@ def mamba_kernels_available() -> bool:
 def choose_mamba_kernels(device: torch.device | str, allow_slow_scan: bool) -> bool:
     """Whether a Mamba model on ``device`` uses mamba-ssm's kernels: always on CUDA when they import; on
     the CPU never (they need CUDA). On CUDA without them the job fails, unless the config allows the
-    pure-PyTorch scan (compressors.allow_slow_mamba), which is correct but many times slower."""
-    if torch.device(device).type != "cuda":
-        return False
-    problem = mamba_kernels_problem()
-    if not problem:
-        return True
-    if not allow_slow_scan:
+    pure-PyTorch scan (compressors.allow_slow_mamba), which is correct but many times slower. The choice
+    is logged and recorded in the job's provenance (``notes.mamba``)."""
+    use = torch.device(device).type == "cuda"
+    problem = mamba_kernels_problem() if use else ""
+    if problem and not allow_slow_scan:
         raise RuntimeError(
             f"Mamba on CUDA without mamba-ssm's kernels ({problem}). Install them (README, section GPU install; "
             "`imfn doctor` checks), or set compressors.allow_slow_mamba: true to run the pure-PyTorch scan"
         )
-    log.warning("Mamba on CUDA with the pure-PyTorch scan, as the config allows (%s)", problem)
-    return False
+    if problem:
+        log.warning("Mamba on CUDA with the pure-PyTorch scan, as the config allows (%s)", problem)
+        use = False
+    log.info("Mamba implementation: %s", KERNELS if use else SLOW_SCAN)
+    provenance.note("mamba", KERNELS if use else SLOW_SCAN)
+    return use
 
 
 def mamba_mixer(d_model: int, d_state: int, use_kernels: bool) -> nn.Module:

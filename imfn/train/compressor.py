@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from imfn import provenance
 from imfn.atomic import atomic_output
 from imfn.data.mnist import load_split_images
 from imfn.job import seeded_generator
@@ -86,9 +85,6 @@ def train_compressor(
     torch.manual_seed(hp.seed * 1000 + 900 + MODEL_IDS[model_name])  # weight init and dropout
     kwargs = {"use_kernels": choose_mamba_kernels(device, allow_slow_mamba)} if model_name == "mamba" else {}
     model = model_cls(config, **kwargs).to(device)
-    if model_name == "mamba":
-        log.info("Mamba implementation: %s", model.implementation)
-        provenance.note("mamba", model.implementation)
     optimizer = torch.optim.AdamW(model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=hp.epochs * batches)
     log.info(
