@@ -54,5 +54,7 @@ report: $(STAMP)
 		--report results/report.html --configfile config/quick.yaml
 	! command -v chromium >/dev/null || $(PYTHON) tests/report_screenshot.py results/report.html results/report_screenshot.png
 
+# Pipeline outputs only: benchmarks/ also holds the benchmark scripts, which stay.
 clean:
-	rm -rf results logs benchmarks .snakemake
+	rm -rf results logs .snakemake benchmarks/mnist benchmarks/video
+	rm -f benchmarks/*.parquet
