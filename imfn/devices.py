@@ -175,6 +175,17 @@ def cuda_problem() -> str:
     return ""
 
 
+def mamba_kernels_problem() -> str:
+    """Why ``mamba_ssm``'s CUDA kernels cannot be used here, in words ("" when they can)."""
+    if not torch.cuda.is_available():
+        return "no CUDA"
+    try:
+        import mamba_ssm.modules.mamba_simple  # noqa: F401
+    except Exception as exc:  # ImportError, or a broken CUDA extension failing at import
+        return f"`import mamba_ssm` failed: {type(exc).__name__}: {exc}"
+    return ""
+
+
 def place(preference: str = "auto") -> tuple[torch.device, Placement]:
     """Resolve ``auto`` / ``cpu`` / ``cuda`` to a concrete device, claiming a GPU when the plan says so."""
     n_devices = torch.cuda.device_count() if preference != "cpu" and torch.cuda.is_available() else 0

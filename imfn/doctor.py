@@ -39,6 +39,8 @@ def checks() -> tuple[list[tuple[str, str]], list[str]]:
     """(what was found, as (name, value) rows; what to fix, one line each)."""
     import torch
 
+    from imfn.devices import cuda_problem, mamba_kernels_problem
+
     found: list[tuple[str, str]] = []
     fixes: list[str] = []
     found.append(("python", platform.python_version()))
@@ -56,26 +58,15 @@ def checks() -> tuple[list[tuple[str, str]], list[str]]:
         found.append(("bf16 (mixed_precision)", "supported" if torch.cuda.is_bf16_supported() else "not supported"))
         if not torch.cuda.is_bf16_supported():
             fixes.append("this GPU has no bf16: set mixed_precision: false in the config")
-    elif torch.version.cuda is None and smi:
-        fixes.append(
-            "this machine has an NVIDIA driver but torch is a CPU-only build: install a CUDA torch "
-            "(README, section GPU install)"
-        )
-    elif torch.version.cuda is not None and smi:
-        fixes.append(
-            f"torch is built for CUDA {torch.version.cuda} but cannot use the GPU: the driver may be too old for it "
-            "(nvidia-smi shows the newest CUDA the driver supports); install a torch built for an older CUDA"
-        )
+    elif smi:  # an NVIDIA driver, but torch cannot use it
+        fixes.append(cuda_problem())
     mamba, conv = _version("mamba-ssm"), _version("causal-conv1d")
     found.append(("mamba-ssm", mamba or "not installed"))
     found.append(("causal-conv1d", conv or "not installed"))
+    problem = mamba_kernels_problem() if cuda else ""
     if cuda:
-        try:
-            import mamba_ssm.modules.mamba_simple  # noqa: F401
-
-            found.append(("Mamba implementation on CUDA", "mamba-ssm CUDA kernels"))
-        except Exception as exc:
-            found.append(("Mamba implementation on CUDA", f"none: `import mamba_ssm` failed ({type(exc).__name__})"))
+        found.append(("Mamba implementation on CUDA", f"none: {problem}" if problem else "mamba-ssm CUDA kernels"))
+        if problem:
             fixes.append(
                 "Mamba jobs on CUDA will fail without mamba-ssm's kernels: build mamba-ssm and causal-conv1d against "
                 "this torch (README, section GPU install), or set compressors.allow_slow_mamba: true"

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from imfn import provenance
+from imfn.devices import mamba_kernels_problem
 
 log = logging.getLogger(__name__)
 
@@ -225,22 +226,6 @@ class MambaBlock(nn.Module):
 
 KERNELS = "mamba-ssm CUDA kernels"
 SLOW_SCAN = "pure-PyTorch scan"
-
-
-def mamba_kernels_problem() -> str:
-    """Why ``mamba_ssm``'s CUDA kernels cannot be used here, in words ("" when they can)."""
-    if not torch.cuda.is_available():
-        return "no CUDA"
-    try:
-        import mamba_ssm.modules.mamba_simple  # noqa: F401
-    except Exception as exc:  # ImportError, or a broken CUDA extension failing at import
-        return f"`import mamba_ssm` failed: {type(exc).__name__}: {exc}"
-    return ""
-
-
-def mamba_kernels_available() -> bool:
-    """True when CUDA is present and ``mamba_ssm`` (which needs it) imports."""
-    return not mamba_kernels_problem()
 
 
 def choose_mamba_kernels(device: torch.device | str, allow_slow_scan: bool) -> bool:
