@@ -21,3 +21,15 @@ def test_ssim_is_one_for_identical_frames_and_drops_with_noise():
     noisy = (frames + 0.3 * torch.randn(4, 784, generator=generator)).clamp(0, 1)
     values = ssim_per_frame(noisy, frames)
     assert values.shape == (4,) and (values < 0.9).all()
+
+
+def test_ssim_equals_torchmetrics_standard_ssim():
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    generator = torch.Generator().manual_seed(1)
+    frames = torch.rand(64, 784, generator=generator)
+    blurred = (frames + 0.2 * torch.randn(64, 784, generator=generator)).clamp(0, 1)
+    expected = structural_similarity_index_measure(
+        blurred.reshape(-1, 1, 28, 28), frames.reshape(-1, 1, 28, 28), data_range=1.0, reduction="none"
+    )
+    torch.testing.assert_close(ssim_per_frame(blurred, frames), expected, atol=1e-5, rtol=0)
