@@ -39,6 +39,7 @@ rule all:
         grid(SWEEPER),
         "results/metrics/teacher.parquet",
         "results/metrics/pca.parquet",
+        "results/metrics/autoencoder.parquet",
         TEACHER_FIGURES,
         STUDENT_FIGURES,
         COMPRESSOR_OUTPUTS,
@@ -47,6 +48,6 @@ rule all:
 
 
 rule ablation:
-    """Teacher variants compared at the largest d (config `ablation`)."""
+    """Teacher variants compared at each d of `ablation.dims`, beside the per-frame references (config `ablation`)."""
     input:
         ABLATION_OUTPUTS,

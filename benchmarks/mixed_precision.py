@@ -141,8 +141,10 @@ def main() -> None:
     configure_precision(device, False)
     runtime = describe_runtime(device)
     table = pd.DataFrame(rows)
-    print(f"device {device} ({runtime['gpu'] or 'CPU'}, torch {runtime['torch']}), sizes: {size}, "
-          f"best of {args.rounds} rounds of {args.steps} steps")
+    print(
+        f"device {device} ({runtime['gpu'] or 'CPU'}, torch {runtime['torch']}), sizes: {size}, "
+        f"best of {args.rounds} rounds of {args.steps} steps"
+    )
     print("samples/s with mixed_precision off (float32) and on (bf16 autocast + TF32 on CUDA; nothing on the CPU)")
     print(table.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
     out = REPO / "benchmarks" / "mixed_precision.parquet"

@@ -123,6 +123,7 @@ DECODER = "imfn.train.depth_decoder:DepthDecoderTraining"
 HEALTH = "imfn.train.health:HealthLimits"
 STUDENT = "imfn.train.student:StudentTraining"
 COMPRESSOR = "imfn.train.compressor:CompressorTraining"
+FRAME_AUTOENCODER = "imfn.train.frame_autoencoder:FrameAutoencoderTraining"
 VIDEO = "imfn.train.video:VideoTraining"
 VIDEO_MODEL = "imfn.models.video:VideoModelConfig"
 COMPRESSOR_SIZE = ["width", "layers", "heads", "ffn_mult", "dropout", "d_state", "decoder_layers"]
@@ -244,6 +245,24 @@ def _pca_roundtrip(a):
 
 
 @verb(
+    "frame-autoencoder",
+    "train the per-frame autoencoder of k numbers and evaluate it at every (d, T) with d // T = k",
+    "--mnist --split --dims:int+ --T:int+ --sequences:int --out --loss-out --roundtrip-out",
+    hyper=[(FRAME_AUTOENCODER, "")],
+    device=True,
+)
+def _frame_autoencoder(a):
+    from imfn.eval.frame_autoencoder import evaluate_frame_autoencoder
+    from imfn.train.frame_autoencoder import train_frame_autoencoder
+
+    training = hp(a, FRAME_AUTOENCODER)
+    train_frame_autoencoder(training, a.mnist, a.split, a.out, a.loss_out, a.device)
+    evaluate_frame_autoencoder(
+        a.out, a.mnist, a.split, training.seed, a.dims, a.T, a.sequences, a.roundtrip_out, a.device
+    )  # fmt: skip
+
+
+@verb(
     "train-compressor",
     "train a Transformer or Mamba sequence compressor (its size: config compressors.<model>)",
     "--model:str --mnist --split --dim:int --out --loss-out --allow-slow-mamba:bool "
@@ -332,25 +351,28 @@ def _compare_metrics(a):
 def _figures(a):
     from imfn.report.teacher import health_figure, teacher_figures
 
-    teacher, health = _metrics(a.results, "teacher", "teacher_health")
-    teacher_figures(teacher, a.results / "figures")
+    teacher, health, autoencoder = _metrics(a.results, "teacher", "teacher_health", "autoencoder")
+    teacher_figures(teacher, autoencoder, a.results / "figures")
     health_figure(health, a.results / "figures")
 
 
-@verb("student-figures", "Figures 4 and 5 from results/metrics/student.parquet", RESULTS)
+@verb("student-figures", "Figures 4 and 5 from results/metrics (student, autoencoder, pca)", RESULTS)
 def _student_figures(a):
     from imfn.report.student import student_figures
 
-    (student,) = _metrics(a.results, "student")
-    student_figures(student, a.results / "figures")
+    student, autoencoder, pca = _metrics(a.results, "student", "autoencoder", "pca")
+    student_figures(student, {"autoencoder": autoencoder, "pca": pca}, a.results / "figures")
 
 
 @verb("ablation-report", "the teacher ablation table and figure from results/", RESULTS)
 def _ablation_report(a):
     from imfn.report.teacher import ablation_report
 
-    ablation, health, pca = _metrics(a.results, "teacher_ablation", "teacher_ablation_health", "pca")
-    ablation_report(ablation, health, pca, a.results / "tables" / "teacher_ablation.md", a.results / "figures")
+    ablation, health, autoencoder, pca = _metrics(
+        a.results, "teacher_ablation", "teacher_ablation_health", "autoencoder", "pca"
+    )
+    references = {"autoencoder": autoencoder, "pca": pca}
+    ablation_report(ablation, health, references, a.results / "tables" / "teacher_ablation.md", a.results / "figures")
 
 
 @verb(
@@ -411,6 +433,18 @@ def _evaluate_video(a):
     from imfn.eval.video import evaluate_video_level
 
     evaluate_video_level(a.levels, a.bank, a.split, a.out, a.reconstructions_out, a.device, a.max_videos, a.show)
+
+
+@verb(
+    "video-pca",
+    "per-frame PCA beside the video levels: each frame keeps memory-numbers // 2^(l+1) components at level l",
+    "--bank --split --memory-numbers:int --levels:int --max-videos:int? --out",
+    threads=True,
+)
+def _video_pca(a):
+    from imfn.eval.pca import evaluate_video_pca
+
+    evaluate_video_pca(a.bank, a.split, a.memory_numbers, a.levels, a.out, a.max_videos)
 
 
 @verb("video-report", "Table 3 and the video reconstruction figure from results/", RESULTS)

@@ -176,3 +176,37 @@ def test_depth_decoders_learn_what_the_linear_read_out_cannot(image_bank, tmp_pa
 def test_depth_decoder_above_level_0_needs_the_levels_below(image_bank, tmp_path):
     with pytest.raises(ValueError, match="needs the 1 lower levels"):
         _train(image_bank, tmp_path, "x", level=1, epochs=0, recipe="pca", decoder=DepthDecoderTraining(epochs=1))
+
+
+def test_framewise_levels_train_their_merge_in_pixels_and_beat_the_pca_tree(image_bank, mnist_store, tmp_path):
+    from imfn.eval.roundtrip import evaluate_roundtrip
+
+    decoder = DepthDecoderTraining(epochs=3, hidden=64, frames=2048, batch_size=64)
+    cpu = torch.device("cpu")
+    trees = {}
+    for recipe in ("pca", "framewise"):
+        kw = {"recipe": recipe, "epochs": 0, "sweeper_hidden": 32}
+        level0 = _train(image_bank, tmp_path, f"{recipe}0", decoder=decoder, **kw)
+        bank1 = tmp_path / f"{recipe}_bank_L1.zarr"
+        build_latent_bank(image_bank, level0, 0, DIM, 1, None, bank1, cpu)
+        level1 = _train(
+            bank1, tmp_path, f"{recipe}1", level=1, decoder=decoder, lower=[level0], image_bank=image_bank, **kw
+        )
+        trees[recipe] = [level0, level1]
+    curve = pd.read_parquet(tmp_path / "framewise1_loss.parquet")
+    assert curve["stage"].tolist() == ["level_and_decoder"] * 3
+    assert curve["reconstruction"].iloc[-1] < curve["reconstruction"].iloc[0]
+    # the level itself was trained, from its per-block PCA start (one frame per block: 8 numbers -> 4)
+    state = torch.load(trees["framewise"][1], weights_only=False)
+    assert state["sweeper_config"] == {"dim": DIM, "hidden": 32, "recipe": "framewise", "level": 1}
+    assert state["sweeper"]["merge_net.residual.4.weight"].abs().sum() > 0
+    health = pd.read_parquet(tmp_path / "framewise1_health.parquet").iloc[0]
+    assert not health["collapsed"]
+    mnist, split = mnist_store, image_bank.parent / "split.parquet"
+    mse = {}
+    for recipe, levels in trees.items():
+        out = tmp_path / f"{recipe}_T4.parquet"
+        evaluate_roundtrip(levels, mnist, split, 0, DIM, 4, 40, out, cpu, recipe)
+        frame = pd.read_parquet(out)
+        mse[recipe] = frame[frame["position"].isna() & (frame["metric"] == "mse")]["value"].item()
+    assert mse["framewise"] < mse["pca"]  # 4 numbers per frame: learned merges beat PCA's linear ones

@@ -81,3 +81,25 @@ def test_sweeper_and_codec_shapes():
     codec = LeafCodec(CodecConfig(32, 64))
     images = codec.decode(codec.encode(torch.rand(5, 784)))
     assert images.shape == (5, 784) and images.min() >= 0 and images.max() <= 1
+
+
+def test_a_framewise_level_maps_each_frame_of_its_children_on_its_own():
+    # level 1 at d=16: each child holds 2 frames of 8 numbers; the merge keeps 4 of each, in sequence order
+    sweeper = Sweeper(SweeperConfig.for_dim(16, 32, "framewise", level=1))
+    torch.nn.init.normal_(sweeper.merge_net.residual[-1].weight)  # a nonlinear map, not just its linear start
+    torch.nn.init.normal_(sweeper.invert_net.residual[-1].weight)
+    assert sweeper.config.blocks == 2
+    left, right = torch.randn(3, 16), torch.randn(3, 16)
+    merged = sweeper.merge(left, right)
+    moved = left.clone()
+    moved[:, 8:] += 1.0  # frame 2 of 4 changes
+    changed = (sweeper.merge(moved, right) != merged).any(dim=0)
+    assert changed[4:8].all() and not changed[:4].any() and not changed[8:].any()
+    inverted = torch.cat(sweeper.invert(merged), dim=-1)
+    bumped = merged.clone()
+    bumped[:, 12:] += 1.0  # frame 4's share
+    assert ((torch.cat(sweeper.invert(bumped), dim=-1) != inverted).any(dim=0) == (torch.arange(32) >= 24)).all()
+    # past one number per frame the blocks span frames: level 8 at d=64 cuts a child into 32 blocks of 2
+    assert SweeperConfig.for_dim(64, None, "framewise", level=8).blocks == 32
+    with pytest.raises(ValueError, match="does not split"):
+        Sweeper(SweeperConfig.for_dim(12, 8, "framewise", level=2))

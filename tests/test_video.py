@@ -24,6 +24,7 @@ from imfn.data.video import (
     window_start,
     write_video_split,
 )
+from imfn.eval.pca import evaluate_video_pca
 from imfn.eval.video import evaluate_video_level
 from imfn.models.video import (
     FramePairLevel,
@@ -205,24 +206,30 @@ def test_training_levels_is_deterministic_and_evaluation_reports_per_video_metri
     np.testing.assert_allclose(wide["psnr"], 10 * np.log10(1 / wide["mse"]), rtol=1e-5)
     assert wide["mse"].between(0, 1).all()
 
+    # per-frame PCA with as many numbers per clip as each level's memory (here 8 x 16 per 2^(l+1) frames)
+    pca = evaluate_video_pca(bank_dir / "clips.zarr", bank_dir / "split.parquet", 128, 2, results / "pca.parquet")
+    assert set(pca["model"]) == {"pca"} and set(pca["video"]) == set(validation["path"])
+    pca_mse = pca[pca["metric"] == "mse"].groupby("level")["value"].mean()
+    assert pca_mse[0] < pca_mse[1]  # 64 components per frame keep more than 32
+
     (results / "metrics").mkdir()
-    metrics.to_parquet(results / "metrics" / "video.parquet")
+    pd.concat([metrics, pca]).to_parquet(results / "metrics" / "video.parquet")
     video_report(results)  # from results/ alone
     table = (results / "tables" / "table3_video.md").read_text()
-    assert "| L0 | 2:1 |" in table and "| L1 | 4:1 |" in table and "0.000796 +/- 0.000551" in table
-    assert "31.87 +/- 2.96" in table
+    assert "| L0 | IMFN | 2:1 |" in table and "| L1 | IMFN | 4:1 |" in table and "0.000796 +/- 0.000551" in table
+    assert "31.87 +/- 2.96" in table and "| L1 | per-frame PCA, same memory | 4:1 |" in table
     assert (results / "figures" / "fig_video_reconstructions.png").stat().st_size > 5_000
     assert (results / "figures" / "fig_video_reconstructions.pdf").exists()
 
 
 def test_table3_is_mean_and_std_over_videos():
     rows = [
-        {"dataset": "demo", "level": 0, "metric": m, "video": v, "value": x}
+        {"model": "imfn-video", "dataset": "demo", "level": 0, "metric": m, "video": v, "value": x}
         for v, mse in (("a", 0.01), ("b", 0.03))
         for m, x in (("mse", mse), ("psnr", 10 * math.log10(1 / mse)))
     ]
     table = table3(pd.DataFrame(rows))
-    assert "| L0 | 2:1 | 2 | 0.020000 +/- 0.014142 | 17.61 +/- 3.37 |" in table
+    assert "| L0 | IMFN | 2:1 | 2 | 0.020000 +/- 0.014142 | 17.61 +/- 3.37 |" in table
 
 
 def test_a_non_finite_loss_stops_training_before_anything_is_written(bank, tmp_path, monkeypatch):

@@ -41,7 +41,9 @@ def test_default_config_plans_the_full_paper_grid(repo, tmp_path, env_with_venv)
     assert jobs["roundtrip"] == 25 * 8
     assert jobs["split"] == jobs["image_bank"] == jobs["pca_roundtrip"] == 5
     assert jobs["fetch_mnist"] == jobs["figures"] == 1
-    assert jobs["aggregate_metrics"] == 5  # teacher, teacher_health, pca, student, compressors
+    assert jobs["aggregate_metrics"] == 6  # teacher, teacher_health, autoencoder, pca, student, compressors
+    # the per-frame autoencoder per seed and k = d // T: k in {1, 2, 4, ..., 512} (d // T = 0 is PCA's mean image)
+    assert jobs["frame_autoencoder"] == 5 * 10
     # students at d=1024: 5 seeds x 5 T x 2 schedules, with a train and a test trajectory set per (seed, T)
     assert jobs["train_student"] == jobs["evaluate_online"] == 5 * 5 * 2
     assert jobs["trajectories"] == 5 * 5 * 2
@@ -51,6 +53,7 @@ def test_default_config_plans_the_full_paper_grid(repo, tmp_path, env_with_venv)
     # the video hierarchy: one clip bank and split, one training and one evaluation job per level L0..L3
     assert jobs["train_video_level"] == jobs["evaluate_video_level"] == 4
     assert jobs["video_clips"] == jobs["video_split"] == jobs["video_metrics"] == jobs["video_report"] == 1
+    assert jobs["video_pca"] == 1
 
 
 def test_paper_command_without_ucf101_plans_the_mnist_grid_and_says_video_is_left_out(repo, tmp_path, env_with_venv):
@@ -109,13 +112,15 @@ def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, wor
     video = {"dataset": "ucf101", "root": str(write_ucf_fixture(work / "UCF-101")), "validation_fraction": 0.25}
     (work / "video.yaml").write_text(yaml.safe_dump({"video": video}))
     smoke = ["--configfile", str(repo / "config" / "smoke.yaml"), str(work / "video.yaml")]
-    cell = work / "results/mnist/seed0/d16/pca-pixel"
+    cell = work / "results/mnist/seed0/d16/framewise"
     snakemake(repo, work, "all", "ablation", "--cores", "2", *smoke, env=env_with_venv)
 
     metrics = pd.read_parquet(work / "results/metrics/teacher.parquet")
     overall = metrics[metrics["position"].isna()]
     assert sorted(overall["T"].unique()) == [2, 4] and set(overall["metric"]) == {"mse", "psnr", "ssim"}
-    assert set(overall["variant"]) == {"pca-pixel"} and overall["value"].notna().all()
+    assert set(overall["variant"]) == {"framewise"} and overall["value"].notna().all()
+    limit = pd.read_parquet(work / "results/metrics/autoencoder.parquet")  # k = 16 // T numbers per frame
+    assert set(limit["model"]) == {"autoencoder"} and sorted(set(limit["T"])) == [2, 4] and limit["value"].notna().all()
     health = pd.read_parquet(work / "results/metrics/teacher_health.parquet")
     assert sorted(health["level"]) == [0, 1] and not health["collapsed"].any()
     level1 = health[health["level"] == 1].iloc[0]
@@ -143,7 +148,8 @@ def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, wor
     assert set(compressors["model"]) == {"transformer", "mamba"} and set(compressors["T"]) == {4}
     assert compressors["value"].notna().all()
     table1 = (work / "results/tables/table1_compressors.md").read_text()
-    assert all(f"| {name} |" in table1 for name in ("IMFN teacher", "Transformer", "Mamba", "per-frame PCA"))
+    names = ("IMFN teacher", "Transformer", "Mamba", "per-frame autoencoder (the limit)", "per-frame PCA")
+    assert all(f"| {name} |" in table1 for name in names)
     assert "182,431,504" in (work / "results/tables/table2_params.md").read_text()
     assert (work / "results/figures/fig6_sequence.png").stat().st_size > 10_000
     manifest = pd.read_parquet(work / "results/video/ucf101/manifest.parquet")
@@ -151,20 +157,21 @@ def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, wor
     video_metrics = pd.read_parquet(work / "results/metrics/video.parquet")
     assert sorted(video_metrics["level"].unique()) == [0, 1, 2, 3] and video_metrics["value"].notna().all()
     assert video_metrics.groupby("level")["video"].nunique().eq(2).all()  # 2 of the 8 decoded videos
-    assert "| L3 | 16:1 | 2 |" in (work / "results/tables/table3_video.md").read_text()
+    table3 = (work / "results/tables/table3_video.md").read_text()
+    assert "| L3 | IMFN | 16:1 | 2 |" in table3 and "| L3 | per-frame PCA, same memory | 16:1 | 2 |" in table3
     assert (work / "results/figures/fig_video_reconstructions.png").stat().st_size > 10_000
     table = (work / "results/tables/teacher_ablation.md").read_text()
-    assert all(row in table for row in ("| paper |", "| pca-pixel |", "| per-frame PCA |"))
-    assert (
-        "depth 2 decoder (seed 0) epoch 1/1"
-        in (work / "logs/mnist/seed0/d16/pca-pixel/train_sweeper_L1.log").read_text()
-    )
+    rows = ("| paper |", "| pca-pixel |", "| framewise |", "| per-frame autoencoder |", "| per-frame PCA |")
+    assert all(row in table for row in rows) and "Ratio to the per-frame autoencoder at d = 16" in table
+    logs = work / "logs/mnist/seed0/d16"
+    assert "depth 2 decoder (seed 0) epoch 1/1" in (logs / "pca-pixel/train_sweeper_L1.log").read_text()
+    assert "depth 2 level and decoder (seed 0) epoch 1/1" in (logs / "framewise/train_sweeper_L1.log").read_text()
     assert list(work.rglob("*.tmp-*")) == [] and list(work.rglob(".*resume.pt")) == []
 
     # one HTML report holds every figure and table with its caption; each job left its provenance
     assert_report_lists_every_figure_and_table(build_report(repo, work, env_with_venv, "all", "ablation", *smoke), work)
     assert (work / "results/metrics/time_summary.parquet").exists()
-    record = json.loads((work / "logs/mnist/seed0/d16/pca-pixel/train_sweeper_L1.provenance.json").read_text())
+    record = json.loads((work / "logs/mnist/seed0/d16/framewise/train_sweeper_L1.provenance.json").read_text())
     assert record["status"] == "ok" and record["config_hash"] != "unset" and record["device"] == "cpu"
 
     assert planned_jobs(repo, work, env_with_venv, "all", "ablation", *smoke) == Counter()  # a rerun does no work
@@ -234,6 +241,9 @@ def test_figures_rebuild_from_results_alone(repo, tmp_path, env_with_venv):
         ]
     )
     health.to_parquet(tmp_path / "metrics" / "teacher_health.parquet")
+    frame.assign(model="autoencoder", variant="per-frame", value=frame["value"] / 2).to_parquet(
+        tmp_path / "metrics" / "autoencoder.parquet"
+    )
     subprocess.run(["imfn", "figures", "--results", str(tmp_path)], env=env_with_venv, check=True)
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
         "fig2_mse_vs_dim.pdf",

@@ -4,12 +4,20 @@ A sweeper has a merge ``M: (a, b) -> z`` (two d-dim states to one) and an invert
 ``I: z -> (a_hat, b_hat)``. Level 0's sweeper works on codes of the image encoder ``E``;
 reconstructions go back to pixels through the decoder ``D`` (method.md section 2).
 
-Two recipes build these maps:
+Three recipes build these maps:
 - ``paper``: plain MLPs (encoder 3 ReLU layers, decoder ending in a sigmoid; merge and
   inverter one hidden layer each), randomly initialized, exactly as the paper describes.
 - ``pca``: every map is linear, set in closed form from principal components of the
   level's own bank (:func:`init_from_pca`, :func:`init_pair_from_pca`): the best linear
   merge and its inverse. What is nonlinear lives in the depth decoders below.
+- ``framewise``: the ``pca`` tree made nonlinear where it matters. The frames of a sequence are
+  independent, so the best merge keeps the most of each frame's share on its own: a level cuts each
+  child into blocks (one per frame while a frame still has two or more numbers) and maps every block
+  to half its size with one shared map, a linear PCA projection plus a residual MLP that starts at
+  zero (:class:`ResidualMap`); the inverter maps each half-block back the same way. A level is
+  trained in pixel space through the frozen stack below it, together with its depth decoder
+  (:mod:`imfn.train.depth_decoder`), so every level learns the best code of half the size for what
+  the frame looks like, not for the code below it.
 
 A :class:`DepthDecoder` refines the leaf decoder for codes that came back through a tree of
 a given depth (pixel-space supervision through the frozen stack): the leaf codec's decoder
@@ -32,7 +40,7 @@ from torch import nn
 from imfn.models.layers import mlp, parameter_count, zero_residual
 
 N_PIXELS = 784
-RECIPES = ("paper", "pca")
+RECIPES = ("paper", "pca", "framewise")
 
 
 @torch.no_grad()
@@ -99,7 +107,7 @@ class LeafCodec(nn.Module):
         if config.recipe == "paper":
             self.encoder = mlp([N_PIXELS, h, h, d])
             self.decoder = mlp([d, h, h, N_PIXELS], nn.Sigmoid())
-        elif config.recipe == "pca":
+        elif config.recipe in ("pca", "framewise"):
             self.encoder = nn.Linear(N_PIXELS, d)
             self.decoder = nn.Linear(d, N_PIXELS)
         else:
@@ -113,9 +121,21 @@ class LeafCodec(nn.Module):
         return pixels if self.config.recipe == "paper" else pixels.clamp(0.0, 1.0)
 
     def init_from_data(self, images: torch.Tensor) -> None:
-        """Data-dependent initialization from a sample of images (``pca`` recipe only)."""
-        if self.config.recipe == "pca":
+        """Data-dependent initialization from a sample of images (the linear codec of ``pca`` and ``framewise``)."""
+        if self.config.recipe in ("pca", "framewise"):
             init_from_pca(self.encoder, self.decoder, images)
+
+
+class ResidualMap(nn.Module):
+    """``linear(x) + mlp(x)``, the MLP's output layer starting at zero: untrained, the linear map alone."""
+
+    def __init__(self, fan_in: int, fan_out: int, hidden: int):
+        super().__init__()
+        self.linear = nn.Linear(fan_in, fan_out)
+        self.residual = zero_residual([fan_in, hidden, hidden, fan_out])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) + self.residual(x)
 
 
 @dataclass(frozen=True)
@@ -123,15 +143,22 @@ class SweeperConfig:
     dim: int
     hidden: int
     recipe: str = "paper"
+    level: int = 0  # where in the tree: how many frames a child holds (``framewise`` only)
 
     @classmethod
-    def for_dim(cls, dim: int, hidden: int | None = None, recipe: str = "paper") -> SweeperConfig:
+    def for_dim(cls, dim: int, hidden: int | None = None, recipe: str = "paper", level: int = 0) -> SweeperConfig:
         """``hidden=None`` means one hidden layer as wide as the memory, the project default."""
-        return cls(dim=dim, hidden=hidden or dim, recipe=recipe)
+        return cls(dim=dim, hidden=hidden or dim, recipe=recipe, level=level)
+
+    @property
+    def blocks(self) -> int:
+        """``framewise``: blocks per child, one per frame (2^level of them) while a frame keeps two or more
+        numbers; past that, blocks of two numbers that span several frames."""
+        return min(2**self.level, max(self.dim // 2, 1))
 
 
 class Sweeper(nn.Module):
-    """One tree level: merge 2d -> d and inverter d -> 2d, one hidden layer each."""
+    """One tree level: merge 2d -> d and inverter d -> 2d."""
 
     def __init__(self, config: SweeperConfig):
         super().__init__()
@@ -143,20 +170,39 @@ class Sweeper(nn.Module):
         elif config.recipe == "pca":
             self.merge_net = nn.Linear(2 * d, d)
             self.invert_net = nn.Linear(d, 2 * d)
+        elif config.recipe == "framewise":
+            size = d // config.blocks
+            if size < 2 or size % 2 or size * config.blocks != d:
+                raise ValueError(f"framewise: d={d} does not split into {config.blocks} blocks of an even size")
+            self.merge_net = ResidualMap(size, size // 2, h)
+            self.invert_net = ResidualMap(size // 2, size, h)
         else:
             raise ValueError(f"unknown recipe {config.recipe!r}; expected one of {RECIPES}")
 
+    def _blockwise(self, net: nn.Module, x: torch.Tensor, size: int) -> torch.Tensor:
+        return net(x.unflatten(-1, (-1, size))).flatten(-2)
+
     def merge(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-        return self.merge_net(torch.cat([left, right], dim=-1))
+        both = torch.cat([left, right], dim=-1)
+        if self.config.recipe == "framewise":  # each block (in sequence order) to half its size
+            return self._blockwise(self.merge_net, both, self.config.dim // self.config.blocks)
+        return self.merge_net(both)
 
     def invert(self, merged: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        left, right = self.invert_net(merged).chunk(2, dim=-1)
+        if self.config.recipe == "framewise":
+            both = self._blockwise(self.invert_net, merged, self.config.dim // self.config.blocks // 2)
+        else:
+            both = self.invert_net(merged)
+        left, right = both.chunk(2, dim=-1)
         return left, right
 
     def init_from_data(self, codes: torch.Tensor) -> None:
-        """Data-dependent initialization from a sample of the level's bank (``pca`` recipe only)."""
+        """Data-dependent initialization from a sample of the level's bank (``pca`` and ``framewise``)."""
         if self.config.recipe == "pca":
             init_pair_from_pca(self.merge_net, self.invert_net, codes)
+        elif self.config.recipe == "framewise":  # the best linear map of a block to half its size, and back
+            blocks = codes.reshape(-1, self.config.dim // self.config.blocks)
+            init_from_pca(self.merge_net.linear, self.invert_net.linear, blocks)
 
 
 @dataclass(frozen=True)

@@ -12,38 +12,67 @@ import pandas as pd
 
 from imfn.report.common import save_figure, seed_summary
 
+STREAMING = {"autoencoder": "per-frame autoencoder, streaming", "pca": "per-frame PCA, streaming"}
+REFERENCE_STYLE = {"teacher": dict(ls="--", color="black")} | {
+    STREAMING["autoencoder"]: dict(ls=":", color="dimgray"),
+    STREAMING["pca"]: dict(ls="-.", color="silver"),
+}
 
-def student_figures(student_metrics: Path, figures_dir: Path) -> list[Path]:
+
+def streaming_rows(reference: pd.DataFrame, name: str, dim: int, Ts: list[int]) -> pd.DataFrame:
+    """A per-frame code read as an online memory: frame t's k = d // T numbers go into slot t when it
+    arrives (O(1) work per frame), so after k updates the first k frames read back exactly as the code
+    reconstructs them. Its prefix retention is the running mean of its per-position MSE on the roundtrip's
+    held-out sequences; its end of sequence is the mean over all T positions."""
+    part = reference[(reference["dim"] == dim) & reference["T"].isin(Ts) & (reference["metric"] == "mse")]
+    positions = part[part["position"].notna()].sort_values("position")
+    rows = []
+    for (seed, T), group in positions.groupby(["seed", "T"]):
+        running = group["value"].expanding().mean().to_numpy()
+        rows += [
+            {"seed": seed, "dim": dim, "T": T, "k": k, "metric": "prefix_mse", "value": v}
+            for k, v in enumerate(running, start=1)
+        ]
+        rows.append({"seed": seed, "dim": dim, "T": T, "k": T, "metric": "mse", "value": running[-1]})
+    return pd.DataFrame(rows).assign(curve=name)
+
+
+def student_figures(student_metrics: Path, references: dict[str, Path], figures_dir: Path) -> list[Path]:
     """Figure 4 (prefix retention: MSE over the first k frames after k updates, a panel per T) and
-    Figure 5 (end-of-sequence MSE vs T), student per schedule against its teacher."""
+    Figure 5 (end-of-sequence MSE vs T), student per schedule against its teacher and the per-frame
+    references (``references``: model name -> metric Parquet) read as streaming memories."""
     frame = pd.read_parquet(student_metrics)
     # the teacher's rows repeat once per student schedule: they are the same numbers
     teacher = frame[frame["model"] == "teacher"].drop_duplicates(["seed", "dim", "T", "k", "metric"])
+    Ts = sorted(frame["T"].unique())
+    dim = int(frame["dim"].iloc[0])
     frame = pd.concat(
         [
             teacher.assign(curve="teacher"),
             frame[frame["model"] == "student"].assign(curve=lambda f: "student (" + f["schedule"] + ")"),
+            *(streaming_rows(pd.read_parquet(path), STREAMING[model], dim, Ts) for model, path in references.items()),
         ]
     )
-    Ts = sorted(frame["T"].unique())
     n_seeds = frame["seed"].nunique()
     curves = list(dict.fromkeys(frame["curve"]))
-    color = {curve: "black" if curve == "teacher" else f"C{i}" for i, curve in enumerate(curves)}
+    students = [curve for curve in curves if curve.startswith("student")]
+    style = REFERENCE_STYLE | {curve: dict(ls="-", color=f"C{i}") for i, curve in enumerate(students)}
     fig4, axes = plt.subplots(1, len(Ts), figsize=(4.2 * len(Ts), 3.8), squeeze=False)
     for ax, T in zip(axes[0], Ts, strict=True):
         part = frame[(frame["T"] == T) & (frame["metric"] == "prefix_mse")]
         for curve, rows in part.groupby("curve", sort=False):
             stats = rows.groupby("k")["value"].agg(["mean", "std"]).fillna(0.0)
-            ax.plot(stats.index, stats["mean"], label=curve, ls="--" if curve == "teacher" else "-", color=color[curve])
+            ax.plot(stats.index, stats["mean"], label=curve, **style[curve])
             ax.fill_between(
-                stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"], alpha=0.2, color=color[curve]
-            )
+                stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"], alpha=0.2,
+                color=style[curve]["color"],
+            )  # fmt: skip
         ax.set_title(f"T={T}")
         ax.set_xlabel("updates k")
         ax.grid(True, alpha=0.3)
     axes[0][0].set_ylabel("MSE over the first k frames")
     axes[0][0].legend(fontsize=8)
-    fig4.suptitle(f"Fig. 4: prefix retention, student vs teacher (d={frame['dim'].iloc[0]}, {n_seeds} seeds)")
+    fig4.suptitle(f"Fig. 4: prefix retention, student vs teacher and per-frame references (d={dim}, {n_seeds} seeds)")
     fig4.tight_layout()
     end = seed_summary(frame[frame["metric"] == "mse"].assign(position=None), "mse", ["curve", "T"])
     fig5, ax = plt.subplots(figsize=(6.4, 4.4))
@@ -57,15 +86,14 @@ def student_figures(student_metrics: Path, figures_dir: Path) -> list[Path]:
             ms=4,
             capsize=3,
             label=curve,
-            ls="--" if curve == "teacher" else "-",
-            color=color[curve],
+            **style[curve],
         )
     ax.set_xscale("log", base=2)
     ax.set_xticks(Ts)
     ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.set_xlabel("sequence length T")
     ax.set_ylabel("end-of-sequence MSE (mean ± std over seeds)")
-    ax.set_title("Fig. 5: student vs teacher at the end of the sequence")
+    ax.set_title(f"Fig. 5: end of the sequence, student vs teacher and per-frame references (d={dim})")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return save_figure(fig4, figures_dir, "fig4_prefix_retention") + save_figure(

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from imfn.devices import batch_size
 from imfn.job import seeded_generator
-from imfn.models.teacher import DepthDecoder, DepthDecoderConfig, Teacher
+from imfn.models.teacher import DepthDecoder, DepthDecoderConfig, Teacher, invert_down
 from imfn.train.harness import Run
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,27 @@ def read_back_frames(
     return torch.cat(codes), torch.cat(targets)
 
 
+@torch.no_grad()
+def children_and_frames(
+    teacher: Teacher, images: torch.Tensor, T: int, frames: int, generator: torch.Generator, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For random T-sequences: the two children the top level merges, (S, 2, d), computed by the frozen
+    levels below it, and the sequences' pixels (S, T, 784)."""
+    sequences = max(1, frames // T)
+    picks = torch.randint(len(images), (sequences, T), generator=generator)
+    children, targets = [], []
+    images = images.to(device)
+    lower = teacher.sweepers[:-1]
+    for chunk in picks.split(max(1, batch_size(READ_BACK_FRAMES, device) // T)):
+        batch = images[chunk.to(device)].float() / 255.0
+        nodes = teacher.encode_leaves(batch)
+        for sweeper in lower:
+            nodes = sweeper.merge(nodes[:, 0::2], nodes[:, 1::2])
+        children.append(nodes)
+        targets.append(batch)
+    return torch.cat(children), torch.cat(targets)
+
+
 def train_depth_decoder(
     teacher: Teacher,
     images: torch.Tensor,
@@ -66,45 +87,78 @@ def train_depth_decoder(
     inputs: Sequence[Path] = (),
     after: str = "",
     labels: Mapping[str, object] | None = None,
+    with_sweeper: bool = False,
 ) -> tuple[DepthDecoder, Run]:
     """Train the decoder for depth ``level + 1`` on codes read back through ``teacher`` (levels 0..level).
+    ``with_sweeper`` (the ``framewise`` recipe) trains the top level's sweeper with it, end to end in pixels:
+    its merge and inverter between the frozen levels below and the decoder.
 
     ``inputs`` and ``after`` (the fingerprint of the sweeper stage it follows) guard its resume checkpoint."""
     depth, T = level + 1, 2 ** (level + 1)
     teacher.eval().requires_grad_(False)
-    codes, targets = read_back_frames(
-        teacher, images, T, hp.frames, seeded_generator(PURPOSE_DECODER, seed, level), device
-    )
+    generator = seeded_generator(PURPOSE_DECODER, seed, level)
     torch.manual_seed(seed * 1000 + level + 500)
     decoder = DepthDecoder(DepthDecoderConfig(teacher.codec.config.dim, hp.hidden, depth)).to(device)
-    optimizer = torch.optim.Adam(decoder.parameters(), lr=hp.lr, fused=True)
+    top = teacher.sweepers[level]
+    if with_sweeper:
+        children, targets = children_and_frames(teacher, images, T, hp.frames, generator, device)
+        top.train().requires_grad_(True)
+        parameters = [*decoder.parameters(), *top.parameters()]
+        state = {"model": decoder, "sweeper": top}
+    else:
+        codes, targets = read_back_frames(teacher, images, T, hp.frames, generator, device)
+        parameters = list(decoder.parameters())
+        state = {"model": decoder}
+
+    def pixels(idx: torch.Tensor) -> torch.Tensor:
+        """(batch, 784) pixels of the rows (frames, or with the sweeper sequences) ``idx``."""
+        if not with_sweeper:
+            return decoder(teacher.codec, codes[idx])
+        root = top.merge(children[idx, 0], children[idx, 1])
+        leaves = invert_down(teacher.sweepers, root, T)
+        return decoder(teacher.codec, leaves.flatten(0, 1))
+
+    def target(idx: torch.Tensor) -> torch.Tensor:
+        return targets[idx].flatten(0, 1) if with_sweeper else targets[idx]
+
+    rows = len(children) if with_sweeper else len(codes)
+    step = max(1, hp.batch_size // T) if with_sweeper else hp.batch_size  # frames per step either way
+    optimizer = torch.optim.Adam(parameters, lr=hp.lr, fused=True)
     with torch.no_grad():
-        start_mse = F.mse_loss(decoder(teacher.codec, codes), targets).item()
-    log.info("depth %d decoder (T=%d): %d frames, MSE before training %.5f", depth, T, len(codes), start_mse)
+        start_mse = sum(
+            F.mse_loss(pixels(i), target(i), reduction="sum").item()
+            for i in torch.arange(rows, device=device).split(max(1, 4096 // T) if with_sweeper else 4096)
+        )
+        start_mse /= rows * (T if with_sweeper else 1) * targets.shape[-1]
+    what = "level and decoder" if with_sweeper else "decoder"
+    frames = len(targets.flatten(0, -2))
+    log.info("depth %d %s (T=%d): %d frames, MSE before training %.5f", depth, what, T, frames, start_mse)
+    state["optimizer"] = optimizer
     run = Run(
-        name=f"depth {depth} decoder (seed {seed})",
+        name=f"depth {depth} {what} (seed {seed})",
         resume=resume,
-        settings={**asdict(hp), "seed": seed, "level": level, "after": after},
+        settings={**asdict(hp), "seed": seed, "level": level, "after": after, "with_sweeper": with_sweeper},
         inputs=inputs,
-        state={"model": decoder, "optimizer": optimizer},
+        state=state,
         device=device,
-        labels={**(labels or {}), "stage": "depth_decoder"},
+        labels={**(labels or {}), "stage": "level_and_decoder" if with_sweeper else "depth_decoder"},
         hint=f"Lower teacher.training.decoder.lr (now {hp.lr}).",
     )
 
     def epoch(e: int) -> dict:
-        order = torch.randperm(len(codes), generator=seeded_generator(PURPOSE_DECODER, seed, level, e + 1))
+        order = torch.randperm(rows, generator=seeded_generator(PURPOSE_DECODER, seed, level, e + 1))
         total = torch.zeros((), device=device)
-        for idx in run.batches(order.split(hp.batch_size)):
+        for idx in run.batches(order.split(step)):
             idx = idx.to(device)
             with run.autocast():
-                loss = F.mse_loss(decoder(teacher.codec, codes[idx]), targets[idx])
+                loss = F.mse_loss(pixels(idx), target(idx))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += loss.detach() * len(idx)
-        mse = (total / len(codes)).item()
-        return {"loss": mse, "reconstruction": mse, "samples": len(codes)}
+        mse = (total / rows).item()
+        return {"loss": mse, "reconstruction": mse, "samples": frames}
 
     run.train(hp.epochs, epoch)
+    top.eval().requires_grad_(False)
     return decoder.eval().cpu(), run

@@ -56,7 +56,8 @@ class SweeperTraining:
     dim: int
     level: int
     variant: str = "paper"  # the name this recipe runs under in the config, recorded in outputs
-    recipe: str = "paper"  # paper: MLP sweepers from random init | pca: closed-form PCA merges and inverses
+    recipe: str = "paper"  # paper: MLP sweepers from random init | pca: closed-form PCA merges and inverses |
+    # framewise: per-frame PCA-started residual merges, trained in pixels with the depth decoder
     codec_hidden: int = 1024
     sweeper_hidden: int | None = None  # None: d
     batch_size: int = 64
@@ -72,7 +73,7 @@ class LevelModel(torch.nn.Module):
     def __init__(self, hp: SweeperTraining):
         super().__init__()
         self.level = hp.level
-        self.sweeper = Sweeper(SweeperConfig.for_dim(hp.dim, hp.sweeper_hidden, hp.recipe))
+        self.sweeper = Sweeper(SweeperConfig.for_dim(hp.dim, hp.sweeper_hidden, hp.recipe, hp.level))
         self.codec = LeafCodec(CodecConfig(hp.dim, hp.codec_hidden, hp.recipe)) if hp.level == 0 else None
 
     def inputs(self, rows: torch.Tensor) -> torch.Tensor:
@@ -87,8 +88,8 @@ class LevelModel(torch.nn.Module):
 
     @torch.no_grad()
     def init_from_bank(self, data: torch.Tensor, hp: SweeperTraining) -> None:
-        """Data-dependent initialization (the ``pca`` recipe); the paper's recipe starts from random weights."""
-        if hp.recipe != "pca":
+        """Data-dependent initialization (``pca``, ``framewise``); the paper's recipe starts from random weights."""
+        if hp.recipe == "paper":
             return
         gen = seeded_generator(PURPOSE_INIT, hp.seed, hp.level)
         inputs = self.inputs(data[torch.randperm(len(data), generator=gen)[:INIT_SAMPLES]])
@@ -200,6 +201,27 @@ def train_sweeper(
 
     rows = run.train(hp.epochs, epoch)
     model.eval()
+    depth_decoder, decoder_run = None, None
+    if train_decoder:
+        below = [load_sweeper_checkpoint(path, device) for path in lower]
+        codec = model.codec if hp.level == 0 else below[0].codec
+        teacher = Teacher(codec, [level.sweeper for level in below] + [model.sweeper])
+        images = data if hp.level == 0 else load_bank(image_bank, 0, hp.dim)
+        depth_decoder, decoder_run = train_depth_decoder(
+            teacher,
+            images,
+            hp.seed,
+            hp.level,
+            decoder,
+            device,
+            resume=resume_path(out, "decoder-resume"),
+            inputs=[bank, *lower, *([image_bank] if image_bank else [])],
+            after=run.fingerprint,
+            labels={"variant": hp.variant, "seed": hp.seed, "dim": hp.dim, "level": hp.level},
+            with_sweeper=hp.recipe == "framewise",
+        )
+        rows = rows + decoder_run.rows
+    # health last: with the framewise recipe the decoder stage trains the sweeper too
     health = {
         "variant": hp.variant,
         "seed": hp.seed,
@@ -231,25 +253,6 @@ def train_sweeper(
         log.warning("!" * 80)
         log.warning(message)
         log.warning("!" * 80)
-    depth_decoder, decoder_run = None, None
-    if train_decoder:
-        below = [load_sweeper_checkpoint(path, device) for path in lower]
-        codec = model.codec if hp.level == 0 else below[0].codec
-        teacher = Teacher(codec, [level.sweeper for level in below] + [model.sweeper])
-        images = data if hp.level == 0 else load_bank(image_bank, 0, hp.dim)
-        depth_decoder, decoder_run = train_depth_decoder(
-            teacher,
-            images,
-            hp.seed,
-            hp.level,
-            decoder,
-            device,
-            resume=resume_path(out, "decoder-resume"),
-            inputs=[bank, *lower, *([image_bank] if image_bank else [])],
-            after=run.fingerprint,
-            labels={"variant": hp.variant, "seed": hp.seed, "dim": hp.dim, "level": hp.level},
-        )
-        rows = rows + decoder_run.rows
     model.cpu()
     with atomic_output(health_out) as tmp:
         pd.DataFrame([health]).to_parquet(tmp, index=False)

@@ -141,7 +141,7 @@ def check_groups(recs: dict[str, dict]) -> list[str]:
         assert ids, f"no job record matches {pattern}"
         return ids
 
-    cell = r"logs/mnist/seed0/d16/pca-pixel/"
+    cell = r"logs/mnist/seed0/d16/framewise/"
     groups = {
         "a cell's roundtrips (T = 2, 4)": job_of(cell + r"roundtrip_T\d+\."),
         "level 1's bank and sweeper": job_of(cell + r"(build_bank|train_sweeper)_L1\."),

@@ -20,6 +20,9 @@ SWEEPER_LOSS = f"{CELL}/sweeper_L{{level}}_loss.parquet"
 SWEEPER_HEALTH = f"{CELL}/sweeper_L{{level}}_health.parquet"
 ROUNDTRIP = f"{CELL}/roundtrip_T{{T}}.parquet"
 PCA_ROUNDTRIP = "results/mnist/seed{seed}/pca_roundtrip.parquet"
+AUTOENCODER = "results/mnist/seed{seed}/autoencoder_k{k}.pt"  # the per-frame autoencoder of k numbers
+AUTOENCODER_LOSS = "results/mnist/seed{seed}/autoencoder_k{k}_loss.parquet"
+AUTOENCODER_ROUNDTRIP = "results/mnist/seed{seed}/autoencoder_k{k}_roundtrip.parquet"
 TRAJECTORIES = f"{CELL}/trajectories_T{{T}}_{{which}}.zarr"
 STUDENT = f"{CELL}/student_{{schedule}}_T{{T}}.pt"
 STUDENT_LOSS = f"{CELL}/student_{{schedule}}_T{{T}}_loss.parquet"
@@ -32,8 +35,11 @@ LEVELS = TEACHER["levels"]
 VARIANT = TEACHER["variant"]
 SEEDS, DIMS, TS = config["seeds"], config["dims"], config["evaluation"]["T"]
 ABLATION_VARIANTS = config["ablation"]["variants"]
-ABLATION_DIM = max(DIMS)
+ABLATION_DIMS = config["ablation"]["dims"]
 STUDENT_CONFIG = config["student"]
+# The per-frame references keep k = d // T numbers per frame (at most a frame's 784 pixels; k = 0 is the mean image,
+# which per-frame PCA shows): one per-frame autoencoder per (seed, k).
+AUTOENCODER_KS = sorted({min(d // T, 784) for d in DIMS for T in TS} - {0})
 
 # --- The end-to-end sequence compressors (Transformer, Mamba; method.md section 5) ------------------
 COMPRESSORS = config["compressors"]
@@ -58,6 +64,7 @@ VIDEO_SPLIT = f"{VIDEO_DIR}/split.parquet"
 VIDEO_LEVEL = f"{VIDEO_DIR}/level{{level}}.pt"
 VIDEO_LEVEL_LOSS = f"{VIDEO_DIR}/level{{level}}_loss.parquet"
 VIDEO_EVAL = f"{VIDEO_DIR}/eval_L{{level}}.parquet"
+VIDEO_PCA = f"{VIDEO_DIR}/pca.parquet"  # per-frame PCA with as many numbers per clip as each level's memory
 VIDEO_RECONSTRUCTIONS = f"{VIDEO_DIR}/reconstructions_L{{level}}.zarr"
 VIDEO_LOGS = f"logs/video/{VIDEO['dataset']}"
 VIDEO_BENCHMARKS = f"benchmarks/video/{VIDEO['dataset']}"
@@ -102,6 +109,7 @@ wildcard_constraints:
     dim=r"\d+",
     level=r"\d+",
     T=r"\d+",
+    k=r"\d+",
     variant="|".join(re.escape(name) for name in TEACHER["variants"]),
     which="train|test",
     schedule="paper|curriculum",
@@ -150,6 +158,9 @@ def _check_config():
     if unknown:
         raise ValueError(f"config names teacher variants {unknown} that teacher.variants does not define "
                          f"(defined: {sorted(TEACHER['variants'])})")
+    if not set(ABLATION_DIMS) <= set(DIMS):
+        raise ValueError(f"config ablation.dims {ABLATION_DIMS} are not all in dims {DIMS} "
+                         "(the per-frame references are computed for dims)")
     for name in TEACHER["variants"]:
         epochs = variant_settings(name)["epochs"]
         if isinstance(epochs, list) and len(epochs) != LEVELS:
@@ -263,9 +274,10 @@ def metric_inputs(w):
     return {
         "teacher": grid(ROUNDTRIP),
         "teacher_health": grid(SWEEPER_HEALTH),
-        "teacher_ablation": grid(ROUNDTRIP, ABLATION_VARIANTS, [ABLATION_DIM]),
-        "teacher_ablation_health": grid(SWEEPER_HEALTH, ABLATION_VARIANTS, [ABLATION_DIM]),
+        "teacher_ablation": grid(ROUNDTRIP, ABLATION_VARIANTS, ABLATION_DIMS),
+        "teacher_ablation_health": grid(SWEEPER_HEALTH, ABLATION_VARIANTS, ABLATION_DIMS),
         "pca": expand(PCA_ROUNDTRIP, seed=SEEDS),
+        "autoencoder": expand(AUTOENCODER_ROUNDTRIP, seed=SEEDS, k=AUTOENCODER_KS),
         "student": student_grid(ONLINE),
         "compressors": compressor_grid(COMPRESSOR_ROUNDTRIP),
     }[w.table]

@@ -79,7 +79,7 @@ rule compressor_report:
     localrule: True
     input:
         metrics=["results/metrics/teacher.parquet", "results/metrics/compressors.parquet",
-                 "results/metrics/pca.parquet"],
+                 "results/metrics/autoencoder.parquet", "results/metrics/pca.parquet"],
         param_counts="results/metrics/param_counts.parquet",
         sweepers=sweeper_paths(COMPRESSORS["seeds"][0], COMPRESSORS["dim"], VARIANT, int(math.log2(COMPRESSORS["T"]))),
         compressors=[COMPRESSOR.format(seed=COMPRESSORS["seeds"][0], dim=COMPRESSORS["dim"], model=m)

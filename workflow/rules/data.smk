@@ -30,6 +30,7 @@ rule split:
 
 
 rule image_bank:
+    """Bank 0: every training image of the seed's split and teacher.zero_images all-zero images, shuffled."""
     input:
         mnist=MNIST,
         split=SPLIT,
@@ -39,9 +40,8 @@ rule image_bank:
         "logs/mnist/seed{seed}/image_bank.log",
     params:
         zero_images=TEACHER["zero_images"],
-        bank_size=optional("--bank-size", TEACHER["bank_size"]),
     conda:
         "../envs/imfn.yaml"
     shell:
         "imfn image-bank --mnist {input.mnist} --split {input.split} --seed {wildcards.seed}"
-        " --zero-images {params.zero_images} {params.bank_size} --out {output} --log {log}"
+        " --zero-images {params.zero_images} --out {output} --log {log}"

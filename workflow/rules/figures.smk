@@ -1,9 +1,10 @@
 rule figures:
-    """Figures 2 and 3 and the teacher's level health, from results/metrics alone."""
+    """Figures 2 and 3 (beside the per-frame autoencoder) and the teacher's level health, from results/metrics alone."""
     localrule: True
     input:
         "results/metrics/teacher.parquet",
         "results/metrics/teacher_health.parquet",
+        "results/metrics/autoencoder.parquet",
     output:
         reported(TEACHER_FIGURES, "Teacher"),
     log:
@@ -15,11 +16,12 @@ rule figures:
 
 
 rule ablation_report:
-    """Variant x T ablation table and figure at the largest d, with per-frame PCA beside it."""
+    """Variant x T ablation table and figure per d of `ablation.dims`, beside the per-frame autoencoder and PCA."""
     localrule: True
     input:
         "results/metrics/teacher_ablation.parquet",
         "results/metrics/teacher_ablation_health.parquet",
+        "results/metrics/autoencoder.parquet",
         "results/metrics/pca.parquet",
     output:
         reported(ABLATION_OUTPUTS, "Teacher ablation"),
@@ -32,10 +34,12 @@ rule ablation_report:
 
 
 rule student_figures:
-    """Figures 4 and 5 from results/metrics/student.parquet alone."""
+    """Figures 4 and 5 from results/metrics alone: the students, their teacher, the streaming per-frame references."""
     localrule: True
     input:
         "results/metrics/student.parquet",
+        "results/metrics/autoencoder.parquet",
+        "results/metrics/pca.parquet",
     output:
         reported(STUDENT_FIGURES, "Student"),
     log:

@@ -103,6 +103,37 @@ rule pca_roundtrip:
         " --T {params.Ts} --sequences {params.sequences} --threads {threads} --out {output} --log {log}"
 
 
+rule frame_autoencoder:
+    """The per-frame autoencoder of k numbers (the limit at equal memory), evaluated at every (d, T) with d // T = k."""
+    input:
+        mnist=MNIST,
+        split=SPLIT,
+    output:
+        model=AUTOENCODER,
+        loss=AUTOENCODER_LOSS,
+        roundtrip=AUTOENCODER_ROUNDTRIP,
+    log:
+        "logs/mnist/seed{seed}/autoencoder_k{k}.log",
+    benchmark:
+        "benchmarks/mnist/seed{seed}/autoencoder_k{k}.tsv"
+    params:
+        training=flags(config["reference"]["autoencoder"]),
+        dims=" ".join(map(str, DIMS)),
+        Ts=" ".join(map(str, TS)),
+        sequences=config["evaluation"]["sequences"],
+        device=DEVICE,
+    threads: config["threads"]["train"]
+    resources:
+        gpu=1,
+    conda:
+        "../envs/imfn.yaml"
+    shell:
+        "imfn frame-autoencoder --mnist {input.mnist} --split {input.split} --seed {wildcards.seed} --k {wildcards.k}"
+        " {params.training} --dims {params.dims} --T {params.Ts} --sequences {params.sequences} {params.device}"
+        " --threads {threads} --out {output.model} --loss-out {output.loss} --roundtrip-out {output.roundtrip}"
+        " --log {log}"
+
+
 rule aggregate_metrics:
     """Tidy tables under results/metrics: one per model family."""
     localrule: True
@@ -111,7 +142,7 @@ rule aggregate_metrics:
     output:
         report("results/metrics/{table}.parquet", caption="../report/metrics.rst", category="Metrics (Parquet)"),
     wildcard_constraints:
-        table="teacher|teacher_health|teacher_ablation|teacher_ablation_health|pca|student|compressors",
+        table="teacher|teacher_health|teacher_ablation|teacher_ablation_health|pca|autoencoder|student|compressors",
     log:
         "logs/metrics/{table}.log",
     params:

@@ -104,10 +104,33 @@ rule evaluate_video_level:
         " --out {output.metrics} --reconstructions-out {output.reconstructions} --log {log}"
 
 
+rule video_pca:
+    """Per-frame PCA at each level's memory (memory_tokens x width numbers per 2^(l+1) frames), the reference beside it."""
+    input:
+        clips=VIDEO_CLIPS,
+        split=VIDEO_SPLIT,
+    output:
+        VIDEO_PCA,
+    log:
+        f"{VIDEO_LOGS}/video_pca.log",
+    benchmark:
+        f"{VIDEO_BENCHMARKS}/video_pca.tsv"
+    params:
+        memory_numbers=VIDEO["model"]["memory_tokens"] * VIDEO["model"]["width"],
+        max_videos=optional("--max-videos", VIDEO["evaluation"]["max_videos"]),
+    threads: VIDEO["threads"]["eval"]
+    conda:
+        "../envs/imfn.yaml"
+    shell:
+        "imfn video-pca --bank {input.clips} --split {input.split} --memory-numbers {params.memory_numbers}"
+        " --levels {VIDEO_LEVELS} {params.max_videos} --threads {threads} --out {output} --log {log}"
+
+
 rule video_metrics:
     localrule: True
     input:
         expand(VIDEO_EVAL, level=range(VIDEO_LEVELS)),
+        VIDEO_PCA,
     output:
         report("results/metrics/video.parquet", caption="../report/video_metrics.rst", category="Metrics (Parquet)"),
     log:
