@@ -12,6 +12,7 @@ from imfn.models.compressors import MambaConfig, TransformerConfig
 from imfn.models.video import VideoModelConfig
 from imfn.train.compressor import CompressorTraining
 from imfn.train.depth_decoder import DepthDecoderTraining
+from imfn.train.frame_autoencoder import FrameAutoencoderTraining
 from imfn.train.health import HealthLimits
 from imfn.train.student import StudentTraining
 from imfn.train.sweeper import SweeperTraining
@@ -32,6 +33,7 @@ BLOCKS = [
     (("teacher", "training"), SweeperTraining, {"decoder"}),
     (("teacher", "training", "decoder"), DepthDecoderTraining, set()),
     (("teacher", "health"), HealthLimits, set()),
+    (("reference", "autoencoder"), FrameAutoencoderTraining, set()),
     (("student", "training"), StudentTraining, set()),
     (("compressors", "training"), CompressorTraining, set()),
     (("compressors", "transformer"), TransformerConfig, set()),
