@@ -217,7 +217,7 @@ def test_training_levels_is_deterministic_and_evaluation_reports_per_video_metri
     video_report(results)  # from results/ alone
     table = (results / "tables" / "table3_video.md").read_text()
     assert "| L0 | IMFN | 2:1 |" in table and "| L1 | IMFN | 4:1 |" in table and "0.000796 +/- 0.000551" in table
-    assert "31.87 +/- 2.96" in table and "| L1 | per-frame PCA, same memory | 4:1 |" in table
+    assert "31.87 +/- 2.96" in table and "| L1 | per-frame PCA, same memory (32 components) | 4:1 |" in table
     assert (results / "figures" / "fig_video_reconstructions.png").stat().st_size > 5_000
     assert (results / "figures" / "fig_video_reconstructions.pdf").exists()
 

@@ -68,8 +68,9 @@ def evaluate_video_pca(
 ) -> pd.DataFrame:
     """Per-frame PCA beside the video hierarchy (Table 3): level l's memory holds ``memory_numbers``
     numbers for 2^(l+1) frames, so each frame keeps k = memory_numbers // 2^(l+1) principal components
-    (fit on up to 8,192 frames of the training clips), and every validation clip's MSE is taken over all
-    its frames and pixels, as the levels' own evaluation does."""
+    (fit on up to 8,192 frames of the training clips; at most as many as those frames span, recorded as
+    ``components``), and every validation clip's MSE is taken over all its frames and pixels, as the
+    levels' own evaluation does."""
     from imfn.data.video import frames_tensor, read_clips, split_bank_indices
     from imfn.job import seeded_generator
 
@@ -103,6 +104,7 @@ def evaluate_video_pca(
                         "seed": attrs["seed"],
                         "level": level,
                         "ratio": ratio,
+                        "components": k,
                         "video": path,
                         "metric": metric,
                         "value": number,

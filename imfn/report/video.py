@@ -35,6 +35,9 @@ def table3(metrics: pd.DataFrame) -> str:
                 continue
             mse, db = stats.loc[(level, model, "mse")], stats.loc[(level, model, "psnr")]
             paper = PAPER_TABLE3.get(int(level)) if model == "imfn-video" else None
+            if model == "pca" and "components" in metrics:
+                k = metrics.loc[(metrics["level"] == level) & (metrics["model"] == "pca"), "components"].iloc[0]
+                name = f"per-frame PCA, same memory ({int(k)} components)"
             paper_cells = (
                 [f"{paper[0]:.6f} +/- {paper[1]:.6f}", f"{paper[2]:.2f} +/- {paper[3]:.2f}"] if paper else ["-", "-"]
             )
@@ -51,7 +54,8 @@ def table3(metrics: pd.DataFrame) -> str:
     lines += [
         "",
         "Per-frame PCA stores as many numbers per clip as the level's memory (memory_tokens x width for every",
-        "2^(l+1) frames): k = that // 2^(l+1) components per frame, fit on frames of the training clips.",
+        "2^(l+1) frames): k = that // 2^(l+1) components per frame, fit on frames of the training clips, and",
+        "at most as many as those frames span (the number in brackets; fewer numbers than the memory holds).",
     ]
     return "\n".join(lines) + "\n"
 
