@@ -236,9 +236,11 @@ def teacher_parameter_count(
     """Parameters of the whole teacher (codec, ``levels`` sweepers and, with ``decoder_hidden``, one
     depth decoder per level), counted on instantiated modules."""
     codec = parameter_count(LeafCodec(CodecConfig(dim, codec_hidden, recipe)))
-    sweeper = parameter_count(Sweeper(SweeperConfig.for_dim(dim, sweeper_hidden, recipe)))
+    sweepers = sum(  # a framewise level's maps shrink with the level; the other recipes' do not
+        parameter_count(Sweeper(SweeperConfig.for_dim(dim, sweeper_hidden, recipe, level))) for level in range(levels)
+    )
     decoder = parameter_count(DepthDecoder(DepthDecoderConfig(dim, decoder_hidden, 1))) if decoder_hidden else 0
-    return codec + levels * (sweeper + decoder)
+    return codec + sweepers + levels * decoder
 
 
 def _state(module: nn.Module | None) -> tuple[dict | None, dict | None]:
