@@ -160,7 +160,7 @@ def ablation_report(
             ratio = f"Ratio to the per-frame autoencoder at d = {dim} (1.00 = the limit; <= 1.10 = within 10%):"
             lines += ["", ratio, ""]
             lines += ["| variant " + header, "|---|" + "---|" * len(Ts)]
-            for variant in [*variants, REFERENCES["pca"]] if "pca" in references else variants:
+            for variant in [*variants, *(REFERENCES[m] for m in references if m != "autoencoder")]:
                 part = table[table["variant"] == variant].set_index("T")["mean"]
                 cells = [f"{part[T] / limit[T]:.2f}" if T in part.index and T in limit.index else "" for T in Ts]
                 lines.append(f"| {variant} | " + " | ".join(cells) + " |")
