@@ -51,3 +51,9 @@ rule ablation:
     """Teacher variants compared at each d of `ablation.dims`, beside the per-frame references (config `ablation`)."""
     input:
         ABLATION_OUTPUTS,
+
+
+rule paper_sweep:
+    """The paper recipe with the lost values of config `paper_sweep` changed, at its seed and d (method.md 3b)."""
+    input:
+        PAPER_SWEEP_OUTPUTS,

@@ -376,6 +376,17 @@ def _ablation_report(a):
 
 
 @verb(
+    "paper-sweep-report",
+    "the table and figure of the paper recipe's lost values (config paper_sweep)",
+    "--sweep --health --autoencoder+ --pca --out --figure-dir",
+)
+def _paper_sweep_report(a):
+    from imfn.report.teacher import paper_sweep_report
+
+    paper_sweep_report(a.sweep, a.health, {"autoencoder": a.autoencoder, "pca": [a.pca]}, a.out, a.figure_dir)
+
+
+@verb(
     "time-summary",
     "where the pipeline's time went, from Snakemake's benchmark files (--rules: rule=benchmark pattern each)",
     "--benchmarks --rules:str* --out --figure",

@@ -113,7 +113,7 @@ def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, wor
     (work / "video.yaml").write_text(yaml.safe_dump({"video": video}))
     smoke = ["--configfile", str(repo / "config" / "smoke.yaml"), str(work / "video.yaml")]
     cell = work / "results/mnist/seed0/d16/framewise"
-    snakemake(repo, work, "all", "ablation", "--cores", "2", *smoke, env=env_with_venv)
+    snakemake(repo, work, "all", "ablation", "paper_sweep", "--cores", "2", *smoke, env=env_with_venv)
 
     metrics = pd.read_parquet(work / "results/metrics/teacher.parquet")
     overall = metrics[metrics["position"].isna()]
@@ -140,6 +140,7 @@ def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, wor
         "fig3_mse_vs_T",
         "teacher_health",
         "teacher_ablation_mse_vs_T",
+        "paper_sweep_mse_vs_T",
         "fig4_prefix_retention",
         "fig5_end_of_sequence",
     ):
@@ -163,18 +164,23 @@ def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, wor
     table = (work / "results/tables/teacher_ablation.md").read_text()
     rows = ("| paper |", "| pca-pixel |", "| framewise |", "| per-frame autoencoder |", "| per-frame PCA |")
     assert all(row in table for row in rows) and "Ratio to the per-frame autoencoder at d = 16" in table
+    sweep = (work / "results/tables/paper_sweep.md").read_text()
+    assert "d = 16, seed 0" in sweep and all(f"| {v} |" in sweep for v in ("paper", "paper-noise-0", "per-frame PCA"))
+    sweep_health = pd.read_parquet(work / "results/metrics/paper_sweep_health.parquet")
+    assert set(sweep_health["variant"]) == {"paper", "paper-noise-0"} and sorted(set(sweep_health["level"])) == [0, 1]
     logs = work / "logs/mnist/seed0/d16"
     assert "depth 2 decoder (seed 0) epoch 1/1" in (logs / "pca-pixel/train_sweeper_L1.log").read_text()
     assert "depth 2 level and decoder (seed 0) epoch 1/1" in (logs / "framewise/train_sweeper_L1.log").read_text()
     assert list(work.rglob("*.tmp-*")) == [] and list(work.rglob(".*resume.pt")) == []
 
     # one HTML report holds every figure and table with its caption; each job left its provenance
-    assert_report_lists_every_figure_and_table(build_report(repo, work, env_with_venv, "all", "ablation", *smoke), work)
+    targets = ["all", "ablation", "paper_sweep"]
+    assert_report_lists_every_figure_and_table(build_report(repo, work, env_with_venv, *targets, *smoke), work)
     assert (work / "results/metrics/time_summary.parquet").exists()
     record = json.loads((work / "logs/mnist/seed0/d16/framewise/train_sweeper_L1.provenance.json").read_text())
     assert record["status"] == "ok" and record["config_hash"] != "unset" and record["device"] == "cpu"
 
-    assert planned_jobs(repo, work, env_with_venv, "all", "ablation", *smoke) == Counter()  # a rerun does no work
+    assert planned_jobs(repo, work, env_with_venv, *targets, *smoke) == Counter()  # a rerun does no work
 
     (cell / "sweeper_L1.pt").unlink()
     # level 1 and what depends on it: the T=4 roundtrip, the T=4 students through their trajectory sets,

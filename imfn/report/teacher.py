@@ -1,4 +1,5 @@
-"""The teacher's figures and tables: Figures 2-3, level health, the variant ablation; from results/metrics alone."""
+"""The teacher's figures and tables: Figures 2-3, level health, the variant ablation, the sweep of the paper
+recipe's lost values; from results/metrics alone."""
 
 from __future__ import annotations
 
@@ -105,13 +106,12 @@ def health_figure(health: Path, out_dir: Path, name: str = "teacher_health") -> 
 REFERENCES = {"autoencoder": "per-frame autoencoder", "pca": "per-frame PCA"}
 
 
-def ablation_summary(ablation: Path, references: dict[str, Path]) -> pd.DataFrame:
-    """Mean/std over seeds of MSE per (dim, variant, T), with the per-frame references (autoencoder, PCA) as
-    variants, on the ablation's seeds, d and T."""
-    teacher = pd.read_parquet(ablation)
+def reference_summary(teacher: pd.DataFrame, references: dict[str, list[Path]]) -> pd.DataFrame:
+    """Mean/std over seeds of MSE per (dim, variant, T), with the per-frame references (autoencoder, PCA; each
+    from its roundtrip files) as variants, on the teacher rows' seeds, d and T."""
     rows = [teacher]
-    for model, path in references.items():
-        reference = pd.read_parquet(path)
+    for model, paths in references.items():
+        reference = pd.concat([pd.read_parquet(path) for path in paths])
         reference = reference[
             reference["dim"].isin(teacher["dim"].unique())
             & reference["seed"].isin(teacher["seed"].unique())
@@ -136,7 +136,7 @@ def ablation_report(
 ) -> None:
     """Per d: every variant's roundtrip MSE beside the per-frame references and the paper, then each
     variant's ratio to the per-frame autoencoder (the limit at equal memory)."""
-    summary = ablation_summary(ablation, references)
+    summary = reference_summary(pd.read_parquet(ablation), {m: [path] for m, path in references.items()})
     health = pd.read_parquet(ablation_health)
     Ts = sorted(summary["T"].unique())
     dims = sorted(summary["dim"].unique(), reverse=True)
@@ -206,3 +206,64 @@ def ablation_report(
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     save_figure(fig, figure_dir, "teacher_ablation_mse_vs_T")
+
+
+def paper_sweep_report(
+    sweep: Path, sweep_health: Path, references: dict[str, list[Path]], table_out: Path, figure_dir: Path
+) -> None:
+    """The paper recipe with its lost values changed (one teacher variant each, one seed and d): roundtrip MSE
+    per T beside the per-frame references (``references``: their roundtrip files for that seed), and how much of
+    its input's variance each level loses."""
+    summary = reference_summary(pd.read_parquet(sweep), references)
+    health = pd.read_parquet(sweep_health)
+    (dim,) = summary["dim"].unique()
+    seeds = sorted(health["seed"].unique())
+    Ts = sorted(summary["T"].unique())
+    levels = sorted(health["level"].unique())
+    variants = list(dict.fromkeys(pd.read_parquet(sweep)["variant"]))
+    lines = [
+        f"# The paper recipe's lost values: roundtrip MSE (d = {dim}, seed {', '.join(map(str, seeds))})",
+        "",
+        "Each row is the `paper` recipe with the lost values its variant sets (config `teacher.variants`).",
+        "",
+        "| variant | " + " | ".join(f"T={T}" for T in Ts) + " | collapsed levels |",
+        "|---|" + "---|" * (len(Ts) + 1),
+    ]
+    for variant in variants + [REFERENCES[m] for m in references]:
+        part = summary[summary["variant"] == variant].set_index("T")["mean"]
+        cells = [f"{part[T]:.5f}" if T in part.index else "" for T in Ts]
+        collapsed = _collapsed(health, variant, dim) if variant in variants else "n/a"
+        lines.append(f"| {variant} | " + " | ".join(cells) + f" | {collapsed} |")
+    lines += [
+        "",
+        "Unexplained variance of each level's own roundtrip (its input's variance it loses; 1 = all of it):",
+        "",
+        "| variant | " + " | ".join(f"L{level}" for level in levels) + " |",
+        "|---|" + "---|" * len(levels),
+    ]
+    for variant in variants:
+        part = health[health["variant"] == variant].groupby("level")["unexplained_variance"].mean()
+        cells = [f"{part[level]:.3f}" if level in part.index else "" for level in levels]
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "The budget (epochs per level, bank size) is the config's `teacher.training` and `teacher.bank_size`: the",
+        "paper's (50 epochs per level, the full bank) in config/config.yaml. Predicting the mean image gives about",
+        "0.067 (method.md 3b).",
+    ]
+    write_table(lines, table_out)
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for variant in variants + [REFERENCES[m] for m in references]:
+        part = summary[summary["variant"] == variant].sort_values("T")
+        style = {"per-frame PCA": dict(color="gray", ls=":"), "per-frame autoencoder": dict(color="black", ls="--")}
+        ax.plot(part["T"], part["mean"], marker="o", ms=4, label=variant, **style.get(variant, {}))
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(Ts)
+    ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.set_xlabel("sequence length T")
+    ax.set_ylabel("roundtrip MSE")
+    ax.set_title(f"The paper recipe's lost values (d={dim})")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    save_figure(fig, figure_dir, "paper_sweep_mse_vs_T")

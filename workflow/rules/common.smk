@@ -36,6 +36,7 @@ VARIANT = TEACHER["variant"]
 SEEDS, DIMS, TS = config["seeds"], config["dims"], config["evaluation"]["T"]
 ABLATION_VARIANTS = config["ablation"]["variants"]
 ABLATION_DIMS = config["ablation"]["dims"]
+PAPER_SWEEP = config["paper_sweep"]
 STUDENT_CONFIG = config["student"]
 # The per-frame references keep k = d // T numbers per frame (at most a frame's 784 pixels; k = 0 is the mean image,
 # which per-frame PCA shows): one per-frame autoencoder per (seed, k).
@@ -92,6 +93,8 @@ TEACHER_FIGURES = expand("results/figures/{name}.{ext}", name=["fig2_mse_vs_dim"
                          ext=["png", "pdf"])
 ABLATION_OUTPUTS = ["results/tables/teacher_ablation.md", "results/figures/teacher_ablation_mse_vs_T.png",
                     "results/figures/teacher_ablation_mse_vs_T.pdf"]
+PAPER_SWEEP_OUTPUTS = ["results/tables/paper_sweep.md", "results/figures/paper_sweep_mse_vs_T.png",
+                       "results/figures/paper_sweep_mse_vs_T.pdf"]
 TIME_SUMMARY = ["results/metrics/time_summary.parquet", "results/figures/time_summary.png"]
 
 # --- Job groups: on a cluster (Snakemake ignores them locally) the jobs of one group share one allocation,
@@ -154,13 +157,16 @@ def variant_settings(name):
 
 # --- Config checks beyond the schema ----------------------------------------------------------------
 def _check_config():
-    unknown = sorted({VARIANT, *ABLATION_VARIANTS} - set(TEACHER["variants"]))
+    unknown = sorted({VARIANT, *ABLATION_VARIANTS, *PAPER_SWEEP["variants"]} - set(TEACHER["variants"]))
     if unknown:
         raise ValueError(f"config names teacher variants {unknown} that teacher.variants does not define "
                          f"(defined: {sorted(TEACHER['variants'])})")
     if not set(ABLATION_DIMS) <= set(DIMS):
         raise ValueError(f"config ablation.dims {ABLATION_DIMS} are not all in dims {DIMS} "
                          "(the per-frame references are computed for dims)")
+    if PAPER_SWEEP["dim"] not in DIMS or PAPER_SWEEP["seed"] not in SEEDS:
+        raise ValueError(f"config paper_sweep runs at seed {PAPER_SWEEP['seed']} and d = {PAPER_SWEEP['dim']}, which "
+                         f"must be in seeds {SEEDS} and dims {DIMS} (the per-frame references are computed there)")
     for name in TEACHER["variants"]:
         epochs = variant_settings(name)["epochs"]
         if isinstance(epochs, list) and len(epochs) != LEVELS:
@@ -245,17 +251,28 @@ def teacher_for_T(w):
 
 
 # --- Target lists -----------------------------------------------------------------------------------
-def cells(variants, dims):
-    return [dict(seed=s, dim=d, variant=v) for v in variants for s in SEEDS for d in dims]
+def cells(variants, dims, seeds):
+    return [dict(seed=s, dim=d, variant=v) for v in variants for s in seeds for d in dims]
 
 
-def grid(pattern, variants=(VARIANT,), dims=DIMS):
+def grid(pattern, variants=(VARIANT,), dims=DIMS, seeds=SEEDS):
     """``pattern`` over seeds x dims x variants, and over levels / T when it has those wildcards."""
     if "{level}" in pattern:
-        return [pattern.format(**c, level=l) for c in cells(variants, dims) for l in range(LEVELS)]
+        return [pattern.format(**c, level=l) for c in cells(variants, dims, seeds) for l in range(LEVELS)]
     if "{T}" in pattern:
-        return [pattern.format(**c, T=T) for c in cells(variants, dims) for T in TS]
-    return [pattern.format(**c) for c in cells(variants, dims)]
+        return [pattern.format(**c, T=T) for c in cells(variants, dims, seeds) for T in TS]
+    return [pattern.format(**c) for c in cells(variants, dims, seeds)]
+
+
+def paper_sweep_grid(pattern):
+    """``pattern`` over the paper sweep's variants at its one seed and d."""
+    return grid(pattern, PAPER_SWEEP["variants"], [PAPER_SWEEP["dim"]], [PAPER_SWEEP["seed"]])
+
+
+def paper_sweep_autoencoders(wildcards):
+    """The per-frame autoencoders at the paper sweep's seed and d, one per T (k = d // T)."""
+    ks = sorted({min(PAPER_SWEEP["dim"] // T, 784) for T in TS} - {0})
+    return [AUTOENCODER_ROUNDTRIP.format(seed=PAPER_SWEEP["seed"], k=k) for k in ks]
 
 
 def student_grid(pattern):
@@ -276,6 +293,8 @@ def metric_inputs(w):
         "teacher_health": grid(SWEEPER_HEALTH),
         "teacher_ablation": grid(ROUNDTRIP, ABLATION_VARIANTS, ABLATION_DIMS),
         "teacher_ablation_health": grid(SWEEPER_HEALTH, ABLATION_VARIANTS, ABLATION_DIMS),
+        "paper_sweep": paper_sweep_grid(ROUNDTRIP),
+        "paper_sweep_health": paper_sweep_grid(SWEEPER_HEALTH),
         "pca": expand(PCA_ROUNDTRIP, seed=SEEDS),
         "autoencoder": expand(AUTOENCODER_ROUNDTRIP, seed=SEEDS, k=AUTOENCODER_KS),
         "student": student_grid(ONLINE),

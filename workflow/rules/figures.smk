@@ -33,6 +33,27 @@ rule ablation_report:
         "imfn ablation-report --results results --log {log}"
 
 
+rule paper_sweep_report:
+    """The paper recipe with its lost values changed (config `paper_sweep`): MSE per T and each level's loss,
+    beside the sweep seed's per-frame references."""
+    localrule: True
+    input:
+        sweep="results/metrics/paper_sweep.parquet",
+        health="results/metrics/paper_sweep_health.parquet",
+        autoencoders=paper_sweep_autoencoders,
+        pca=PCA_ROUNDTRIP.format(seed=PAPER_SWEEP["seed"]),
+    output:
+        table=reported(PAPER_SWEEP_OUTPUTS[0], "Paper recipe sweep"),
+        figures=reported(PAPER_SWEEP_OUTPUTS[1:], "Paper recipe sweep"),
+    log:
+        "logs/paper_sweep_report.log",
+    conda:
+        "../envs/imfn.yaml"
+    shell:
+        "imfn paper-sweep-report --sweep {input.sweep} --health {input.health} --autoencoder {input.autoencoders}"
+        " --pca {input.pca} --out {output.table} --figure-dir results/figures --log {log}"
+
+
 rule student_figures:
     """Figures 4 and 5 from results/metrics alone: the students, their teacher, the streaming per-frame references."""
     localrule: True

@@ -142,7 +142,8 @@ rule aggregate_metrics:
     output:
         report("results/metrics/{table}.parquet", caption="../report/metrics.rst", category="Metrics (Parquet)"),
     wildcard_constraints:
-        table="teacher|teacher_health|teacher_ablation|teacher_ablation_health|pca|autoencoder|student|compressors",
+        table="teacher|teacher_health|teacher_ablation|teacher_ablation_health|paper_sweep|paper_sweep_health|pca|autoencoder|"
+        "student|compressors",
     log:
         "logs/metrics/{table}.log",
     params:

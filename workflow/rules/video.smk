@@ -118,12 +118,13 @@ rule video_pca:
     params:
         memory_numbers=VIDEO["model"]["memory_tokens"] * VIDEO["model"]["width"],
         max_videos=optional("--max-videos", VIDEO["evaluation"]["max_videos"]),
+        levels=VIDEO_LEVELS,
     threads: VIDEO["threads"]["eval"]
     conda:
         "../envs/imfn.yaml"
     shell:
         "imfn video-pca --bank {input.clips} --split {input.split} --memory-numbers {params.memory_numbers}"
-        " --levels {VIDEO_LEVELS} {params.max_videos} --threads {threads} --out {output} --log {log}"
+        " --levels {params.levels} {params.max_videos} --threads {threads} --out {output} --log {log}"
 
 
 rule video_metrics:
