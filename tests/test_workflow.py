@@ -104,6 +104,12 @@ def test_config_checks_beyond_the_schema(repo, tmp_path, env_with_venv):
     result = snakemake(repo, tmp_path, "-n", "--configfile", str(bad), env=env_with_venv, check=False)
     assert result.returncode != 0 and "compressors.dim=999 is not one of dims" in result.stdout + result.stderr
     assert "compressors.seeds [7] are not all in seeds" in result.stdout + result.stderr
+    # a narrower grid plans its own targets; only the targets whose references it lacks fail, naming the key
+    bad.write_text(yaml.safe_dump({"dims": [1024]}))
+    snakemake(repo, tmp_path, "-n", "--quiet", "rules", "--configfile", str(bad), env=env_with_venv)
+    for target, message in (("ablation", "config ablation.dims [256, 1024]"), ("paper_sweep", "d = 256")):
+        result = snakemake(repo, tmp_path, target, "-n", "--configfile", str(bad), env=env_with_venv, check=False)
+        assert result.returncode != 0 and message in result.stdout + result.stderr
 
 
 def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, workdir_with_wheel, env_with_venv):

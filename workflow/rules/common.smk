@@ -161,12 +161,6 @@ def _check_config():
     if unknown:
         raise ValueError(f"config names teacher variants {unknown} that teacher.variants does not define "
                          f"(defined: {sorted(TEACHER['variants'])})")
-    if not set(ABLATION_DIMS) <= set(DIMS):
-        raise ValueError(f"config ablation.dims {ABLATION_DIMS} are not all in dims {DIMS} "
-                         "(the per-frame references are computed for dims)")
-    if PAPER_SWEEP["dim"] not in DIMS or PAPER_SWEEP["seed"] not in SEEDS:
-        raise ValueError(f"config paper_sweep runs at seed {PAPER_SWEEP['seed']} and d = {PAPER_SWEEP['dim']}, which "
-                         f"must be in seeds {SEEDS} and dims {DIMS} (the per-frame references are computed there)")
     for name in TEACHER["variants"]:
         epochs = variant_settings(name)["epochs"]
         if isinstance(epochs, list) and len(epochs) != LEVELS:
@@ -269,8 +263,20 @@ def paper_sweep_grid(pattern):
     return grid(pattern, PAPER_SWEEP["variants"], [PAPER_SWEEP["dim"]], [PAPER_SWEEP["seed"]])
 
 
+def ablation_inputs(wildcards):
+    """The ablation's metrics and the per-frame references beside them (computed for `dims` only)."""
+    if not set(ABLATION_DIMS) <= set(DIMS):
+        raise ValueError(f"config ablation.dims {ABLATION_DIMS} are not all in dims {DIMS} "
+                         "(the per-frame references are computed for dims)")
+    return [f"results/metrics/{name}.parquet" for name in
+            ("teacher_ablation", "teacher_ablation_health", "autoencoder", "pca")]
+
+
 def paper_sweep_autoencoders(wildcards):
     """The per-frame autoencoders at the paper sweep's seed and d, one per T (k = d // T)."""
+    if PAPER_SWEEP["dim"] not in DIMS or PAPER_SWEEP["seed"] not in SEEDS:
+        raise ValueError(f"config paper_sweep runs at seed {PAPER_SWEEP['seed']} and d = {PAPER_SWEEP['dim']}, which "
+                         f"must be in seeds {SEEDS} and dims {DIMS} (the per-frame references are computed there)")
     ks = sorted({min(PAPER_SWEEP["dim"] // T, 784) for T in TS} - {0})
     return [AUTOENCODER_ROUNDTRIP.format(seed=PAPER_SWEEP["seed"], k=k) for k in ks]
 

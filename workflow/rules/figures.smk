@@ -19,10 +19,7 @@ rule ablation_report:
     """Variant x T ablation table and figure per d of `ablation.dims`, beside the per-frame autoencoder and PCA."""
     localrule: True
     input:
-        "results/metrics/teacher_ablation.parquet",
-        "results/metrics/teacher_ablation_health.parquet",
-        "results/metrics/autoencoder.parquet",
-        "results/metrics/pca.parquet",
+        ablation_inputs,
     output:
         reported(ABLATION_OUTPUTS, "Teacher ablation"),
     log:
