@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 PURPOSE_DECODER = 6
 READ_BACK_FRAMES = 4096  # frames per no-grad chunk when reading sequences back through the tree
+START_FRAMES = 4096  # frames the logged MSE before training is measured on (a diagnostic, not a result)
 
 
 @dataclass(frozen=True)
@@ -124,15 +125,20 @@ def train_depth_decoder(
     rows = len(children) if with_sweeper else len(codes)
     step = max(1, hp.batch_size // T) if with_sweeper else hp.batch_size  # frames per step either way
     optimizer = torch.optim.Adam(parameters, lr=hp.lr, fused=True)
-    with torch.no_grad():
-        start_mse = sum(
-            F.mse_loss(pixels(i), target(i), reduction="sum").item()
-            for i in torch.arange(rows, device=device).split(max(1, 4096 // T) if with_sweeper else 4096)
-        )
-        start_mse /= rows * (T if with_sweeper else 1) * targets.shape[-1]
+    with torch.no_grad():  # on the first START_FRAMES frames: the rows are in random order
+        first = torch.arange(min(rows, max(1, START_FRAMES // T) if with_sweeper else START_FRAMES), device=device)
+        start_mse = F.mse_loss(pixels(first), target(first)).item()
     what = "level and decoder" if with_sweeper else "decoder"
     frames = len(targets.flatten(0, -2))
-    log.info("depth %d %s (T=%d): %d frames, MSE before training %.5f", depth, what, T, frames, start_mse)
+    log.info(
+        "depth %d %s (T=%d): %d frames, MSE before training %.5f (first %d)",
+        depth,
+        what,
+        T,
+        frames,
+        start_mse,
+        len(target(first)),
+    )
     state["optimizer"] = optimizer
     run = Run(
         name=f"depth {depth} {what} (seed {seed})",
