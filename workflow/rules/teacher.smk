@@ -1,5 +1,6 @@
 rule train_sweeper:
     group: GROUP_LEVEL
+    priority: CHAIN_PRIORITY
     input:
         unpack(train_inputs),
     output:
@@ -29,6 +30,7 @@ rule train_sweeper:
 
 rule build_bank:
     group: GROUP_LEVEL
+    priority: CHAIN_PRIORITY
     input:
         previous=lambda w: bank_path(w.seed, w.dim, w.variant, int(w.level) - 1),
         sweeper=lambda w: SWEEPER.format(seed=w.seed, dim=w.dim, variant=w.variant, level=int(w.level) - 1),
