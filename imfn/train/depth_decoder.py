@@ -127,7 +127,8 @@ def train_depth_decoder(
     optimizer = torch.optim.Adam(parameters, lr=hp.lr, fused=True)
     with torch.no_grad():  # on the first START_FRAMES frames: the rows are in random order
         first = torch.arange(min(rows, max(1, START_FRAMES // T) if with_sweeper else START_FRAMES), device=device)
-        start_mse = F.mse_loss(pixels(first), target(first)).item()
+        sample = target(first)
+        start_mse = F.mse_loss(pixels(first), sample).item()
     what = "level and decoder" if with_sweeper else "decoder"
     frames = len(targets.flatten(0, -2))
     log.info(
@@ -137,7 +138,7 @@ def train_depth_decoder(
         T,
         frames,
         start_mse,
-        len(target(first)),
+        len(sample),
     )
     state["optimizer"] = optimizer
     run = Run(

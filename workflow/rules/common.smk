@@ -103,13 +103,14 @@ TIME_SUMMARY = ["results/metrics/time_summary.parquet", "results/figures/time_su
 # one after another. A failed group job loses the outputs of all its jobs, so long training jobs are grouped
 # only with a short job that precedes them (a level's bank), never with their evaluation.
 GROUP_LEVEL = "level_s{seed}_d{dim}_{variant}_L{level}"  # a level's bank, then its sweeper
+GROUP_ROUNDTRIPS = "roundtrips_s{seed}_d{dim}_{variant}"  # a cell's roundtrips at every T
+GROUP_TRAJECTORIES = "trajectories_s{seed}_d{dim}_{variant}_T{T}"  # a student's training and test sets
+GROUP_ONLINE = "online_s{seed}_d{dim}_{variant}_T{T}"  # the online evaluation of its students (schedules)
+
 # The levels of a cell train one after another: the longest chain of the run. Its jobs go first when
 # several are ready, so that the jobs that wait on nothing (the per-frame autoencoders, video,
 # compressors) fill the idle cores at the end instead of the chain running alone.
 CHAIN_PRIORITY = 10
-GROUP_ROUNDTRIPS = "roundtrips_s{seed}_d{dim}_{variant}"  # a cell's roundtrips at every T
-GROUP_TRAJECTORIES = "trajectories_s{seed}_d{dim}_{variant}_T{T}"  # a student's training and test sets
-GROUP_ONLINE = "online_s{seed}_d{dim}_{variant}_T{T}"  # the online evaluation of its students (schedules)
 
 wildcard_constraints:
     seed=r"\d+",
