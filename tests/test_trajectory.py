@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from imfn.models.memory import TreeMemory
-from imfn.models.merkle import merkle_trajectory, naive_trajectory
+from imfn.models.merkle import frames_separate, merkle_trajectory, naive_trajectory, separable_trajectory
 from imfn.models.teacher import CodecConfig, LeafCodec, Sweeper, SweeperConfig, Teacher, init_pair_from_pca, merge_up
 
 N, D = 3, 12
@@ -57,6 +57,26 @@ def test_merkle_matches_naive_and_ends_at_the_full_root(kind, T):
         full_root = merge_up(sweepers, leaves)
     torch.testing.assert_close(merkle.states[:, 0], zero_root, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(merkle.states[:, T], full_root, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("T", [2, 4, 8])
+def test_a_framewise_tree_trajectory_is_the_full_roots_frame_blocks_over_the_zero_roots(T):
+    """Levels that map each frame on its own: y_t is one tree's first t frame blocks, the rest from the zero
+    tree, equal to the Merkle path; trees that mix frames are refused."""
+    dim = 32
+    torch.manual_seed(0)
+    sweepers = [Sweeper(SweeperConfig.for_dim(dim, 16, "framewise", level=level)).eval() for level in range(3)]
+    for sweeper in sweepers:  # switch the residual MLPs on: a nonlinear tree
+        torch.nn.init.normal_(sweeper.merge_net.residual[-1].weight, std=0.3)
+    leaves, zero_leaf = torch.randn(N, T, dim), torch.randn(dim)
+    assert frames_separate(sweepers, T)
+    fast = separable_trajectory(sweepers, leaves, zero_leaf)
+    torch.testing.assert_close(fast.states, merkle_trajectory(sweepers, leaves, zero_leaf).states, atol=1e-5, rtol=1e-5)
+    assert fast.merges == (T - 1) + int(math.log2(T))
+    paper = random_sweepers("paper", 3)
+    assert not frames_separate(paper, T)
+    with pytest.raises(ValueError, match="each frame on its own"):
+        separable_trajectory(paper, torch.randn(N, T, D), torch.randn(D))
 
 
 @pytest.mark.parametrize("kind", sorted(SWEEPER_KINDS))
@@ -154,12 +174,12 @@ def test_tree_memory_refuses_unwritten_frames_and_overflow():
 @pytest.mark.parametrize("T", (4, 8))
 def test_student_memory_is_the_same_interface_with_one_network_step_per_frame(T):
     from imfn.models.memory import StudentMemory
-    from imfn.models.student import Student, StudentConfig
+    from imfn.models.student import StudentConfig, build_student
 
     L = int(math.log2(T))
     teacher = pca_teacher(L)
     torch.manual_seed(3)
-    student = Student(StudentConfig(D, T, 16)).eval()
+    student = build_student(StudentConfig(D, T, 16, "slot")).eval()
     frames = torch.rand(N, T, 784, generator=torch.Generator().manual_seed(4))
     memory = StudentMemory(teacher, student, N)
     tree = TreeMemory(teacher, T, N)

@@ -121,3 +121,31 @@ def merkle_trajectory(sweepers: Sequence[Sweeper], leaves: torch.Tensor, zero_le
     for t in range(T):
         states.append(tree.set_leaf(t, leaves[:, t]).clone())
     return Trajectory(torch.stack(states, dim=1), sum(c.merges for c in counters))
+
+
+def frames_separate(sweepers: Sequence[Sweeper], T: int) -> bool:
+    """Whether every level of a depth-log2(T) tree maps each frame on its own (``framewise`` sweepers while
+    a frame keeps two or more numbers): then its root is one block per frame, in sequence order."""
+    return all(
+        s.config.recipe == "framewise" and s.config.blocks == 2**s.config.level
+        for s in (getattr(s, "sweeper", s) for s in sweepers[: depth_for(T)])
+    )
+
+
+@torch.no_grad()
+def separable_trajectory(sweepers: Sequence[Sweeper], leaves: torch.Tensor, zero_leaf: torch.Tensor) -> Trajectory:
+    """Same as :func:`merkle_trajectory` for a tree whose levels map each frame on its own
+    (:func:`frames_separate`): ``y_t`` is the full root's first t frame blocks followed by the zero root's
+    last T - t, so a trajectory costs one tree (T - 1 merges) and the zero root's path (log2 T)."""
+    N, T, d = leaves.shape
+    if not frames_separate(sweepers, T):
+        raise ValueError("separable_trajectory needs sweepers that map each frame on its own (framewise)")
+    counters = count_sweepers(sweepers)
+    root = merge_up(counters, leaves).unflatten(-1, (T, d // T))  # (N, T, k): frame t's block
+    zero_root = zero_leaf.to(leaves)
+    for counter in counters[: depth_for(T)]:  # every node of a zero tree's level is the same: one merge each
+        zero_root = counter.merge(zero_root, zero_root)
+    zero_root = zero_root.unflatten(-1, (T, d // T))
+    written = torch.arange(T, device=leaves.device)[None, :] < torch.arange(T + 1, device=leaves.device)[:, None]
+    states = torch.where(written[None, :, :, None], root[:, None], zero_root)  # (N, T+1, T, k)
+    return Trajectory(states.flatten(-2), sum(c.merges for c in counters))

@@ -2,8 +2,10 @@
 
 n sequences of T images are drawn from one part ("train" or "test") of a seed's split; the
 frozen teacher encodes every frame to a leaf code and the Merkle path gives the zero-padded
-roots ``y_0 .. y_T``. The store holds ``targets`` (n, T+1, d) float32, ``leaves`` (n, T, d)
-float32 and ``frame_index`` (n, T) int64 (rows of the MNIST store).
+roots ``y_0 .. y_T`` (for a teacher whose levels map each frame on its own, one tree per sequence
+gives them, :func:`imfn.models.merkle.separable_trajectory`). The store holds ``targets``
+(n, T+1, d) float32, ``leaves`` (n, T, d) float32 and ``frame_index`` (n, T) int64 (rows of the
+MNIST store).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import torch
 from imfn.data.mnist import split_indices
 from imfn.devices import batch_size
 from imfn.job import seeded_generator
-from imfn.models.merkle import merkle_trajectory
+from imfn.models.merkle import frames_separate, merkle_trajectory, separable_trajectory
 from imfn.models.teacher import Teacher, depth_for
 from imfn.store import read_array, write_arrays
 
@@ -57,11 +59,12 @@ def write_trajectory_set(
     index = frame_picks(split, which, seed, T, n)
     images = read_array(mnist, "images")
     zero_leaf = teacher.zero_leaf()
+    trajectory = separable_trajectory if frames_separate(teacher.sweepers, T) else merkle_trajectory
     targets, leaves = [], []
     for chunk in np.array_split(index, max(1, -(-n * T // batch_size(FRAMES_PER_BATCH, torch.device(device))))):
         batch = torch.from_numpy(images[chunk]).to(device).float() / 255.0
         codes = teacher.encode_leaves(batch)
-        targets.append(merkle_trajectory(teacher.sweepers, codes, zero_leaf).states.float().cpu())
+        targets.append(trajectory(teacher.sweepers, codes, zero_leaf).states.float().cpu())
         leaves.append(codes.float().cpu())
     targets_array, leaves_array = torch.cat(targets).numpy(), torch.cat(leaves).numpy()
     if not (np.isfinite(targets_array).all() and np.isfinite(leaves_array).all()):
