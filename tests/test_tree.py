@@ -103,3 +103,20 @@ def test_a_framewise_level_maps_each_frame_of_its_children_on_its_own():
     assert SweeperConfig.for_dim(64, None, "framewise", level=8).blocks == 32
     with pytest.raises(ValueError, match="does not split"):
         Sweeper(SweeperConfig.for_dim(12, 8, "framewise", level=2))
+
+
+def test_invert_path_gives_the_nodes_invert_down_gives_on_one_root_to_leaf_path():
+    from imfn.models.teacher import invert_path
+
+    torch.manual_seed(0)
+    T, dim = 8, 6
+    sweepers = [Sweeper(SweeperConfig.for_dim(dim, 12)).eval() for _ in range(3)]
+    roots, positions = torch.randn(T, dim), torch.arange(T).flip(0)
+    with torch.no_grad():
+        nodes = invert_path(sweepers, roots, positions, T)
+        leaves = invert_down(sweepers, roots, T)
+    assert len(nodes) == 3 and all(node.shape == (T, dim) for node in nodes)
+    torch.testing.assert_close(nodes[-1], leaves[torch.arange(T), positions])
+    with torch.no_grad():  # the top node: the root's left or right child by the position's highest bit
+        left, right = sweepers[2].invert(roots)
+    torch.testing.assert_close(nodes[0], torch.where((positions >= 4)[:, None], right, left))

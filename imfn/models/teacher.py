@@ -310,6 +310,17 @@ def invert_down(sweepers: Sequence[Sweeper], root: torch.Tensor, T: int) -> torc
     return nodes
 
 
+def invert_path(sweepers: Sequence[Sweeper], root: torch.Tensor, positions: torch.Tensor, T: int) -> list[torch.Tensor]:
+    """(N, d) roots and (N,) leaf positions -> the log2(T) nodes on each root-to-leaf path below the root,
+    top first, each (N, d); the last is the leaf code. Inverts one node per level, not the whole tree."""
+    nodes, node = [], root
+    for level in reversed(range(depth_for(T))):
+        left, right = sweepers[level].invert(node)
+        node = torch.where(((positions >> level) & 1).bool()[:, None], right, left)
+        nodes.append(node)
+    return nodes
+
+
 class Teacher(torch.nn.Module):
     """Leaf codec, the sweepers of levels 0..L-1 and any depth decoders, loaded from checkpoints."""
 
