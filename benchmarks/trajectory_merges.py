@@ -22,7 +22,7 @@ import torch
 
 from imfn.models.memory import StudentMemory, TreeMemory
 from imfn.models.merkle import merkle_trajectory, naive_trajectory
-from imfn.models.student import Student, StudentConfig
+from imfn.models.student import StudentConfig, build_student
 from imfn.models.teacher import CodecConfig, LeafCodec, Sweeper, SweeperConfig, Teacher
 
 
@@ -75,12 +75,16 @@ def write_latency_row(T: int, dim: int, batch: int) -> dict:
     torch.manual_seed(0)
     codec = LeafCodec(CodecConfig(dim, 1024, "paper"))
     teacher = Teacher(codec, [Sweeper(SweeperConfig.for_dim(dim)) for _ in range(int(math.log2(T)))]).eval()
-    student = Student(StudentConfig(dim, T, 2 * dim)).eval()
+    students = {
+        architecture: build_student(StudentConfig(dim, T, hidden, architecture)).eval()
+        for architecture, hidden in (("paper", 2 * dim), ("slot", 512))  # each at its recipe's width
+    }
     codes = torch.randn(T, batch, dim)
     row = {"benchmark": "memory_write", "T": T, "dim": dim, "batch": batch}
     for name, make in (
         ("tree", lambda: TreeMemory(teacher, T, batch)),
-        ("student", lambda: StudentMemory(teacher, student, batch)),
+        ("paper_student", lambda: StudentMemory(teacher, students["paper"], batch)),
+        ("slot_student", lambda: StudentMemory(teacher, students["slot"], batch)),
     ):
         _per_step_ms(make(), codes[: min(T, 8)])  # warm-up
         steps = _per_step_ms(make(), codes)
@@ -126,8 +130,9 @@ def main() -> None:
             ]
         )
     )
-    print("\nper-frame write latency (ms): tree = Merkle path update (log2 T merges), student = one step of g")
-    print(show(writes[["T", "tree_median_ms", "tree_max_ms", "student_median_ms", "student_max_ms"]]))
+    print("\nper-frame write latency (ms): tree = Merkle path update (log2 T merges), students = one step each")
+    columns = [f"{name}_{stat}_ms" for name in ("tree", "paper_student", "slot_student") for stat in ("median", "max")]
+    print(show(writes[["T", *columns]]))
 
 
 if __name__ == "__main__":

@@ -210,26 +210,26 @@ def _trajectories(a):
 @verb(
     "train-student",
     "distill the recurrent student from a trajectory set",
-    "--trajectories --out --loss-out",
+    "--trajectories --sweepers* --out --loss-out",
     hyper=[(STUDENT, "")],
     device=True,
 )
 def _train_student(a):
     from imfn.train.student import train_student
 
-    train_student(hp(a, STUDENT), a.trajectories, a.out, a.loss_out, a.device)
+    train_student(hp(a, STUDENT), a.trajectories, a.out, a.loss_out, a.device, a.sweepers or ())
 
 
 @verb(
     "evaluate-online",
     "prefix retention and end-of-sequence MSE, student vs teacher",
-    "--sweepers+ --student --trajectories --mnist --seed:int --T:int --schedule:str --out",
+    "--sweepers+ --student --trajectories --mnist --seed:int --T:int --recipe:str --out",
     device=True,
 )
 def _evaluate_online(a):
     from imfn.eval.online import evaluate_online
 
-    evaluate_online(a.sweepers, a.student, a.trajectories, a.mnist, a.seed, a.T, a.out, a.device, a.schedule)
+    evaluate_online(a.sweepers, a.student, a.trajectories, a.mnist, a.seed, a.T, a.out, a.device, a.recipe)
 
 
 @verb(
@@ -356,12 +356,14 @@ def _figures(a):
     health_figure(health, a.results / "figures")
 
 
-@verb("student-figures", "Figures 4 and 5 from results/metrics (student, autoencoder, pca)", RESULTS)
+@verb(
+    "student-figures", "Figures 4 and 5 and the student table from results/metrics (student, autoencoder, pca)", RESULTS
+)
 def _student_figures(a):
     from imfn.report.student import student_figures
 
     student, autoencoder, pca = _metrics(a.results, "student", "autoencoder", "pca")
-    student_figures(student, {"autoencoder": autoencoder, "pca": pca}, a.results / "figures")
+    student_figures(student, {"autoencoder": autoencoder, "pca": pca}, a.results / "figures", a.results / "tables")
 
 
 @verb("ablation-report", "the teacher ablation table and figure from results/", RESULTS)

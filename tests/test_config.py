@@ -35,6 +35,7 @@ BLOCKS = [
     (("teacher", "health"), HealthLimits, set()),
     (("reference", "autoencoder"), FrameAutoencoderTraining, set()),
     (("student", "training"), StudentTraining, set()),
+    (("student", "recipes", "paper"), StudentTraining, set()),  # the dataclass defaults are the paper's recipe
     (("compressors", "training"), CompressorTraining, set()),
     (("compressors", "transformer"), TransformerConfig, set()),
     (("compressors", "mamba"), MambaConfig, set()),

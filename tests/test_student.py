@@ -10,13 +10,13 @@ import torch
 
 from imfn.data.mnist import split_indices, write_split
 from imfn.eval.metrics import mse_per_frame
-from imfn.eval.online import COLUMNS, evaluate_online
-from imfn.models.merkle import naive_trajectory
-from imfn.models.student import Student, StudentConfig, load_student, student_checkpoint
+from imfn.eval.online import COLUMNS, evaluate_online, prefix_grid
+from imfn.models.merkle import naive_trajectory, separable_trajectory
+from imfn.models.student import StudentConfig, build_student, load_student, student_checkpoint
 from imfn.models.teacher import CodecConfig, LeafCodec, Sweeper, SweeperConfig, Teacher, sweeper_checkpoint
 from imfn.store import read_array, read_attrs, write_arrays
 from imfn.train.harness import NonFiniteLossError
-from imfn.train.student import StudentTraining, train_student
+from imfn.train.student import StudentTraining, fit_linear_path, train_student
 from imfn.train.trajectories import write_trajectory_set
 
 D, T, SEED = 8, 8, 3
@@ -101,9 +101,12 @@ def test_trajectory_set_is_seeded(world, tmp_path):
     assert not np.array_equal(read_array(other, "frame_index"), read_array(world["train"], "frame_index"))
 
 
-def test_student_rollout_shapes_steps_and_checkpoint(tmp_path):
+@pytest.mark.parametrize("architecture", ["paper", "slot"])
+def test_student_rollout_shapes_steps_and_checkpoint(tmp_path, architecture):
     torch.manual_seed(0)
-    student = Student(StudentConfig(D, T, 16))
+    student = build_student(StudentConfig(D, T, 16, architecture))
+    if architecture == "slot":  # its residual starts at zero: switch it on so the test sees it
+        torch.nn.init.normal_(student.residual[-1].weight)
     m0, codes = torch.randn(5, D), torch.randn(5, T, D)
     with torch.no_grad():
         states = student.rollout(m0, codes)
@@ -113,6 +116,11 @@ def test_student_rollout_shapes_steps_and_checkpoint(tmp_path):
         for t in range(T):
             torch.testing.assert_close(states[:, t + 1], student.step(states[:, t], codes[:, t], t))
         assert not torch.allclose(states[:, 1], states[:, 0])
+        positions = torch.arange(5) % T  # a minibatch of mixed positions gives each sample its own update
+        mixed = student.delta(states[:, 1], codes[:, 1], positions)
+        for i, t in enumerate(positions.tolist()):
+            alone = student.delta(states[i : i + 1, 1], codes[i : i + 1, 1], torch.tensor([t]))
+            torch.testing.assert_close(mixed[i : i + 1], alone)
     with pytest.raises(IndexError):
         student.step(m0, codes[:, 0], T)
     torch.save(student_checkpoint(student, note="x"), tmp_path / "s.pt")
@@ -126,7 +134,7 @@ def test_training_lowers_loss_and_is_deterministic(world, trained):
     out, loss_out = trained
     frame = pd.read_parquet(loss_out)
     assert list(frame["epoch"]) == list(range(1, 13))
-    assert (frame["steps"] == T).all() and (frame["schedule"] == "paper").all()
+    assert (frame["steps"] == T).all() and (frame["architecture"] == "paper").all()
     assert frame["loss"].iloc[-3:].mean() < 0.7 * frame["loss"].iloc[:3].mean()
 
     again, _ = _train(world, "again")
@@ -137,7 +145,7 @@ def test_training_lowers_loss_and_is_deterministic(world, trained):
 
 
 def test_curriculum_grows_the_prefix_from_a_quarter_to_all_steps(world):
-    _, loss_out = _train(world, "curriculum", schedule="curriculum", epochs=6)
+    _, loss_out = _train(world, "curriculum", prefix="curriculum", epochs=6)
     steps = pd.read_parquet(loss_out)["steps"].tolist()
     assert steps[0] == T // 4 and steps[-1] == T
     assert steps == sorted(steps) and len(set(steps)) > 2
@@ -162,10 +170,10 @@ def test_non_finite_train_set_or_loss_raises_and_writes_nothing(world, tmp_path)
 
 def test_online_rows_are_tidy_and_teacher_end_matches_its_roundtrip(world, trained):
     out = world["folder"] / "online.parquet"
-    evaluate_online(world["checkpoints"], trained[0], world["test"], world["mnist"], SEED, T, out, CPU)
+    evaluate_online(world["checkpoints"], trained[0], world["test"], world["mnist"], SEED, T, out, CPU, "paper")
     frame = pd.read_parquet(out)
     assert list(frame.columns) == COLUMNS
-    assert len(frame) == 2 * (T + 1) and frame["value"].notna().all()
+    assert len(frame) == 2 * (T + 1) and frame["value"].notna().all() and set(frame["recipe"]) == {"paper"}
     assert not frame.duplicated(["model", "k", "metric"]).any()
     for model in ("student", "teacher"):
         rows = frame[frame["model"] == model]
@@ -189,6 +197,84 @@ def test_online_rows_are_tidy_and_teacher_end_matches_its_roundtrip(world, train
 def test_online_refuses_a_train_set(world, trained, tmp_path):
     with pytest.raises(ValueError, match="held-out"):
         evaluate_online(
-            world["checkpoints"], trained[0], world["train"], world["mnist"], SEED, T, tmp_path / "o.parquet", CPU
+            world["checkpoints"],
+            trained[0],
+            world["train"],
+            world["mnist"],
+            SEED,
+            T,
+            tmp_path / "o.parquet",
+            CPU,
+            "paper",
         )
     assert not (tmp_path / "o.parquet").exists()
+
+
+def test_prefix_grid_is_every_k_to_8_then_two_per_octave():
+    assert prefix_grid(4) == [1, 2, 3, 4] and prefix_grid(8) == list(range(1, 9))
+    assert prefix_grid(128) == [1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 48, 64, 96, 128]
+
+
+def test_recipe_settings_are_checked():
+    with pytest.raises(ValueError, match="architecture"):
+        StudentTraining(seed=0, architecture="lstm")
+    with pytest.raises(ValueError, match="regression"):
+        StudentTraining(seed=0, architecture="paper", init="regression")
+    with pytest.raises(ValueError, match="lr_schedule"):
+        StudentTraining(seed=0, lr_schedule="cosine")
+
+
+def framewise_trajectories(n: int, dim: int = 16, T: int = 4, nonlinear: bool = False, seed: int = 0):
+    """Zero-padded trajectories of a random framewise tree (its levels map each frame on its own), with
+    its residual MLPs off (a linear tree) or switched on (``nonlinear``)."""
+    torch.manual_seed(seed)
+    sweepers = [Sweeper(SweeperConfig.for_dim(dim, 32, "framewise", level=level)).eval() for level in range(2)]
+    if nonlinear:
+        for sweeper in sweepers:
+            torch.nn.init.normal_(sweeper.merge_net.residual[-1].weight, std=0.3)
+    leaves = torch.randn(n, T, dim) @ torch.randn(dim, dim) / dim**0.5 + 0.5
+    return separable_trajectory(sweepers, leaves, torch.zeros(dim)).states, leaves
+
+
+def test_regression_fits_a_linear_framewise_tree_exactly():
+    """A linear framewise tree writes frame t into slot t by one linear map shared by every frame: the
+    slot student's reduced-rank fit (rank d // T) recovers it from the trajectories alone, before any step."""
+    targets, leaves = framewise_trajectories(4000)
+    torch.manual_seed(2)
+    student = build_student(StudentConfig(16, 4, 8, "slot"))
+    student.fit_scales(targets, leaves)
+    fit_linear_path(student, targets, leaves, ridge=1e-9)
+    with torch.no_grad():
+        error = (student.rollout(targets[:, 0], leaves) - targets).square().mean()
+    spread = (targets[:, -1] - targets[:, -1].mean(0)).square().mean()
+    assert error < 1e-4 * spread  # not 0: the read is fitted under the covariance pooled over positions
+
+
+def test_slot_recipe_trains_with_a_one_cycle_lr_and_beats_its_linear_start(tmp_path):
+    """On a nonlinear framewise tree: the regression start, then the one-cycle schedule on its own rollouts."""
+    targets, leaves = framewise_trajectories(600, nonlinear=True)
+    attrs = {"seed": SEED, "T": 4, "n": 600, "dim": 16, "which": "train"}
+    path = tmp_path / "train.zarr"
+    write_arrays(path, {"targets": targets.numpy(), "leaves": leaves.numpy()}, attrs)
+    hp = StudentTraining(seed=SEED, architecture="slot", lr=3e-3, lr_schedule="one-cycle", init="regression",
+                         hidden=64, epochs=40, trajectories_per_epoch=64, batch_size=32)  # fmt: skip
+    train_student(hp, path, tmp_path / "s.pt", tmp_path / "loss.parquet", CPU)
+    frame = pd.read_parquet(tmp_path / "loss.parquet")
+    lr = frame["lr"].to_numpy()
+    assert lr.argmax() in range(2, 8) and lr[-1] < 1e-3 * hp.lr  # up over the first 10%, then down to ~0
+    assert frame["loss"].iloc[-5:].mean() < 0.8 * frame["loss"].iloc[0]  # the residual MLP learns the nonlinear part
+
+
+def test_intermediate_supervision_adds_the_path_nodes_and_needs_the_teacher(world, tmp_path):
+    settings = {"seed": SEED, "epochs": 2, "trajectories_per_epoch": 16, "batch_size": 16, "hidden": 16, "lr": 1e-3}
+    losses = {}
+    for intermediate in (False, True):
+        hp = StudentTraining(**settings, intermediate=intermediate)
+        loss_out = tmp_path / f"loss_{intermediate}.parquet"
+        train_student(hp, world["train"], tmp_path / f"s_{intermediate}.pt", loss_out, CPU, world["checkpoints"])
+        losses[intermediate] = pd.read_parquet(loss_out)["loss"].iloc[0]
+    assert losses[True] > losses[False]  # the same first step, plus the nodes' errors
+    with pytest.raises(ValueError, match="sweepers"):
+        train_student(StudentTraining(**settings, intermediate=True), world["train"], tmp_path / "x.pt",
+                      tmp_path / "x.parquet", CPU)  # fmt: skip
+    assert not (tmp_path / "x.pt").exists()

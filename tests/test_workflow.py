@@ -44,8 +44,8 @@ def test_default_config_plans_the_full_paper_grid(repo, tmp_path, env_with_venv)
     assert jobs["aggregate_metrics"] == 6  # teacher, teacher_health, autoencoder, pca, student, compressors
     # the per-frame autoencoder per seed and k = d // T: k in {1, 2, 4, ..., 512} (d // T = 0 is PCA's mean image)
     assert jobs["frame_autoencoder"] == 5 * 10
-    # students at d=1024: 5 seeds x 5 T x 2 schedules, with a train and a test trajectory set per (seed, T)
-    assert jobs["train_student"] == jobs["evaluate_online"] == 5 * 5 * 2
+    # students at d=1024: 5 seeds x 5 T x 3 recipes, with a train and a test trajectory set per (seed, T)
+    assert jobs["train_student"] == jobs["evaluate_online"] == 5 * 5 * 3
     assert jobs["trajectories"] == 5 * 5 * 2
     # compressors: Transformer and Mamba for the paper's 4 seeds, Tables 1-2 and Figure 6 once
     assert jobs["train_compressor"] == jobs["evaluate_compressor"] == 2 * 4
@@ -104,6 +104,9 @@ def test_config_checks_beyond_the_schema(repo, tmp_path, env_with_venv):
     result = snakemake(repo, tmp_path, "-n", "--configfile", str(bad), env=env_with_venv, check=False)
     assert result.returncode != 0 and "compressors.dim=999 is not one of dims" in result.stdout + result.stderr
     assert "compressors.seeds [7] are not all in seeds" in result.stdout + result.stderr
+    bad.write_text(yaml.safe_dump({"student": {"train": ["slot", "lstm"]}}))
+    result = snakemake(repo, tmp_path, "-n", "--configfile", str(bad), env=env_with_venv, check=False)
+    assert result.returncode != 0 and "student.train names recipes ['lstm']" in result.stdout + result.stderr
     # a narrower grid plans its own targets; only the targets whose references it lacks fail, naming the key
     bad.write_text(yaml.safe_dump({"dims": [1024]}))
     snakemake(repo, tmp_path, "-n", "--quiet", "rules", "--configfile", str(bad), env=env_with_venv)
@@ -134,13 +137,12 @@ def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, wor
     assert level1["reconstruction_vs_below"] == pytest.approx(level1["reconstruction"] / level0["reconstruction"])
     student = pd.read_parquet(work / "results/metrics/student.parquet")
     end = student[student["metric"] == "mse"]
-    assert set(zip(end["model"], end["schedule"], strict=True)) == {
-        ("student", "paper"),
-        ("student", "curriculum"),
-        ("teacher", "paper"),
-        ("teacher", "curriculum"),
+    assert set(zip(end["model"], end["recipe"], strict=True)) == {
+        (model, recipe) for model in ("student", "teacher") for recipe in ("paper", "curriculum", "slot")
     }
-    assert (student[student["metric"] == "prefix_mse"].groupby(["model", "schedule"])["k"].max() == 4).all()
+    assert (student[student["metric"] == "prefix_mse"].groupby(["model", "recipe"])["k"].max() == 4).all()
+    table = (work / "results/tables/student.md").read_text()
+    assert all(f"| {recipe} | 4 |" in table for recipe in ("paper", "curriculum", "slot"))
     for name in (
         "fig2_mse_vs_dim",
         "fig3_mse_vs_T",

@@ -3,9 +3,11 @@
 On a held-out trajectory set, the student is rolled out from ``y_0`` over the stored leaf codes.
 After k updates its state is read back through the frozen teacher (inversion stack of depth
 log2 T, then the decoder for that depth) and the MSE is averaged over the first k frames
-(prefix retention, k = 1..T). The teacher's own ``y_k`` (the stored targets) is scored the
-same way. Rows are tidy: (model, schedule, seed, dim, T, k, metric, value) with metric ``prefix_mse``
-for every k and ``mse`` for the end of the sequence (k = T).
+(prefix retention). The teacher's own ``y_k`` (the stored targets) is scored the same way.
+Every k costs a full read-back of the state, so k runs over :func:`prefix_grid` (every k up to 8,
+then two per octave: 12, 16, 24, 32, ..., always T), not all T of them. Rows are tidy:
+(model, recipe, seed, dim, T, k, metric, value) with metric ``prefix_mse`` for every k of the grid
+and ``mse`` for the end of the sequence (k = T).
 """
 
 from __future__ import annotations
@@ -27,21 +29,31 @@ from imfn.store import read_array, read_attrs
 log = logging.getLogger(__name__)
 
 FRAMES_PER_BATCH = 8192
-COLUMNS = ["model", "schedule", "seed", "dim", "T", "k", "metric", "value"]
+COLUMNS = ["model", "recipe", "seed", "dim", "T", "k", "metric", "value"]
+
+
+def prefix_grid(T: int) -> list[int]:
+    """The k at which prefix retention is measured: 1..8, then 2^j and 3 * 2^(j-1) up to T, and T."""
+    grid = {k for k in range(1, 9)} | {T}
+    power = 8
+    while power <= T:
+        grid |= {power, 3 * power // 2}
+        power *= 2
+    return sorted(k for k in grid if k <= T)
 
 
 @torch.no_grad()
-def prefix_mse_sums(teacher: Teacher, states: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    """(N, T+1, d) states and (N, T, 784) images -> (T,) sums over the N sequences of the MSE over
-    the first k frames decoded from state k, for k = 1..T."""
+def prefix_mse_sums(teacher: Teacher, states: torch.Tensor, images: torch.Tensor, ks: list[int]) -> torch.Tensor:
+    """(N, T+1, d) states and (N, T, 784) images -> (len(ks),) sums over the N sequences of the MSE over
+    the first k frames decoded from state k, for each k of ``ks``."""
     T = images.shape[1]
     depth = depth_for(T)
-    sums = torch.zeros(T, dtype=torch.float64)
-    for k in range(1, T + 1):
+    sums = torch.zeros(len(ks), dtype=torch.float64)
+    for i, k in enumerate(ks):
         codes = invert_down(teacher.sweepers, states[:, k], T)[:, :k]
         N, _, d = codes.shape
         pixels = teacher.decode(codes.reshape(N * k, d), depth).reshape(N, k, -1)
-        sums[k - 1] = mse_per_frame(pixels, images[:, :k]).mean(dim=1).double().sum().cpu()
+        sums[i] = mse_per_frame(pixels, images[:, :k]).mean(dim=1).double().sum().cpu()
     return sums
 
 
@@ -54,9 +66,9 @@ def evaluate_online(
     T: int,
     out: Path,
     device: torch.device,
-    schedule: str = "paper",
+    recipe: str,
 ) -> None:
-    """Prefix retention and end-of-sequence MSE of a student (trained with ``schedule``) and its teacher."""
+    """Prefix retention and end-of-sequence MSE of a student (trained by ``recipe``) and its teacher."""
     attrs = read_attrs(test_set_path)
     if attrs.get("T") != T or attrs.get("seed") != seed or attrs.get("which") != "test":
         raise ValueError(
@@ -74,7 +86,8 @@ def evaluate_online(
     n, dim = len(targets), targets.shape[-1]
     if student.config.dim != dim:
         raise ValueError(f"{student_path} has d={student.config.dim}, the trajectory set d={dim}")
-    sums = {"student": torch.zeros(T, dtype=torch.float64), "teacher": torch.zeros(T, dtype=torch.float64)}
+    ks = prefix_grid(T)
+    sums = {"student": torch.zeros(len(ks), dtype=torch.float64), "teacher": torch.zeros(len(ks), dtype=torch.float64)}
     step = max(1, batch_size(FRAMES_PER_BATCH, device) // T)
     with torch.no_grad(), autocast():
         for start in range(0, n, step):
@@ -83,12 +96,12 @@ def evaluate_online(
             y = targets[chunk].float().to(device)
             states = {"student": student.rollout(y[:, 0], leaves[chunk].float().to(device)).float(), "teacher": y}
             for model, s in states.items():
-                sums[model] += prefix_mse_sums(teacher, s, images)
+                sums[model] += prefix_mse_sums(teacher, s, images, ks)
     rows = []
     for model, total in sums.items():
-        base = {"model": model, "schedule": schedule, "seed": seed, "dim": dim, "T": T}
+        base = {"model": model, "recipe": recipe, "seed": seed, "dim": dim, "T": T}
         prefix = (total / n).tolist()
-        rows += [{**base, "k": k, "metric": "prefix_mse", "value": v} for k, v in enumerate(prefix, start=1)]
+        rows += [{**base, "k": k, "metric": "prefix_mse", "value": v} for k, v in zip(ks, prefix, strict=True)]
         rows.append({**base, "k": T, "metric": "mse", "value": prefix[-1]})
         log.info("online %s seed %d d=%d T=%d: end-of-sequence MSE %.5f", model, seed, dim, T, prefix[-1])
     with atomic_output(out) as tmp:

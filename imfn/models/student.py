@@ -1,9 +1,18 @@
-"""The online student (method.md section 4): one residual MLP update per frame, O(1) per step.
+"""The online students (method.md section 4): one residual update per frame, O(1) per step.
 
-``m_{t+1} = m_t + g(concat(m_t, latent(x_t), onehot_T(t)))``: the memory ``m`` lives in the
-teacher's root space (d dims), ``latent(x_t)`` is the frozen teacher's leaf code of frame t
-(0-based) and the one-hot position has length T. ``g`` is a 4-layer MLP: three hidden ReLU
-layers of width ``hidden`` and a linear output of width d.
+``m_{t+1} = m_t + delta(m_t, latent(x_t), t)``: the memory ``m`` lives in the teacher's root space
+(d dims), ``latent(x_t)`` is the frozen teacher's leaf code of frame t (0-based). Two architectures:
+
+- ``paper``: ``delta = g(concat(m_t, latent, onehot_T(t)))``, g a 4-layer MLP (three hidden ReLU
+  layers of width ``hidden``, a linear output of width d), as the paper describes it.
+- ``slot``: the position selects where the frame is written. A shared read maps the frame code to
+  ``r = d // T`` numbers, ``u = C latent + f(m_t, latent)`` (f a zero-started MLP of two hidden layers
+  of width ``hidden``); position t writes them into memory through its own d x r map, plus its own
+  bias: ``delta = W_t u + b_t``. Seen as one layer, the position opens one group of r units of a
+  d-wide hidden layer (``onehot(t) kron u``) and a d x d map writes it. Per step that costs
+  O(d hidden + d r), independent of T; the W_t and b_t hold T (d r + d) = d^2 + T d numbers, which
+  grow with T no faster than the paper's one-hot input (T x hidden). Inputs and outputs are scaled
+  by fixed statistics of the training set (:meth:`SlotStudent.fit_scales`).
 """
 
 from __future__ import annotations
@@ -14,7 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from imfn.models.layers import mlp
+from imfn.models.layers import mlp, zero_residual
+
+ARCHITECTURES = ("paper", "slot")
 
 
 @dataclass(frozen=True)
@@ -22,19 +33,22 @@ class StudentConfig:
     dim: int
     T: int
     hidden: int
+    architecture: str = "paper"
+
+    @property
+    def rank(self) -> int:
+        """``slot``: numbers a frame writes into memory, d // T (at least 1)."""
+        return max(1, self.dim // self.T)
 
 
 class Student(nn.Module):
-    def __init__(self, config: StudentConfig):
-        super().__init__()
-        self.config = config
-        d, h = config.dim, config.hidden
-        self.g = mlp([2 * d + config.T, h, h, h, d])
+    """What both architectures share: the step, the rollout and the checkpoint."""
+
+    config: StudentConfig
 
     def delta(self, m: torch.Tensor, code: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """``g(m, code, onehot(t))`` for (N, d) memories, (N, d) leaf codes and (N,) integer positions."""
-        position = F.one_hot(t.long(), self.config.T).to(m)
-        return self.g(torch.cat([m, code, position], dim=-1))
+        """The update for (N, d) memories, (N, d) leaf codes and (N,) integer positions."""
+        raise NotImplementedError
 
     def step(self, m: torch.Tensor, code: torch.Tensor, t: int) -> torch.Tensor:
         """One update: (N, d) memory and the (N, d) leaf code of frame ``t`` (0-based) -> (N, d)."""
@@ -51,6 +65,67 @@ class Student(nn.Module):
         return torch.stack(states, dim=1)
 
 
+class PaperStudent(Student):
+    def __init__(self, config: StudentConfig):
+        super().__init__()
+        self.config = config
+        d, h = config.dim, config.hidden
+        self.g = mlp([2 * d + config.T, h, h, h, d])
+
+    def delta(self, m: torch.Tensor, code: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        position = F.one_hot(t.long(), self.config.T).to(m)
+        return self.g(torch.cat([m, code, position], dim=-1))
+
+
+class SlotStudent(Student):
+    def __init__(self, config: StudentConfig):
+        super().__init__()
+        self.config = config
+        d, h, r, T = config.dim, config.hidden, config.rank, config.T
+        self.read = nn.Linear(d, r)  # C: the linear read of the frame code
+        self.residual = zero_residual([2 * d, h, h, r])  # f(m, code), switched off at the start
+        self.write = nn.Parameter(torch.randn(T, r, d) / r**0.5)  # W_t, stored transposed
+        self.bias = nn.Parameter(torch.zeros(T, d))  # b_t
+        self.register_buffer("code_mean", torch.zeros(d))
+        self.register_buffer("code_scale", torch.ones(()))
+        self.register_buffer("out_scale", torch.ones(d))
+
+    @torch.no_grad()
+    def fit_scales(self, targets: torch.Tensor, leaves: torch.Tensor) -> None:
+        """Fixed scales from a training set: (n, T+1, d) teacher states, (n, T, d) leaf codes.
+
+        Codes are centered and divided by one overall RMS (not per dimension: a leaf code's weak
+        directions would otherwise be as loud as its strong ones); the update is in units of each
+        memory dimension's RMS change over a whole sequence."""
+        self.code_mean.copy_(leaves.mean(dim=(0, 1)))
+        self.code_scale.copy_((leaves - self.code_mean).square().mean().sqrt().clamp_min(1e-8))
+        self.out_scale.copy_((targets[:, -1] - targets[:, 0]).square().mean(dim=0).sqrt().clamp_min(1e-8))
+
+    def features(self, m: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        """(N, d) memories and leaf codes -> (N, r): what a frame writes."""
+        x = (code - self.code_mean) / self.code_scale
+        return self.read(x) + self.residual(torch.cat([m / self.out_scale, x], dim=-1))
+
+    def delta(self, m: torch.Tensor, code: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        u = self.features(m, code)
+        t = t.long()
+        if bool((t == t[0]).all()):  # one position (a rollout step): its map alone, O(d r)
+            written = u @ self.write[t[0]] + self.bias[t[0]]
+        else:  # mixed positions (a training minibatch): onehot(t) kron u, then one d x d map
+            opened = u.new_zeros(len(t), self.config.T, self.config.rank)
+            opened[torch.arange(len(t), device=t.device), t] = u
+            written = opened.flatten(1) @ self.write.flatten(0, 1) + self.bias[t]
+        return written * self.out_scale
+
+
+def build_student(config: StudentConfig) -> Student:
+    if config.architecture == "paper":
+        return PaperStudent(config)
+    if config.architecture == "slot":
+        return SlotStudent(config)
+    raise ValueError(f"unknown student architecture {config.architecture!r}; expected one of {ARCHITECTURES}")
+
+
 def student_checkpoint(student: Student, **extra) -> dict:
     """A student's checkpoint: its config and weights, plus any provenance in ``extra``."""
     return {"kind": "imfn-student", **extra, "config": asdict(student.config), "state_dict": student.state_dict()}
@@ -60,6 +135,6 @@ def load_student(path, device: torch.device | str = "cpu") -> Student:
     state = torch.load(path, map_location=device, weights_only=False)
     if not isinstance(state, dict) or state.get("kind") != "imfn-student":
         raise ValueError(f"{path} is not an IMFN student checkpoint")
-    student = Student(StudentConfig(**state["config"])).to(device)
+    student = build_student(StudentConfig(**state["config"])).to(device)
     student.load_state_dict(state["state_dict"])
     return student.eval()

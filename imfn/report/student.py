@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from imfn.atomic import atomic_output
 from imfn.report.common import save_figure, seed_summary
 
 STREAMING = {"autoencoder": "per-frame autoencoder, streaming", "pca": "per-frame PCA, streaming"}
@@ -37,19 +38,52 @@ def streaming_rows(reference: pd.DataFrame, name: str, dim: int, Ts: list[int]) 
     return pd.DataFrame(rows).assign(curve=name)
 
 
-def student_figures(student_metrics: Path, references: dict[str, Path], figures_dir: Path) -> list[Path]:
+def student_table(frame: pd.DataFrame) -> str:
+    """Markdown: per recipe and T, the end-of-sequence MSE of student and teacher (mean ± std over seeds),
+    the mean over seeds of their ratio, the largest ratio of the seed-mean prefix curves over the k
+    measured, and the streaming per-frame references' end of sequence. ``frame``: the figures' rows."""
+    end = frame[frame["metric"] == "mse"]
+    prefix = frame[frame["metric"] == "prefix_mse"].groupby(["curve", "T", "k"])["value"].mean()
+    teacher_end = end[end["curve"] == "teacher"].set_index(["seed", "T"])["value"]
+    lines = [
+        "| recipe | T | student | teacher | student / teacher | worst prefix ratio (k) | "
+        + " | ".join(f"{name} (end)" for name in STREAMING.values())
+        + " |",
+        "|---" * (6 + len(STREAMING)) + "|",
+    ]
+    for curve in dict.fromkeys(c for c in end["curve"] if c.startswith("student")):
+        for T, rows in end[end["curve"] == curve].groupby("T"):
+            values = rows.set_index("seed")["value"]
+            teacher = teacher_end.xs(T, level="T").loc[values.index]
+            ratio = (values / teacher).mean()
+            prefix_ratio = prefix.loc[curve, T] / prefix.loc["teacher", T]
+            streaming = [end[(end["curve"] == name) & (end["T"] == T)]["value"].mean() for name in STREAMING.values()]
+            lines.append(
+                f"| {curve[len('student (') : -1]} | {T} | {values.mean():.5f} ± {values.std(ddof=0):.5f} "
+                f"| {teacher.mean():.5f} ± {teacher.std(ddof=0):.5f} | {ratio:.3f} "
+                f"| {prefix_ratio.max():.3f} ({prefix_ratio.idxmax()}) | "
+                + " | ".join(f"{v:.5f}" for v in streaming)
+                + " |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def student_figures(
+    student_metrics: Path, references: dict[str, Path], figures_dir: Path, tables_dir: Path
+) -> list[Path]:
     """Figure 4 (prefix retention: MSE over the first k frames after k updates, a panel per T) and
-    Figure 5 (end-of-sequence MSE vs T), student per schedule against its teacher and the per-frame
-    references (``references``: model name -> metric Parquet) read as streaming memories."""
+    Figure 5 (end-of-sequence MSE vs T), student per recipe against its teacher and the per-frame
+    references (``references``: model name -> metric Parquet) read as streaming memories; and the table
+    ``tables_dir/student.md`` (:func:`student_table`)."""
     frame = pd.read_parquet(student_metrics)
-    # the teacher's rows repeat once per student schedule: they are the same numbers
+    # the teacher's rows repeat once per student recipe: they are the same numbers
     teacher = frame[frame["model"] == "teacher"].drop_duplicates(["seed", "dim", "T", "k", "metric"])
     Ts = sorted(frame["T"].unique())
     dim = int(frame["dim"].iloc[0])
     frame = pd.concat(
         [
             teacher.assign(curve="teacher"),
-            frame[frame["model"] == "student"].assign(curve=lambda f: "student (" + f["schedule"] + ")"),
+            frame[frame["model"] == "student"].assign(curve=lambda f: "student (" + f["recipe"] + ")"),
             *(streaming_rows(pd.read_parquet(path), STREAMING[model], dim, Ts) for model, path in references.items()),
         ]
     )
@@ -96,6 +130,12 @@ def student_figures(student_metrics: Path, references: dict[str, Path], figures_
     ax.set_title(f"Fig. 5: end of the sequence, student vs teacher and per-frame references (d={dim})")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    return save_figure(fig4, figures_dir, "fig4_prefix_retention") + save_figure(
-        fig5, figures_dir, "fig5_end_of_sequence"
+    table = tables_dir / "student.md"
+    tables_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_output(table) as tmp:
+        tmp.write_text(student_table(frame))
+    return (
+        save_figure(fig4, figures_dir, "fig4_prefix_retention")
+        + save_figure(fig5, figures_dir, "fig5_end_of_sequence")
+        + [table]
     )

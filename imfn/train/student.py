@@ -1,27 +1,37 @@
-"""Train the online student on its own rollouts (method.md section 4).
+"""Train an online student on its own rollouts (method.md section 4).
 
 Every epoch draws ``trajectories_per_epoch`` teacher trajectories from the train set (a generator
 seeded by (seed, T, epoch)). Per minibatch of trajectories the student is rolled out from ``y_0``
 with gradients off; a fraction of the timesteps of each trajectory is sampled, and the loss is
-the MSE between ``m_t + g(m_t, leaf_t, onehot(t))`` (``m_t`` detached, gradients through g only)
+the MSE between ``m_t + delta(m_t, leaf_t, t)`` (``m_t`` detached, gradients through delta only)
 and the teacher's ``y_{t+1}``. Adam.
 
 Training runs in the harness (:mod:`imfn.train.harness`): resumable after every epoch, a non-finite
 loss stops the job before anything is written.
 
-``schedule``:
-- ``paper``: every epoch uses all T steps.
-- ``curriculum``: the fix for the student trailing the teacher at long T. Epochs train on a
-  prefix of the sequence that grows linearly from T/4 steps (first epoch) to all T steps
-  (reached halfway through training, kept to the end). Early epochs fit the short horizon
-  before the student's own compounding errors over long rollouts enter its inputs. Still
-  the student's own rollouts, never teacher forcing.
+A recipe (config ``student.recipes``) sets:
+- ``architecture``: ``paper`` or ``slot`` (:mod:`imfn.models.student`).
+- ``prefix``: ``full``, every epoch uses all T steps; or ``curriculum``, epochs train on a prefix
+  of the sequence that grows linearly from T/4 steps (first epoch) to all T steps (reached halfway
+  through training, kept to the end). Still the student's own rollouts, never teacher forcing.
+- ``lr_schedule``: ``constant``, or ``one-cycle`` (10% warm-up to ``lr``, then cosine decay to zero;
+  Adam's beta1 cycles 0.95 -> 0.85 -> 0.95 with it).
+- ``init``: ``random``, or ``regression`` (``slot`` only): before any step, the linear path of the
+  update (read C, writes W_t, biases b_t) is the reduced-rank least-squares fit of the teacher's
+  increments ``y_{t+1} - y_t`` on the frame codes over the whole training set
+  (:func:`fit_linear_path`); training then refines it on the student's own rollouts.
+- ``intermediate``: the paper's named fix, supervision on intermediate tree states beside the root.
+  Off: the loss is on the root alone. On: it adds the MSE between the nodes that the predicted and the
+  teacher's state give on the written frame's root-to-leaf path through the frozen inverters (every
+  level below the root down to the leaf code, one node per level), averaged over the levels, for one
+  of the sampled steps of each trajectory (a path through a framewise tree costs about 2T block maps).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,33 +40,54 @@ import torch.nn.functional as F
 
 from imfn.atomic import atomic_output
 from imfn.job import seeded_generator
-from imfn.models.student import Student, StudentConfig, student_checkpoint
+from imfn.models.student import ARCHITECTURES, SlotStudent, Student, StudentConfig, build_student, student_checkpoint
+from imfn.models.teacher import Sweeper, Teacher, invert_path
 from imfn.store import read_array, read_attrs
 from imfn.train.harness import NonFiniteLossError, Run, resume_path, write_rows
 
 log = logging.getLogger(__name__)
 
 PURPOSE_STUDENT = 8
-SCHEDULES = ("paper", "curriculum")
+PREFIXES = ("full", "curriculum")
+LR_SCHEDULES = ("constant", "one-cycle")
+INITS = ("random", "regression")
 
 
 @dataclass(frozen=True)
 class StudentTraining:
-    """Config ``student.training``; ``schedule`` comes from ``student.schedules``."""
+    """Config ``student.training`` (the budget) with one recipe of ``student.recipes`` over it."""
 
     seed: int
-    schedule: str = "paper"
+    architecture: str = "paper"
+    prefix: str = "full"
     epochs: int = 1000
     trajectories_per_epoch: int = 100
     batch_size: int = 100  # trajectories per optimizer step
     step_fraction: float = 0.25  # timesteps per trajectory that get a loss
     lr: float = 1e-4
+    lr_schedule: str = "constant"
+    init: str = "random"
+    intermediate: bool = False  # also match the tree's nodes on the written frame's path (needs the teacher)
     hidden: int | None = None  # None: 2d, the method's default
+
+    def __post_init__(self):
+        for name, allowed in (
+            ("architecture", ARCHITECTURES),
+            ("prefix", PREFIXES),
+            ("lr_schedule", LR_SCHEDULES),
+            ("init", INITS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"student {name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.init == "regression" and self.architecture != "slot":
+            raise ValueError("init 'regression' fits the slot student's linear path; use it with architecture 'slot'")
+        if not 0.0 < self.step_fraction <= 1.0:
+            raise ValueError(f"step_fraction must be in (0, 1], got {self.step_fraction}")
 
 
 def prefix_steps(hp: StudentTraining, T: int, epoch: int) -> int:
     """How many of the T steps epoch ``epoch`` (0-based) trains on."""
-    if hp.schedule == "paper":
+    if hp.prefix == "full":
         return T
     ramp = max(1, hp.epochs // 2)  # all T steps from epoch epochs // 2 on
     return min(T, math.ceil(T * (0.25 + 0.75 * epoch / ramp)))
@@ -80,9 +111,15 @@ def load_train_set(path: Path) -> tuple[torch.Tensor, torch.Tensor, dict]:
 
 
 def student_loss(
-    student: Student, targets: torch.Tensor, leaves: torch.Tensor, fraction: float, generator: torch.Generator
+    student: Student,
+    targets: torch.Tensor,
+    leaves: torch.Tensor,
+    fraction: float,
+    generator: torch.Generator,
+    sweepers: Sequence[Sweeper] | None = None,
 ) -> torch.Tensor:
-    """Loss on one minibatch: (B, k+1, d) teacher states and (B, k, d) leaves for a k-step prefix."""
+    """Loss on one minibatch: (B, k+1, d) teacher states and (B, k, d) leaves for a k-step prefix;
+    with ``sweepers`` (the frozen teacher's) the intermediate states of the written frames' paths too."""
     B, k, _ = leaves.shape
     with torch.no_grad():
         states = student.rollout(targets[:, 0], leaves)  # (B, k+1, d), the student's own rollout
@@ -91,35 +128,120 @@ def student_loss(
     rows = torch.arange(B, device=leaves.device)[:, None].expand_as(t)
     m = states[rows, t].detach()
     prediction = m + student.delta(m.flatten(0, 1), leaves[rows, t].flatten(0, 1), t.flatten()).view_as(m)
-    return F.mse_loss(prediction, targets[rows, t + 1])
+    target = targets[rows, t + 1]
+    loss = F.mse_loss(prediction, target)
+    if sweepers is None:
+        return loss
+    T = student.config.T  # the path nodes of one sampled step per trajectory: a path costs about 2T block maps
+    predicted = invert_path(sweepers, prediction[:, 0], t[:, 0], T)
+    with torch.no_grad():
+        teacher = invert_path(sweepers, target[:, 0], t[:, 0], T)
+    return loss + torch.stack([F.mse_loss(p, q) for p, q in zip(predicted, teacher, strict=True)]).mean()
 
 
-LOSS_COLUMNS = ["seed", "dim", "T", "schedule", "epoch", "steps", "loss", "samples", "seconds", "samples_per_second"]
+@torch.no_grad()
+def fit_linear_path(student: SlotStudent, targets: torch.Tensor, leaves: torch.Tensor, ridge: float = 1e-3) -> None:
+    """Set the slot student's read C, writes W_t and biases b_t to the reduced-rank regression of the
+    teacher's increments on the frame codes: minimize sum_t E||inc_t - W_t C x_t - b_t||^2 with C shared
+    by every position (x: the scaled codes, inc: the scaled increments, both as the student sees them).
+
+    With K_t = E[inc_t x_t^T] (centered) and S the codes' covariance (ridge-regularized), the fit is the
+    top-r SVD of the stacked K_t S^{-1/2}; it is computed through sum_t (K_t S^-1/2)^T (K_t S^-1/2), so no
+    (T d) x d matrix is held. That gives the shared read C; then each position's W_t and b_t are the
+    ordinary least-squares fit of its increments on its frames' features C x_t (r + 1 regressors).
+    (n, T+1, d) targets, (n, T, d) leaves."""
+    n, T, d = leaves.shape
+    r = student.config.rank
+    x = (leaves - student.code_mean) / student.code_scale
+    increments = (targets[:, 1:] - targets[:, :-1]) / student.out_scale
+    x_mean, inc_mean = x.mean(dim=0), increments.mean(dim=0)  # (T, d) each
+    covariance = torch.zeros(d, d, dtype=torch.float64)
+    for t in range(T):
+        centered = x[:, t] - x_mean[t]
+        covariance += (centered.T @ centered).double()
+    eigenvalues, vectors = torch.linalg.eigh(covariance / (n * T))
+    eigenvalues = eigenvalues.clamp_min(0) + ridge * eigenvalues.max()
+    whiten = (vectors * eigenvalues.rsqrt()) @ vectors.T  # S^{-1/2}
+    gram = torch.zeros(d, d, dtype=torch.float64)
+    for t in range(T):
+        K = ((increments[:, t] - inc_mean[t]).T @ (x[:, t] - x_mean[t])).double() / n  # (d_out, d_in)
+        Kw = K @ whiten
+        gram += Kw.T @ Kw
+    singular_sq, right = torch.linalg.eigh(gram)  # ascending
+    singular = singular_sq[-r:].flip(0).clamp_min(1e-12).sqrt()
+    right = right[:, -r:].flip(1)  # (d, r)
+    read = ((singular.sqrt()[:, None] * right.T) @ whiten).float()  # C: (r, d)
+    for t in range(T):
+        features = torch.cat([x[:, t] @ read.T, torch.ones(n, 1)], dim=1).double()  # (n, r + 1)
+        gram_t = features.T @ features
+        gram_t += 1e-9 * gram_t.diagonal().max() * torch.eye(r + 1, dtype=gram_t.dtype)
+        solution = torch.linalg.solve(gram_t, features.T @ increments[:, t].double()).float()  # (r + 1, d)
+        student.write[t].copy_(solution[:r])
+        student.bias[t].copy_(solution[r])
+    student.read.weight.copy_(read)
+    student.read.bias.zero_()
 
 
-def train_student(hp: StudentTraining, train_set_path: Path, out: Path, loss_out: Path, device: torch.device) -> None:
+LOSS_COLUMNS = [
+    "seed",
+    "dim",
+    "T",
+    "architecture",
+    "epoch",
+    "steps",
+    "loss",
+    "lr",
+    "samples",
+    "seconds",
+    "samples_per_second",
+]
+
+
+def train_student(
+    hp: StudentTraining,
+    train_set_path: Path,
+    out: Path,
+    loss_out: Path,
+    device: torch.device,
+    teacher_checkpoints: Sequence[Path] = (),
+) -> None:
     """Train a student on the trajectory set ``train_set_path``; write its checkpoint ``out`` and
-    per-epoch loss ``loss_out``. A non-finite loss stops the job before anything is written."""
-    if hp.schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {hp.schedule!r}")
-    if not 0.0 < hp.step_fraction <= 1.0:
-        raise ValueError(f"step_fraction must be in (0, 1], got {hp.step_fraction}")
+    per-epoch loss ``loss_out``. ``teacher_checkpoints`` (the teacher's sweepers) are read only for
+    ``intermediate`` supervision. A non-finite loss stops the job before anything is written."""
     targets, leaves, attrs = load_train_set(train_set_path)
     if attrs.get("which", "train") != "train":
         raise ValueError(f"{train_set_path} is a {attrs['which']!r} trajectory set, not a train set")
     n, T, dim = leaves.shape
-    targets, leaves = targets.to(device), leaves.to(device)
+    sweepers = None
+    if hp.intermediate:
+        if not teacher_checkpoints:
+            raise ValueError("intermediate supervision reads the teacher's nodes: pass its sweepers (--sweepers)")
+        sweepers = Teacher.load_for(T, teacher_checkpoints, device).requires_grad_(False).sweepers
     torch.manual_seed(hp.seed * 1000 + T + 700)  # weight init: same seed, same weights
-    student = Student(StudentConfig(dim, T, hp.hidden or 2 * dim)).to(device)
+    student = build_student(StudentConfig(dim, T, hp.hidden or 2 * dim, hp.architecture))
+    if isinstance(student, SlotStudent):
+        student.fit_scales(targets, leaves)
+        if hp.init == "regression":
+            fit_linear_path(student, targets, leaves)
+            log.info("linear path fitted by reduced-rank regression (rank %d)", student.config.rank)
+    targets, leaves = targets.to(device), leaves.to(device)
+    student = student.to(device)
     optimizer = torch.optim.Adam(student.parameters(), lr=hp.lr)
+    steps_per_epoch = math.ceil(hp.trajectories_per_epoch / hp.batch_size)
+    if hp.lr_schedule == "one-cycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, hp.lr, total_steps=hp.epochs * steps_per_epoch, pct_start=0.1
+        )
+    else:
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     run = Run(
-        name=f"student T={T} ({hp.schedule}, seed {hp.seed})",
+        name=f"student T={T} ({hp.architecture}, seed {hp.seed})",
         resume=resume_path(out),
-        settings={**asdict(hp), "epochs": None},
+        settings={**asdict(hp), "epochs": hp.epochs if hp.lr_schedule == "one-cycle" else None},  # the cycle's length
         inputs=[train_set_path],
-        state={"model": student, "optimizer": optimizer},
+        state={"model": student, "optimizer": optimizer, "scheduler": scheduler},
         device=device,
-        labels={"seed": hp.seed, "dim": dim, "T": T, "schedule": hp.schedule},
+        labels={"seed": hp.seed, "dim": dim, "T": T, "architecture": hp.architecture},
         hint=f"Lower student.training.lr (now {hp.lr}) or check {train_set_path}.",
     )
 
@@ -132,13 +254,17 @@ def train_student(hp: StudentTraining, train_set_path: Path, out: Path, loss_out
         for idx in run.batches(draw.split(hp.batch_size)):
             idx = idx.to(device)
             with run.autocast():
-                loss = student_loss(student, targets[idx, : steps + 1], leaves[idx, :steps], hp.step_fraction, gen)
+                loss = student_loss(
+                    student, targets[idx, : steps + 1], leaves[idx, :steps], hp.step_fraction, gen, sweepers
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            scheduler.step()
             total += loss.detach() * len(idx)
         return {
             "steps": steps,
+            "lr": scheduler.get_last_lr()[0],
             "loss": (total / hp.trajectories_per_epoch).item(),
             "samples": hp.trajectories_per_epoch,
         }

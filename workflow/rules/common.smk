@@ -24,9 +24,9 @@ AUTOENCODER = "results/mnist/seed{seed}/autoencoder_k{k}.pt"  # the per-frame au
 AUTOENCODER_LOSS = "results/mnist/seed{seed}/autoencoder_k{k}_loss.parquet"
 AUTOENCODER_ROUNDTRIP = "results/mnist/seed{seed}/autoencoder_k{k}_roundtrip.parquet"
 TRAJECTORIES = f"{CELL}/trajectories_T{{T}}_{{which}}.zarr"
-STUDENT = f"{CELL}/student_{{schedule}}_T{{T}}.pt"
-STUDENT_LOSS = f"{CELL}/student_{{schedule}}_T{{T}}_loss.parquet"
-ONLINE = f"{CELL}/online_{{schedule}}_T{{T}}.parquet"
+STUDENT = f"{CELL}/student_{{recipe}}_T{{T}}.pt"  # one student per (seed, T, recipe of `student.recipes`)
+STUDENT_LOSS = f"{CELL}/student_{{recipe}}_T{{T}}_loss.parquet"
+ONLINE = f"{CELL}/online_{{recipe}}_T{{T}}.parquet"
 LOGS = "logs/mnist/seed{seed}/d{dim}/{variant}"
 BENCHMARKS = "benchmarks/mnist/seed{seed}/d{dim}/{variant}"
 
@@ -88,7 +88,7 @@ if VIDEO_LEFT_OUT and workflow.is_main_process:
 
 # --- Figures, tables and the time summary -----------------------------------------------------------
 STUDENT_FIGURES = expand("results/figures/{name}.{ext}", name=["fig4_prefix_retention", "fig5_end_of_sequence"],
-                         ext=["png", "pdf"]) if STUDENT_CONFIG["T"] else []
+                         ext=["png", "pdf"]) + ["results/tables/student.md"] if STUDENT_CONFIG["T"] else []
 TEACHER_FIGURES = expand("results/figures/{name}.{ext}", name=["fig2_mse_vs_dim", "fig3_mse_vs_T", "teacher_health"],
                          ext=["png", "pdf"])
 ABLATION_OUTPUTS = ["results/tables/teacher_ablation.md", "results/figures/teacher_ablation_mse_vs_T.png",
@@ -105,7 +105,7 @@ TIME_SUMMARY = ["results/metrics/time_summary.parquet", "results/figures/time_su
 GROUP_LEVEL = "level_s{seed}_d{dim}_{variant}_L{level}"  # a level's bank, then its sweeper
 GROUP_ROUNDTRIPS = "roundtrips_s{seed}_d{dim}_{variant}"  # a cell's roundtrips at every T
 GROUP_TRAJECTORIES = "trajectories_s{seed}_d{dim}_{variant}_T{T}"  # a student's training and test sets
-GROUP_ONLINE = "online_s{seed}_d{dim}_{variant}_T{T}"  # the online evaluation of its students (schedules)
+GROUP_ONLINE = "online_s{seed}_d{dim}_{variant}_T{T}"  # the online evaluation of its students (recipes)
 
 # The levels of a cell train one after another: the longest chain of the run. Its jobs go first when
 # several are ready, so that the jobs that wait on nothing (the per-frame autoencoders, video,
@@ -120,7 +120,7 @@ wildcard_constraints:
     k=r"\d+",
     variant="|".join(re.escape(name) for name in TEACHER["variants"]),
     which="train|test",
-    schedule="paper|curriculum",
+    recipe="|".join(re.escape(name) for name in STUDENT_CONFIG["recipes"]),
 
 
 # --- Command-line flags from config blocks ----------------------------------------------------------
@@ -173,6 +173,10 @@ def _check_config():
                              f"but teacher.levels is {LEVELS}")
     if STUDENT_CONFIG["T"] and STUDENT_CONFIG["dim"] not in DIMS:
         raise ValueError(f"config student.dim={STUDENT_CONFIG['dim']} is not one of dims {DIMS}: no teacher to distill")
+    unknown = sorted(set(STUDENT_CONFIG["train"]) - set(STUDENT_CONFIG["recipes"]))
+    if unknown:
+        raise ValueError(f"config student.train names recipes {unknown} that student.recipes does not define "
+                         f"(defined: {sorted(STUDENT_CONFIG['recipes'])})")
     too_long = [T for T in TS + STUDENT_CONFIG["T"] if int(math.log2(T)) > LEVELS]
     if too_long:
         raise ValueError(f"config evaluation.T / student.T have {too_long}, which need more than "
@@ -287,9 +291,19 @@ def paper_sweep_autoencoders(wildcards):
 
 
 def student_grid(pattern):
-    """``pattern`` over seeds x student T x schedules, for the grid's teacher at d = student.dim."""
-    return [pattern.format(seed=s, dim=STUDENT_CONFIG["dim"], variant=VARIANT, T=T, schedule=schedule)
-            for s in SEEDS for T in STUDENT_CONFIG["T"] for schedule in STUDENT_CONFIG["schedules"]]
+    """``pattern`` over seeds x student T x the trained recipes, for the grid's teacher at d = student.dim."""
+    return [pattern.format(seed=s, dim=STUDENT_CONFIG["dim"], variant=VARIANT, T=T, recipe=recipe)
+            for s in SEEDS for T in STUDENT_CONFIG["T"] for recipe in STUDENT_CONFIG["train"]]
+
+
+def trajectories_n(wildcards):
+    """Sequences in a trajectory set: `student.train_frames` or `test_frames` frames, T per sequence."""
+    return max(1, STUDENT_CONFIG[f"{wildcards.which}_frames"] // int(wildcards.T))
+
+
+def student_flags(wildcards):
+    """`imfn train-student` flags: the shared budget `student.training` with the recipe's settings."""
+    return flags({**STUDENT_CONFIG["training"], **STUDENT_CONFIG["recipes"][wildcards.recipe]})
 
 
 def compressor_grid(pattern):

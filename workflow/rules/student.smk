@@ -12,7 +12,7 @@ rule trajectories:
     benchmark:
         f"{BENCHMARKS}/trajectories_T{{T}}_{{which}}.tsv"
     params:
-        n=lambda w: STUDENT_CONFIG[f"{w.which}_trajectories"],
+        n=trajectories_n,
         device=DEVICE,
     threads: config["threads"]["student"]
     resources:
@@ -26,17 +26,19 @@ rule trajectories:
 
 
 rule train_student:
+    """One student: the shared budget `student.training` run by the recipe `student.recipes[recipe]`."""
     input:
-        lambda w: TRAJECTORIES.format(**w, which="train"),
+        trajectories=lambda w: TRAJECTORIES.format(**w, which="train"),
+        sweepers=teacher_for_T,  # read only by a recipe with `intermediate` supervision
     output:
         student=STUDENT,
         loss=STUDENT_LOSS,
     log:
-        f"{LOGS}/train_student_{{schedule}}_T{{T}}.log",
+        f"{LOGS}/train_student_{{recipe}}_T{{T}}.log",
     benchmark:
-        f"{BENCHMARKS}/train_student_{{schedule}}_T{{T}}.tsv"
+        f"{BENCHMARKS}/train_student_{{recipe}}_T{{T}}.tsv"
     params:
-        training=flags(STUDENT_CONFIG["training"]),
+        training=student_flags,
         device=DEVICE,
     threads: config["threads"]["student"]
     resources:
@@ -44,7 +46,7 @@ rule train_student:
     conda:
         "../envs/imfn.yaml"
     shell:
-        "imfn train-student --trajectories {input} --seed {wildcards.seed} --schedule {wildcards.schedule}"
+        "imfn train-student --trajectories {input.trajectories} --sweepers {input.sweepers} --seed {wildcards.seed}"
         " {params.training} {params.device} --threads {threads}"
         " --out {output.student} --loss-out {output.loss} --log {log}"
 
@@ -59,9 +61,9 @@ rule evaluate_online:
     output:
         ONLINE,
     log:
-        f"{LOGS}/evaluate_online_{{schedule}}_T{{T}}.log",
+        f"{LOGS}/evaluate_online_{{recipe}}_T{{T}}.log",
     benchmark:
-        f"{BENCHMARKS}/evaluate_online_{{schedule}}_T{{T}}.tsv"
+        f"{BENCHMARKS}/evaluate_online_{{recipe}}_T{{T}}.tsv"
     params:
         device=DEVICE,
     threads: config["threads"]["eval"]
@@ -72,4 +74,4 @@ rule evaluate_online:
     shell:
         "imfn evaluate-online --sweepers {input.sweepers} --student {input.student}"
         " --trajectories {input.trajectories} --mnist {input.mnist} --seed {wildcards.seed} --T {wildcards.T}"
-        " --schedule {wildcards.schedule} {params.device} --threads {threads} --out {output} --log {log}"
+        " --recipe {wildcards.recipe} {params.device} --threads {threads} --out {output} --log {log}"
