@@ -66,7 +66,8 @@ def _jobs(w) -> dict[str, tuple[list[str], int]]:
         "depth-decoder": (sweeper + ["--recipe", "pca", "--epochs", 0, "--decoder-epochs", 4,
                                      "--decoder-hidden", 16, "--decoder-frames", 512], 4),
         "student": (["train-student", "--trajectories", w["trajectories"], "--seed", 0, "--epochs", 4,
-                     "--trajectories-per-epoch", 20, "--batch-size", 10, "--hidden", 16], 4),
+                     "--trajectories-per-epoch", 20, "--batch-size", 10, "--hidden", 16, "--architecture", "slot",
+                     "--lr-schedule", "one-cycle", "--init", "regression"], 4),  # the lr schedule resumes too
         "transformer": (compressor + ["--model", "transformer", "--epochs", 3], 3),
         "mamba": (compressor + ["--model", "mamba", "--d-state", 4, "--decoder-layers", 1, "--epochs", 3], 3),
         "video": (video + ["--epochs", 3], 3),
