@@ -107,9 +107,10 @@ GROUP_ROUNDTRIPS = "roundtrips_s{seed}_d{dim}_{variant}"  # a cell's roundtrips 
 GROUP_TRAJECTORIES = "trajectories_s{seed}_d{dim}_{variant}_T{T}"  # a student's training and test sets
 GROUP_ONLINE = "online_s{seed}_d{dim}_{variant}_T{T}"  # the online evaluation of its students (recipes)
 
-# The levels of a cell train one after another: the longest chain of the run. Its jobs go first when
-# several are ready, so that the jobs that wait on nothing (the per-frame autoencoders, video,
-# compressors) fill the idle cores at the end instead of the chain running alone.
+# The levels of a cell train one after another, and its students (trajectories, training, evaluation) come
+# after the last: the longest chain of the run. Its jobs go first when several are ready, so that the jobs
+# that wait on nothing (the per-frame autoencoders, video, compressors) fill the idle cores at the end
+# instead of the chain running alone.
 CHAIN_PRIORITY = 10
 
 wildcard_constraints:

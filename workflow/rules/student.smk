@@ -1,6 +1,7 @@
 rule trajectories:
     """Zero-padded teacher trajectories y_0..y_T (Merkle path updates) for training or evaluation."""
     group: GROUP_TRAJECTORIES
+    priority: CHAIN_PRIORITY
     input:
         sweepers=teacher_for_T,
         mnist=MNIST,
@@ -27,6 +28,7 @@ rule trajectories:
 
 rule train_student:
     """One student: the shared budget `student.training` run by the recipe `student.recipes[recipe]`."""
+    priority: CHAIN_PRIORITY
     input:
         trajectories=lambda w: TRAJECTORIES.format(**w, which="train"),
         sweepers=teacher_for_T,  # read only by a recipe with `intermediate` supervision
@@ -53,6 +55,7 @@ rule train_student:
 
 rule evaluate_online:
     group: GROUP_ONLINE
+    priority: CHAIN_PRIORITY
     input:
         sweepers=teacher_for_T,
         student=STUDENT,
