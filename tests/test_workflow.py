@@ -198,8 +198,8 @@ def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, wor
             "train_sweeper": 1,
             "roundtrip": 1,
             "trajectories": 2,
-            "train_student": 2,
-            "evaluate_online": 2,
+            "train_student": 3,  # the smoke config's three recipes
+            "evaluate_online": 3,
             "aggregate_metrics": 3,
             "figures": 1,
             "student_figures": 1,
