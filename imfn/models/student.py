@@ -111,10 +111,11 @@ class SlotStudent(Student):
         t = t.long()
         if bool((t == t[0]).all()):  # one position (a rollout step): its map alone, O(d r)
             written = u @ self.write[t[0]] + self.bias[t[0]]
-        else:  # mixed positions (a training minibatch): onehot(t) kron u, then one d x d map
-            opened = u.new_zeros(len(t), self.config.T, self.config.rank)
-            opened[torch.arange(len(t), device=t.device), t] = u
-            written = opened.flatten(1) @ self.write.flatten(0, 1) + self.bias[t]
+        else:  # mixed positions (a training minibatch): the rows grouped by position, each group through its map
+            order = t.argsort()
+            groups = u[order].split(torch.bincount(t, minlength=self.config.T).tolist())
+            written = torch.cat([rows @ self.write[p] for p, rows in enumerate(groups)])[order.argsort()]
+            written = written + self.bias[t]
         return written * self.out_scale
 
 

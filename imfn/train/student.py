@@ -162,12 +162,11 @@ def fit_linear_path(student: SlotStudent, targets: torch.Tensor, leaves: torch.T
     eigenvalues, vectors = torch.linalg.eigh(covariance / (n * T))
     eigenvalues = eigenvalues.clamp_min(0) + ridge * eigenvalues.max()
     whiten = (vectors * eigenvalues.rsqrt()) @ vectors.T  # S^{-1/2}
-    gram = torch.zeros(d, d, dtype=torch.float64)
+    gram = torch.zeros(d, d, dtype=torch.float64)  # sum_t K_t^T K_t, whitened on both sides below
     for t in range(T):
-        K = ((increments[:, t] - inc_mean[t]).T @ (x[:, t] - x_mean[t])).double() / n  # (d_out, d_in)
-        Kw = K @ whiten
-        gram += Kw.T @ Kw
-    singular_sq, right = torch.linalg.eigh(gram)  # ascending
+        K = (increments[:, t] - inc_mean[t]).T @ (x[:, t] - x_mean[t]) / n  # (d_out, d_in)
+        gram += (K.T @ K).double()
+    singular_sq, right = torch.linalg.eigh(whiten @ gram @ whiten)  # ascending
     singular = singular_sq[-r:].flip(0).clamp_min(1e-12).sqrt()
     right = right[:, -r:].flip(1)  # (d, r)
     read = ((singular.sqrt()[:, None] * right.T) @ whiten).float()  # C: (r, d)
