@@ -94,7 +94,8 @@ def table1(metrics: Sequence[Path], teacher_variant: str, T: int, dim: int, out:
         for metric, digits in (("mse", 6), ("psnr", 2), ("ssim", 4)):
             row = part[part["metric"] == metric].iloc[0]
             std = 0.0 if pd.isna(row["std"]) else row["std"]
-            cells[metric] = f"{row['mean']:.{digits}f} ± {std:.{digits}f}"
+            spread = f" ± {std:.{digits}f}" if row["count"] > 1 else ""  # one seed: no spread to show
+            cells[metric] = f"{row['mean']:.{digits}f}{spread}"
             table.append({"model": model, "metric": metric, "mean": row["mean"], "std": std})
         setup = part["variant"].iloc[0]
         if model == "imfn-teacher":
