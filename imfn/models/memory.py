@@ -14,7 +14,7 @@ import torch
 
 from imfn.models.merkle import MerkleTree, count_sweepers
 from imfn.models.student import Student
-from imfn.models.teacher import Teacher, depth_for, invert_down
+from imfn.models.teacher import Teacher, depth_for, invert_down, invert_path
 
 
 class Memory:
@@ -64,11 +64,9 @@ class Memory:
         """(N, 784): frame t (0-based) rebuilt from the state through log2(T) inversions only."""
         if not 0 <= t < self.t:
             raise IndexError(f"frame {t} not written yet ({self.t} frames in memory)")
-        node = self.state
-        for level in reversed(range(self.depth)):
-            left, right = self.sweepers[level].invert(node)
-            node = right if (t >> level) & 1 else left
-        return self.teacher.decode(node, self.depth)
+        state = self.state
+        positions = torch.full((state.shape[0],), t, dtype=torch.long, device=state.device)
+        return self.teacher.decode(invert_path(self.sweepers, state, positions, self.T)[-1], self.depth)
 
 
 class TreeMemory(Memory):
