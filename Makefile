@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CORES ?= all
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run ablation smoke figures test test-cluster report dry-run lint clean
+.PHONY: setup run ablation smoke figures results-page test test-cluster report dry-run lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -33,6 +33,10 @@ figures: $(STAMP)
 	test ! -f results/metrics/student.parquet || $(VENV)/bin/imfn student-figures --results results
 	test ! -f results/metrics/teacher_ablation.parquet || $(VENV)/bin/imfn ablation-report --results results
 	test ! -f results/metrics/video.parquet || $(VENV)/bin/imfn video-report --results results
+
+# docs/results.md and README.md's headline table, from the finished run in results/ and logs/ (make run first).
+results-page: $(STAMP)
+	$(VENV)/bin/imfn results-page --results results --logs logs --out docs/results.md --readme README.md
 
 dry-run: $(STAMP)
 	$(VENV)/bin/snakemake -n --quiet rules

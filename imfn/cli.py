@@ -347,6 +347,17 @@ def _compare_metrics(a):
     compare_metrics(a.before, a.after, a.renamed)
 
 
+@verb(
+    "results-page",
+    "docs/results.md (and README.md's headline table) from a finished run's results/ and logs/",
+    "--results --logs --out --readme?",
+)
+def _results_page(a):
+    from imfn.report.results_page import results_page
+
+    results_page(a.results, a.logs, a.out, a.readme)
+
+
 @verb("figures", "Figures 2-3 and the level health from results/metrics", RESULTS)
 def _figures(a):
     from imfn.report.teacher import health_figure, teacher_figures

@@ -8,7 +8,9 @@ on each run, so it describes the last attempt). The record holds:
 - ``imfn``: the package version and ``git``, the commit of the checkout imfn was imported from
   (``+dirty`` when tracked files differ from it; ``unknown`` outside a git checkout);
 - ``config_hash``: ``IMFN_CONFIG_HASH``, which the Snakefile sets to a hash of the effective
-  config (so it is the same in local and cluster jobs; ``unset`` when run by hand);
+  config (so it is the same in local and cluster jobs; ``unset`` when run by hand), and
+  ``config_files``: ``IMFN_CONFIG_FILES``, the config files it was made from, in order;
+- ``machine``: the CPUs (count and model) and memory of the host;
 - ``device`` and ``placement``: what the job computed on and who chose it (devices.py); ``precision``
   (float32, or bf16 autocast with TF32 on CUDA); ``torch``, ``cuda`` (the CUDA torch was built for) and
   ``gpu`` (the GPU model);
@@ -26,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import platform
 import socket
 import subprocess
 import sys
@@ -39,6 +42,7 @@ import imfn
 log = logging.getLogger(__name__)
 
 CONFIG_HASH_VAR = "IMFN_CONFIG_HASH"
+CONFIG_FILES_VAR = "IMFN_CONFIG_FILES"
 FAIL_VAR = "IMFN_FAIL_VERB"
 
 
@@ -66,14 +70,33 @@ def git_commit(root: str | os.PathLike | None = None) -> str:
     return commit + ("+dirty" if dirty else "")
 
 
+def machine() -> dict:
+    """The host's CPUs (count and model) and memory, as far as the platform tells."""
+    info = {"cpus": os.cpu_count(), "cpu": platform.processor() or platform.machine(), "memory_gb": None}
+    cpuinfo, meminfo = Path("/proc/cpuinfo"), Path("/proc/meminfo")
+    if cpuinfo.exists():
+        names = [
+            line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
+        ]
+        info["cpu"] = names[0] if names else info["cpu"]
+    if meminfo.exists():
+        total = next(
+            (line.split()[1] for line in meminfo.read_text().splitlines() if line.startswith("MemTotal")), None
+        )
+        info["memory_gb"] = round(int(total) / 2**20, 1) if total else None
+    return info
+
+
 @dataclass
 class JobRecord:
     verb: str
     imfn: str
     git: str
     config_hash: str
+    config_files: list[str]
     argv: list[str]
     host: str
+    machine: dict
     pid: int
     slurm_job_id: str | None
     cuda_visible_devices: str | None
@@ -111,8 +134,10 @@ def start(verb: str, log_file: str | os.PathLike | None = None, threads: int | N
         imfn=imfn.__version__,
         git=git_commit(),
         config_hash=os.environ.get(CONFIG_HASH_VAR, "unset"),
+        config_files=os.environ.get(CONFIG_FILES_VAR, "").split(os.pathsep) if os.environ.get(CONFIG_FILES_VAR) else [],
         argv=sys.argv[1:],
         host=socket.gethostname(),
+        machine=machine(),
         pid=os.getpid(),
         slurm_job_id=os.environ.get("SLURM_JOB_ID"),
         cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),

@@ -1,6 +1,7 @@
 """Provenance: each job's record (version, commit, config hash, device, wall time) and the time summary."""
 
 import json
+import os
 import re
 import subprocess
 
@@ -27,6 +28,7 @@ def _write_table(path):
 
 def test_a_job_records_version_commit_config_hash_device_and_wall_time(tmp_path, monkeypatch):
     monkeypatch.setenv("IMFN_CONFIG_HASH", "abc123def456")
+    monkeypatch.setenv("IMFN_CONFIG_FILES", os.pathsep.join(["config/config.yaml", "config/quick.yaml"]))
     monkeypatch.setenv("SLURM_JOB_ID", "77")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
     part = tmp_path / "part.parquet"
@@ -38,6 +40,8 @@ def test_a_job_records_version_commit_config_hash_device_and_wall_time(tmp_path,
     assert record["imfn"] == "0.1.0" and record["git"] and record["config_hash"] == "abc123def456"
     assert record["slurm_job_id"] == "77" and record["cuda_visible_devices"] == "3"
     assert record["device"] == "cpu" and record["wall_seconds"] >= 0
+    assert record["config_files"] == ["config/config.yaml", "config/quick.yaml"]
+    assert record["machine"]["cpus"] == os.cpu_count() and record["machine"]["cpu"]
     text = log.read_text()
     assert "provenance: imfn 0.1.0" in text and "config abc123def456, SLURM job 77" in text
     assert '"wall_seconds"' in text  # the closing record is in the log too

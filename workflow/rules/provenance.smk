@@ -8,10 +8,15 @@ import json
 # re-evaluate this Snakefile with the same config and so export the same value. `imfn` records it.
 CONFIG_HASH = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
 os.environ["IMFN_CONFIG_HASH"] = CONFIG_HASH
+# The config files it came from, in order (config.yaml, then each --configfile), relative to the working
+# directory where they lie below it: the results page names them.
+os.environ["IMFN_CONFIG_FILES"] = os.pathsep.join(
+    os.path.relpath(f) if os.path.abspath(f).startswith(os.getcwd() + os.sep) else str(f) for f in workflow.configfiles)
 
 # Declared after it is set: Snakemake then checks it exists and passes it on to remote jobs.
 envvars:
     "IMFN_CONFIG_HASH",
+    "IMFN_CONFIG_FILES",
 
 
 rule time_summary:

@@ -1,0 +1,270 @@
+"""The results page: ``docs/results.md`` written from a finished run's ``results/`` and ``logs/`` alone.
+
+Nothing on the page is typed by hand. It holds:
+- a stamp of the run: the commit(s) its jobs ran, the config files and config hash, when its jobs ran, and the
+  machine (from the provenance record every job writes beside its log, imfn/provenance.py);
+- a headline table (held-out MSE, mean over seeds, at one memory size: the students' when there are any), which
+  is also written into README.md between the lines ``<!-- results:begin -->`` and ``<!-- results:end -->``;
+- every table under ``results/tables`` and every figure under ``results/figures`` that the run made, each with
+  its caption (``workflow/report/<name>.rst``, the same text as ``snakemake --report``); the figures are copied
+  beside the page (``docs/figures/``) so that the page shows them where results/ is not.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from imfn.atomic import atomic_output
+
+log = logging.getLogger(__name__)
+
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+CAPTIONS = Path(__file__).resolve().parents[2] / "workflow" / "report"
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    tables: tuple[str, ...] = ()
+    figures: tuple[str, ...] = ()
+
+
+# In the order a reader wants them; a section whose files the run did not make is left out.
+SECTIONS = (
+    Section(
+        "Teacher: roundtrip MSE against memory size and sequence length (Figures 2-3)",
+        (),
+        ("fig2_mse_vs_dim", "fig3_mse_vs_T", "teacher_health"),
+    ),
+    Section("Sequence compressors (Tables 1-2, Figure 6)", ("table1_compressors", "table2_params"), ("fig6_sequence",)),
+    Section("Students (Figures 4-5)", ("student",), ("fig4_prefix_retention", "fig5_end_of_sequence")),
+    Section("Video hierarchy (Table 3)", ("table3_video",), ("fig_video_reconstructions",)),
+    Section("Teacher ablation (`snakemake ablation`)", ("teacher_ablation",), ("teacher_ablation_mse_vs_T",)),
+    Section("The paper recipe's lost values (`snakemake paper_sweep`)", ("paper_sweep",), ("paper_sweep_mse_vs_T",)),
+    Section("Where the time went", (), ("time_summary",)),
+)
+
+
+def caption(name: str) -> str:
+    """The figure's or table's caption for `snakemake --report`, as one Markdown paragraph."""
+    path = CAPTIONS / f"{name}.rst"
+    return " ".join(path.read_text().split()) if path.exists() else ""
+
+
+# --- the stamp ---------------------------------------------------------------------------------------
+
+
+def read_provenance(logs: Path) -> list[dict]:
+    """Every job record the run left beside its logs (the last attempt of each job)."""
+    records = []
+    for path in sorted(Path(logs).rglob("*.provenance.json")):
+        try:
+            records.append(json.loads(path.read_text()))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not a provenance record: {exc}") from exc
+    return records
+
+
+def stamp(records: list[dict], time_summary: Path | None) -> list[str]:
+    """What run the page describes: commit, config, dates, machine, job counts and time."""
+    if not records:
+        raise FileNotFoundError(
+            "no provenance records (*.provenance.json) under the logs directory: run the "
+            "pipeline first (make run), then make results-page"
+        )
+    commits = Counter(r.get("git", "unknown") for r in records)
+    hashes = Counter(r.get("config_hash", "unset") for r in records)
+    files = Counter(" + ".join(r.get("config_files") or []) or "unknown" for r in records)
+    hosts = Counter(r.get("host", "?") for r in records)
+    started = min(r["started"] for r in records if r.get("started"))
+    finished = max((r["finished"] for r in records if r.get("finished")), default=None)
+    failed = sum(r.get("status") != "ok" for r in records)
+    machine = next((r["machine"] for r in records if r.get("machine")), {})
+    gpus = sorted({r["gpu"] for r in records if r.get("gpu")})
+    devices = sorted({r.get("device", "cpu").split(":")[0] for r in records})
+
+    def listed(counter: Counter) -> str:
+        if len(counter) == 1:
+            return f"`{next(iter(counter))}`"
+        return ", ".join(f"`{k}` ({n} jobs)" for k, n in counter.most_common())
+
+    lines = [
+        f"- **Commit**: {listed(commits)}"
+        + (" (more than one: the results mix code versions)" if len(commits) > 1 else ""),
+        f"- **Config**: {listed(files)}, effective config hash {listed(hashes)}",
+        f"- **When**: jobs ran from {started} to {finished} (UTC)",
+        f"- **Machine**: {listed(hosts)}; {machine.get('cpus', '?')} CPUs ({machine.get('cpu', '?')}), "
+        f"{machine.get('memory_gb', '?')} GB memory; jobs on {', '.join(devices)}"
+        + (f"; GPU {', '.join(gpus)}" if gpus else ""),
+        f"- **Jobs**: {len(records)} with a provenance record" + (f", {failed} of them not ok" if failed else ""),
+    ]
+    if time_summary is not None and time_summary.exists():
+        times = pd.read_parquet(time_summary)
+        total = times["s"].sum() / 60
+        lines.append(f"- **Job time**: {total:.1f} min in all ({len(times)} benchmarked jobs; several run at once)")
+    return lines
+
+
+# --- the headline table ------------------------------------------------------------------------------
+
+
+def _overall_mse(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of one metric table that hold a sequence's overall MSE (not one position's)."""
+    frame = frame[frame["metric"] == "mse"]
+    if "position" in frame:
+        frame = frame[frame["position"].isna()]
+    return frame
+
+
+def _label(row: pd.Series, name: str) -> str:
+    variant = row.get("variant")
+    return f"{name} (`{variant}`)" if isinstance(variant, str) and variant else name
+
+
+def headline(metrics: Path) -> tuple[str, pd.DataFrame] | None:
+    """Held-out MSE (mean over seeds) at one memory size: the teacher, its students, the per-frame references
+    at equal memory and the compressors, one column per sequence length the students (or compressors) use."""
+    teacher_path = metrics / "teacher.parquet"
+    if not teacher_path.exists():
+        return None
+    tables = {
+        name: pd.read_parquet(metrics / f"{name}.parquet")
+        for name in ("teacher", "student", "autoencoder", "pca", "compressors")
+        if (metrics / f"{name}.parquet").exists()
+    }
+    student = tables.get("student")
+    compressors = tables.get("compressors")
+    teacher = _overall_mse(tables["teacher"])
+    if student is not None and len(student):
+        dim = int(student["dim"].iloc[0])
+        Ts = sorted(student["T"].unique())
+    elif compressors is not None and len(compressors):
+        dim = int(compressors["dim"].iloc[0])
+        Ts = sorted(compressors["T"].unique())
+    else:
+        dim, Ts = int(teacher["dim"].max()), sorted(teacher["T"].unique())
+    if compressors is not None:
+        Ts = sorted(set(Ts) | set(compressors.loc[compressors["dim"] == dim, "T"]))
+
+    rows: list[tuple[str, dict]] = []
+
+    def add(frame: pd.DataFrame, label_of) -> None:
+        frame = frame[(frame["dim"] == dim) & frame["T"].isin(Ts)]
+        keys = [c for c in ("model", "variant") if c in frame]
+        for _, part in frame.groupby(keys, dropna=False, sort=False):
+            means = part.groupby("T")["value"].mean()
+            seeds = part["seed"].nunique()
+            rows.append((f"{label_of(part.iloc[0])}, {seeds} seed{'s' if seeds > 1 else ''}", means.to_dict()))
+
+    add(teacher, lambda r: _label(r, "IMFN teacher"))
+    if student is not None:
+        end = student[(student["model"] == "student") & (student["metric"] == "mse")]
+        written = "frames_written" if "frames_written" in end else "k"
+        add(end[end[written] == end["T"]], lambda r: _label(r, "student"))
+    if "autoencoder" in tables:
+        add(_overall_mse(tables["autoencoder"]), lambda r: "per-frame autoencoder, k = d // T numbers per frame")
+    if "pca" in tables:
+        add(_overall_mse(tables["pca"]), lambda r: "per-frame PCA, k = d // T")
+    if compressors is not None:
+        add(
+            _overall_mse(compressors),
+            lambda r: {"transformer": "Transformer compressor", "mamba": "Mamba compressor"}.get(
+                r["model"], r["model"]
+            ),
+        )
+    table = pd.DataFrame({label: {T: values.get(T, math.nan) for T in Ts} for label, values in rows}).T
+    table.columns = [f"T = {T}" for T in Ts]
+    title = f"Held-out MSE per pixel at memory size d = {dim} (mean over seeds; lower is better)"
+    return title, table
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    head = "| model | " + " | ".join(table.columns) + " |"
+    rule = "|---|" + "---|" * len(table.columns)
+    body = [
+        "| " + label + " | " + " | ".join("" if math.isnan(v) else f"{v:.5f}" for v in row) + " |"
+        for label, row in zip(table.index, table.to_numpy(), strict=True)
+    ]
+    return "\n".join([head, rule, *body])
+
+
+# --- the page ----------------------------------------------------------------------------------------
+
+
+def results_page(results: Path, logs: Path, out: Path, readme: Path | None = None) -> str:
+    """Write ``out`` (and the README block) from ``results`` and ``logs``; return the page's text."""
+    results, logs, out = Path(results), Path(logs), Path(out)
+    if not (results / "metrics").is_dir():
+        raise FileNotFoundError(f"{results / 'metrics'} does not exist: run the pipeline first (make run)")
+    lines_stamp = stamp(read_provenance(logs), results / "metrics" / "time_summary.parquet")
+    head = headline(results / "metrics")
+    figure_dir = out.parent / "figures"
+    page = [
+        "# Results",
+        "",
+        "Written by `make results-page` (`imfn results-page`) from one finished run's `results/` and `logs/`; "
+        "do not edit by hand. The run:",
+        "",
+        *lines_stamp,
+        "",
+    ]
+    if head is not None:
+        page += [f"## {head[0]}", "", markdown_table(head[1]), ""]
+    figures = []
+    for section in SECTIONS:
+        tables = [t for t in section.tables if (results / "tables" / f"{t}.md").exists()]
+        shown = [f for f in section.figures if (results / "figures" / f"{f}.png").exists()]
+        if not tables and not shown:
+            continue
+        page += [f"## {section.title}", ""]
+        for name in tables:
+            text = caption(name)
+            page += ([text, ""] if text else []) + [(results / "tables" / f"{name}.md").read_text().strip(), ""]
+        for name in shown:
+            figures.append(name)
+            page += [f"![{name}](figures/{name}.png)", ""]
+            text = caption(name)
+            page += [text, ""] if text else []
+    text = "\n".join(page).rstrip() + "\n"
+    figure_dir.mkdir(parents=True, exist_ok=True)
+    for old in figure_dir.glob("*.png"):
+        if old.stem not in figures:
+            old.unlink()
+    for name in figures:
+        shutil.copyfile(results / "figures" / f"{name}.png", figure_dir / f"{name}.png")
+    with atomic_output(out) as tmp:
+        tmp.write_text(text)
+    log.info("wrote %s (%d figures in %s)", out, len(figures), figure_dir)
+    if readme is not None:
+        block = (
+            [
+                f"_{head[0]}. From the run of commit {lines_stamp[0].split(': ', 1)[1]}; "
+                f"the whole page: [docs/results.md](docs/results.md)._",
+                "",
+                markdown_table(head[1]),
+            ]
+            if head is not None
+            else ["See [docs/results.md](docs/results.md)."]
+        )
+        fill_readme(readme, "\n".join(block))
+    return text
+
+
+def fill_readme(readme: Path, block: str) -> None:
+    """Replace what stands between the README's two marker lines with ``block``."""
+    text = Path(readme).read_text()
+    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
+    if not pattern.search(text):
+        raise ValueError(f"{readme} has no {BEGIN} ... {END} block for the headline table")
+    new = pattern.sub(lambda _: f"{BEGIN}\n{block}\n{END}", text)
+    with atomic_output(Path(readme)) as tmp:
+        tmp.write_text(new)
