@@ -165,7 +165,7 @@ def cuda_problem() -> str:
     """Why torch cannot use CUDA here, in words ("" when it can)."""
     if torch.version.cuda is None:
         return (
-            f"this torch ({torch.__version__}) is a CPU-only build; install a CUDA build (README, section GPU install)"
+            f"this torch ({torch.__version__}) is a CPU-only build; install a CUDA build (docs/gpu.md)"
         )
     if not torch.cuda.is_available():
         return (

@@ -69,7 +69,7 @@ def checks() -> tuple[list[tuple[str, str]], list[str]]:
         if problem:
             fixes.append(
                 "Mamba jobs on CUDA will fail without mamba-ssm's kernels: build mamba-ssm and causal-conv1d against "
-                "this torch (README, section GPU install), or set compressors.allow_slow_mamba: true"
+                "this torch (docs/gpu.md), or set compressors.allow_slow_mamba: true"
             )
     else:
         found.append(("Mamba implementation", "pure-PyTorch scan (the CPU path; the kernels need CUDA)"))

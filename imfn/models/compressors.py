@@ -237,7 +237,7 @@ def choose_mamba_kernels(device: torch.device | str, allow_slow_scan: bool) -> b
     problem = mamba_kernels_problem() if use else ""
     if problem and not allow_slow_scan:
         raise RuntimeError(
-            f"Mamba on CUDA without mamba-ssm's kernels ({problem}). Install them (README, section GPU install; "
+            f"Mamba on CUDA without mamba-ssm's kernels ({problem}). Install them (docs/gpu.md; "
             "`imfn doctor` checks), or set compressors.allow_slow_mamba: true to run the pure-PyTorch scan"
         )
     if problem:
