@@ -206,11 +206,6 @@ def place(preference: str = "auto") -> tuple[torch.device, Placement]:
     return device, plan
 
 
-def select_device(preference: str = "auto") -> torch.device:
-    """The device a job computes on (see :func:`plan_placement` for who decides)."""
-    return place(preference)[0]
-
-
 _mixed_precision = False  # set per job by configure_precision
 
 

@@ -1,10 +1,12 @@
-"""What every pipeline job does first: logging, thread count, deterministic torch.
+"""What every pipeline job does first: logging, thread count, deterministic torch; its seeded random streams.
 
 torch is imported only by the steps that compute with it, so data and table steps start fast.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import sys
@@ -33,11 +35,36 @@ def setup_torch(threads: int) -> None:
     torch._C._set_deterministic_algorithms(True, warn_only=True)
 
 
-def seeded_generator(*keys: int):
-    """A CPU torch generator whose seed is a stable function of integer keys (purpose, seed, level, ...)."""
+def stream_seed(purpose: str, *keys: int | str) -> int:
+    """The seed of the random stream for ``purpose`` (a name such as ``"sweeper-train"``) and its keys
+    (seed, level, epoch, ...): the first 8 bytes of the sha256 of the JSON list ``[purpose, *keys]``, masked to
+    63 bits. JSON keeps the encoding unambiguous (``("a", 1, 23)`` and ``("a", 12, 3)`` differ), and streams
+    of different purposes never share a seed by construction, whatever their keys."""
+    if not isinstance(purpose, str) or not purpose:
+        raise ValueError(f"a random stream's purpose must be a non-empty name, got {purpose!r}")
+    for key in keys:
+        if isinstance(key, bool) or not isinstance(key, int | str):
+            raise TypeError(f"stream {purpose!r}: keys must be integers or strings, got {key!r} ({type(key).__name__})")
+    text = json.dumps([purpose, *keys], separators=(",", ":"))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") & (2**63 - 1)
+
+
+def seeded_generator(purpose: str, *keys: int | str):
+    """A CPU torch generator for the stream of ``purpose`` and ``keys`` (:func:`stream_seed`)."""
     import torch
 
-    value = 0x9E3779B97F4A7C15
-    for key in keys:
-        value = (value * 1_000_003 + int(key) + 1) % (2**63 - 1)
-    return torch.Generator().manual_seed(value)
+    return torch.Generator().manual_seed(stream_seed(purpose, *keys))
+
+
+def seed_torch(purpose: str, *keys: int | str) -> None:
+    """Seed torch's global generator (weight init, dropout) with the stream of ``purpose`` and ``keys``."""
+    import torch
+
+    torch.manual_seed(stream_seed(purpose, *keys))
+
+
+def numpy_generator(purpose: str, *keys: int | str):
+    """A numpy generator for the stream of ``purpose`` and ``keys`` (:func:`stream_seed`)."""
+    import numpy as np
+
+    return np.random.default_rng(stream_seed(purpose, *keys))

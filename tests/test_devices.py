@@ -21,7 +21,6 @@ from imfn.devices import (
     default_lock_wait,
     place,
     plan_placement,
-    select_device,
 )
 
 HOLD = 0.4
@@ -66,13 +65,13 @@ def test_claim_times_out_with_a_clear_error_when_all_devices_are_held(tmp_path, 
 
 
 def test_device_selection_on_a_cpu_machine():
-    assert select_device("cpu") == torch.device("cpu")
+    assert place("cpu")[0] == torch.device("cpu")
     if not torch.cuda.is_available():
-        assert select_device("auto") == torch.device("cpu")
+        assert place("auto")[0] == torch.device("cpu")
         with pytest.raises(RuntimeError, match="no CUDA device"):
-            select_device("cuda")
+            place("cuda")
     with pytest.raises(ValueError, match="auto, cpu, cuda"):
-        select_device("tpu")
+        place("tpu")
 
 
 # One code path, both cases: plan_placement decides, place() acts on it. Four GPUs are faked by patching

@@ -197,3 +197,21 @@ def test_student_memory_is_the_same_interface_with_one_network_step_per_frame(T)
         assert memory.inverts - inverts == L
     with pytest.raises(IndexError):
         memory.write(frames[:, 0])
+
+
+def test_read_only_memory_reads_a_given_state_back_like_the_memory_that_wrote_it():
+    from imfn.models.memory import ReadOnlyMemory
+
+    T = 8
+    teacher = pca_teacher(3)
+    frames = torch.rand(N, T, 784, generator=torch.Generator().manual_seed(5))
+    tree = TreeMemory(teacher, T, N)
+    for t in range(3):
+        tree.write(frames[:, t])
+    stored = ReadOnlyMemory(teacher, T, tree.state.clone(), 3)
+    torch.testing.assert_close(stored.reconstruct(), tree.reconstruct(), atol=0, rtol=0)
+    assert stored.reconstruct().shape == (N, 3, 784)
+    with pytest.raises(TypeError, match="read back only"):
+        stored.write(frames[:, 3])
+    with pytest.raises(ValueError, match="holds 0..8 frames, not 9"):
+        ReadOnlyMemory(teacher, T, tree.state, 9)

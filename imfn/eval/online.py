@@ -22,8 +22,9 @@ import torch
 from imfn.atomic import atomic_output
 from imfn.devices import autocast, batch_size
 from imfn.eval.metrics import mse_per_frame
+from imfn.models.memory import ReadOnlyMemory
 from imfn.models.student import load_student
-from imfn.models.teacher import Teacher, depth_for, invert_down
+from imfn.models.teacher import Teacher
 from imfn.store import read_array, read_attrs
 
 log = logging.getLogger(__name__)
@@ -47,12 +48,9 @@ def prefix_mse_sums(teacher: Teacher, states: torch.Tensor, images: torch.Tensor
     """(N, T+1, d) states and (N, T, 784) images -> (len(ks),) sums over the N sequences of the MSE over
     the first k frames decoded from state k, for each k of ``ks``."""
     T = images.shape[1]
-    depth = depth_for(T)
     sums = torch.zeros(len(ks), dtype=torch.float64)
     for i, k in enumerate(ks):
-        codes = invert_down(teacher.sweepers, states[:, k], T)[:, :k]
-        N, _, d = codes.shape
-        pixels = teacher.decode(codes.reshape(N * k, d), depth).reshape(N, k, -1)
+        pixels = ReadOnlyMemory(teacher, T, states[:, k], k).reconstruct()
         sums[i] = mse_per_frame(pixels, images[:, :k]).mean(dim=1).double().sum().cpu()
     return sums
 

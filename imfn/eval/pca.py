@@ -60,7 +60,6 @@ def evaluate_pca(
 
 
 VIDEO_PCA_FRAMES = 8192  # training frames the video PCA is fit on (at most)
-PURPOSE_VIDEO_PCA = 10
 
 
 def evaluate_video_pca(
@@ -77,7 +76,7 @@ def evaluate_video_pca(
     attrs = read_attrs(bank)
     train = torch.from_numpy(read_clips(bank, split_bank_indices(split, "train")))
     frames = frames_tensor(train).flatten(0, 1).flatten(1)  # (training frames, 3 * H * W)
-    picks = torch.randperm(len(frames), generator=seeded_generator(PURPOSE_VIDEO_PCA, attrs["seed"]))
+    picks = torch.randperm(len(frames), generator=seeded_generator("video-pca-sample", attrs["seed"]))
     sample = frames[picks[:VIDEO_PCA_FRAMES]].double()
     mean = sample.mean(dim=0)
     _, singular, components = torch.linalg.svd(sample - mean, full_matrices=False)

@@ -25,7 +25,6 @@ from imfn.models.teacher import Teacher
 
 log = logging.getLogger(__name__)
 
-PURPOSE_EVAL = 3
 FRAMES_PER_BATCH = 8192
 
 
@@ -33,7 +32,7 @@ def test_sequences(data: SplitImages, seed: int, T: int, sequences: int) -> torc
     """(sequences, T, 784) float images in [0, 1], drawn from the seed's held-out split."""
     test = torch.from_numpy(data.test)
     images = torch.from_numpy(data.images)
-    picks = torch.randint(len(test), (sequences, T), generator=seeded_generator(PURPOSE_EVAL, seed, T))
+    picks = torch.randint(len(test), (sequences, T), generator=seeded_generator("roundtrip-sequences", seed, T))
     return images[test[picks]].float() / 255.0
 
 

@@ -5,7 +5,8 @@
 ``recall(t)`` rebuilds frame t by inverting only the log2(T) nodes on the root-to-leaf path to
 it. :class:`TreeMemory` keeps the teacher's tree and updates it by Merkle paths (O(log T) merges
 per frame); :class:`StudentMemory` is the distilled student (one network step per frame). Both
-read back the same way, since the student is trained to reproduce the tree's root.
+read back the same way, since the student is trained to reproduce the tree's root. :class:`ReadOnlyMemory`
+reads back a state computed elsewhere (a stored trajectory's y_t, a rollout's m_t).
 """
 
 from __future__ import annotations
@@ -113,3 +114,22 @@ class StudentMemory(Memory):
         self._state = self.student.step(self._state, code, self.t)
         self.t += 1
         return self._state
+
+
+class ReadOnlyMemory(Memory):
+    """A state computed elsewhere (a stored trajectory's ``y_t``, a student rollout's ``m_t``), holding its
+    first ``t`` frames: read back only."""
+
+    def __init__(self, teacher: Teacher, T: int, state: torch.Tensor, t: int):
+        super().__init__(teacher, T)
+        if not 0 <= t <= T:
+            raise ValueError(f"a state of a T = {T} memory holds 0..{T} frames, not {t}")
+        self._state = state
+        self.t = t
+
+    @property
+    def state(self) -> torch.Tensor:
+        return self._state
+
+    def write_code(self, code: torch.Tensor) -> torch.Tensor:
+        raise TypeError("a ReadOnlyMemory is read back only; write through TreeMemory or StudentMemory")

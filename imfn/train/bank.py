@@ -16,13 +16,11 @@ import torch
 
 from imfn.data.mnist import split_indices
 from imfn.devices import batch_size
-from imfn.job import seeded_generator
+from imfn.job import numpy_generator, seeded_generator
 from imfn.models.teacher import load_sweeper_checkpoint
 from imfn.store import open_group, read_array, write_arrays
 
 log = logging.getLogger(__name__)
-
-PURPOSE_BANK = 2
 
 
 def load_bank(path: Path, level: int, dim: int) -> torch.Tensor:
@@ -41,7 +39,7 @@ def load_bank(path: Path, level: int, dim: int) -> torch.Tensor:
 def build_image_bank(mnist: Path, split: Path, seed: int, zero_images: int, bank_size: int | None, out: Path) -> None:
     """Bank 0: the seed's training images (optionally a random subset) and ``zero_images`` zeros, shuffled."""
     train = split_indices(split, "train")
-    rng = np.random.default_rng([PURPOSE_BANK, seed, 0])
+    rng = numpy_generator("bank-images", seed)
     if bank_size is not None:
         if not zero_images < bank_size <= len(train) + zero_images:
             raise ValueError(
@@ -77,7 +75,7 @@ def build_latent_bank(
     sweeper, codec = checkpoint.sweeper, checkpoint.codec
     previous = load_bank(previous_bank, level - 1, dim)
     n_out = bank_size or len(previous)
-    gen = seeded_generator(PURPOSE_BANK, seed, level)
+    gen = seeded_generator("bank-pairs", seed, level)
     left = torch.randint(len(previous), (n_out,), generator=gen)
     right = torch.randint(len(previous), (n_out,), generator=gen)
 

@@ -19,15 +19,12 @@ import torch.nn.functional as F
 
 from imfn.atomic import atomic_output
 from imfn.data.mnist import load_split_images
-from imfn.job import seeded_generator
+from imfn.job import seed_torch, seeded_generator
 from imfn.models.compressors import MODELS, choose_mamba_kernels, compressor_checkpoint
 from imfn.models.layers import parameter_count
 from imfn.train.harness import Run, resume_path, write_rows
 
 log = logging.getLogger(__name__)
-
-PURPOSE_COMPRESSOR = 9
-MODEL_IDS = {"transformer": 1, "mamba": 2}
 
 
 @dataclass(frozen=True)
@@ -82,7 +79,7 @@ def train_compressor(
         raise ValueError(f"train split of {len(train)} images holds no sequence of T = {hp.T}")
     batches = math.ceil(per_epoch / hp.batch_size)
 
-    torch.manual_seed(hp.seed * 1000 + 900 + MODEL_IDS[model_name])  # weight init and dropout
+    seed_torch("compressor-weights-and-dropout", hp.seed, model_name)
     kwargs = {"use_kernels": choose_mamba_kernels(device, allow_slow_mamba)} if model_name == "mamba" else {}
     model = model_cls(config, **kwargs).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
@@ -109,7 +106,7 @@ def train_compressor(
     )
 
     def epoch(e: int) -> dict:
-        gen = seeded_generator(PURPOSE_COMPRESSOR, hp.seed, MODEL_IDS[model_name], e)
+        gen = seeded_generator("compressor-sequences", hp.seed, model_name, e)
         picks = train[torch.randint(len(train), (per_epoch, hp.T), generator=gen).to(device)]
         model.train()
         total = torch.zeros((), device=device)

@@ -18,13 +18,12 @@ import torch
 import torch.nn.functional as F
 
 from imfn.devices import batch_size
-from imfn.job import seeded_generator
+from imfn.job import seed_torch, seeded_generator
 from imfn.models.teacher import DepthDecoder, DepthDecoderConfig, Teacher, invert_down
 from imfn.train.harness import Run
 
 log = logging.getLogger(__name__)
 
-PURPOSE_DECODER = 6
 READ_BACK_FRAMES = 4096  # frames per no-grad chunk when reading sequences back through the tree
 START_FRAMES = 4096  # frames the logged MSE before training is measured on (a diagnostic, not a result)
 
@@ -97,8 +96,8 @@ def train_depth_decoder(
     ``inputs`` and ``after`` (the fingerprint of the sweeper stage it follows) guard its resume checkpoint."""
     depth, T = level + 1, 2 ** (level + 1)
     teacher.eval().requires_grad_(False)
-    generator = seeded_generator(PURPOSE_DECODER, seed, level)
-    torch.manual_seed(seed * 1000 + level + 500)
+    generator = seeded_generator("decoder-sequences", seed, level)
+    seed_torch("decoder-weights", seed, level)
     decoder = DepthDecoder(DepthDecoderConfig(teacher.codec.config.dim, hp.hidden, depth)).to(device)
     top = teacher.sweepers[level]
     if with_sweeper:
@@ -153,7 +152,7 @@ def train_depth_decoder(
     )
 
     def epoch(e: int) -> dict:
-        order = torch.randperm(rows, generator=seeded_generator(PURPOSE_DECODER, seed, level, e + 1))
+        order = torch.randperm(rows, generator=seeded_generator("decoder-order", seed, level, e))
         total = torch.zeros((), device=device)
         for idx in run.batches(order.split(step)):
             idx = idx.to(device)

@@ -16,13 +16,11 @@ import torch.nn.functional as F
 
 from imfn.atomic import atomic_output
 from imfn.data.mnist import load_split_images
-from imfn.job import seeded_generator
+from imfn.job import seed_torch, seeded_generator
 from imfn.models.frame_autoencoder import FrameAutoencoder, FrameAutoencoderConfig, frame_autoencoder_checkpoint
 from imfn.train.harness import Run, resume_path, write_rows
 
 log = logging.getLogger(__name__)
-
-PURPOSE_AUTOENCODER = 9
 
 
 @dataclass(frozen=True)
@@ -48,7 +46,7 @@ def train_frame_autoencoder(
     data = load_split_images(mnist, split)
     train = torch.from_numpy(data.images)[torch.from_numpy(data.train)].reshape(len(data.train), -1)
     images = (train.float() / 255.0).to(device)
-    torch.manual_seed(hp.seed * 1000 + hp.k)
+    seed_torch("autoencoder-weights", hp.seed, hp.k)
     model = FrameAutoencoder(FrameAutoencoderConfig(hp.k, hp.hidden))
     model.init_from_data(images.cpu())
     model.to(device)
@@ -65,7 +63,7 @@ def train_frame_autoencoder(
     )
 
     def epoch(e: int) -> dict:
-        order = torch.randperm(len(images), generator=seeded_generator(PURPOSE_AUTOENCODER, hp.seed, hp.k, e))
+        order = torch.randperm(len(images), generator=seeded_generator("autoencoder-order", hp.seed, hp.k, e))
         total = torch.zeros((), device=device)
         model.train()
         for idx in run.batches(order.split(hp.batch_size)):

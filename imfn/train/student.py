@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from imfn.atomic import atomic_output
-from imfn.job import seeded_generator
+from imfn.job import seed_torch, seeded_generator
 from imfn.models.student import ARCHITECTURES, SlotStudent, Student, StudentConfig, build_student, student_checkpoint
 from imfn.models.teacher import Sweeper, Teacher, invert_path
 from imfn.store import read_array, read_attrs
@@ -47,7 +47,6 @@ from imfn.train.harness import NonFiniteLossError, Run, resume_path, write_rows
 
 log = logging.getLogger(__name__)
 
-PURPOSE_STUDENT = 8
 PREFIXES = ("full", "curriculum")
 LR_SCHEDULES = ("constant", "one-cycle")
 INITS = ("random", "regression")
@@ -216,7 +215,7 @@ def train_student(
         if not teacher_checkpoints:
             raise ValueError("intermediate supervision reads the teacher's nodes: pass its sweepers (--sweepers)")
         sweepers = Teacher.load_for(T, teacher_checkpoints, device).requires_grad_(False).sweepers
-    torch.manual_seed(hp.seed * 1000 + T + 700)  # weight init: same seed, same weights
+    seed_torch("student-weights", hp.seed, T)  # weight init: same seed, same weights
     student = build_student(StudentConfig(dim, T, hp.hidden or 2 * dim, hp.architecture))
     if isinstance(student, SlotStudent):
         student.fit_scales(targets, leaves)
@@ -245,7 +244,7 @@ def train_student(
     )
 
     def epoch(e: int) -> dict:
-        gen = seeded_generator(PURPOSE_STUDENT, hp.seed, T, e)
+        gen = seeded_generator("student-train", hp.seed, T, e)
         draw = torch.randint(n, (hp.trajectories_per_epoch,), generator=gen)
         steps = prefix_steps(hp, T, e)
         total = torch.zeros((), device=device)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from imfn.atomic import atomic_output
-from imfn.job import seeded_generator
+from imfn.job import seed_torch, seeded_generator
 from imfn.models.teacher import (
     CodecConfig,
     LeafCodec,
@@ -41,9 +41,6 @@ from imfn.train.health import HealthLimits, LevelCollapseError, code_health, col
 
 log = logging.getLogger(__name__)
 
-PURPOSE_TRAIN = 1
-PURPOSE_INIT = 4
-PURPOSE_HEALTH = 5
 INIT_SAMPLES = 16384
 HEALTH_SAMPLES = 4096
 
@@ -91,7 +88,7 @@ class LevelModel(torch.nn.Module):
         """Data-dependent initialization (``pca``, ``framewise``); the paper's recipe starts from random weights."""
         if hp.recipe == "paper":
             return
-        gen = seeded_generator(PURPOSE_INIT, hp.seed, hp.level)
+        gen = seeded_generator("sweeper-init-sample", hp.seed, hp.level)
         inputs = self.inputs(data[torch.randperm(len(data), generator=gen)[:INIT_SAMPLES]])
         if self.codec is not None:
             self.codec.init_from_data(inputs)
@@ -100,7 +97,7 @@ class LevelModel(torch.nn.Module):
     @torch.no_grad()
     def health(self, data: torch.Tensor, hp: SweeperTraining) -> dict:
         """Health of the codes this level merges, on a fixed sample of pairs from its bank."""
-        gen = seeded_generator(PURPOSE_HEALTH, hp.seed, hp.level)
+        gen = seeded_generator("sweeper-health", hp.seed, hp.level)
         left = self.inputs(data[torch.randint(len(data), (HEALTH_SAMPLES,), generator=gen)])
         right = self.inputs(data[torch.randint(len(data), (HEALTH_SAMPLES,), generator=gen)])
         merged = self.sweeper.merge(self.codes(left), self.codes(right))
@@ -162,7 +159,7 @@ def train_sweeper(
         )
     data = load_bank(bank, hp.level, hp.dim)
     n = len(data)
-    torch.manual_seed(hp.seed * 1000 + hp.level)  # weight init: same seed, same weights
+    seed_torch("sweeper-weights", hp.seed, hp.level)  # weight init: same seed, same weights
     model = LevelModel(hp)
     model.init_from_bank(data, hp)
     model.to(device)
@@ -181,7 +178,7 @@ def train_sweeper(
     data_on_device = data.to(device)
 
     def epoch(e: int) -> dict:
-        gen = seeded_generator(PURPOSE_TRAIN, hp.seed, hp.level, e)
+        gen = seeded_generator("sweeper-train", hp.seed, hp.level, e)
         order = torch.randperm(n, generator=gen)
         partners = torch.randint(n, (n,), generator=gen)
         totals = torch.zeros(3, device=device)

@@ -26,7 +26,6 @@ from imfn.store import read_array, write_arrays
 
 log = logging.getLogger(__name__)
 
-PURPOSE_TRAJECTORIES = 7
 PARTS = ("train", "test")
 FRAMES_PER_BATCH = 8192
 
@@ -38,7 +37,7 @@ def frame_picks(split: Path, which: str, seed: int, T: int, n: int) -> np.ndarra
     pool = torch.from_numpy(split_indices(split, which))
     if len(pool) == 0:
         raise ValueError(f"split {split} has no {which!r} images")
-    generator = seeded_generator(PURPOSE_TRAJECTORIES, seed, T, PARTS.index(which))
+    generator = seeded_generator("trajectory-frames", seed, T, which)
     return pool[torch.randint(len(pool), (n, T), generator=generator)].numpy().astype(np.int64)
 
 

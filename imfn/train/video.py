@@ -10,9 +10,9 @@ random windows per video per epoch, over a fixed subset of ``videos`` training v
 - plus ``norm_penalty`` x the mean squared norm of a memory token.
 
 Randomness (video subset, windows, branches) comes from generators seeded by (seed, level, epoch),
-weights from ``torch.manual_seed``; on the CPU the same seed gives the same weights. Training runs in the
-harness (:mod:`imfn.train.harness`): resumable after every epoch, a non-finite loss stops the job before
-anything is written.
+weights from torch's global generator seeded by (seed, level); on the CPU the same seed gives the same
+weights. Training runs in the harness (:mod:`imfn.train.harness`): resumable after every epoch, a
+non-finite loss stops the job before anything is written.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from imfn.atomic import atomic_output
 from imfn.data.video import frames_tensor, read_clips, split_bank_indices
-from imfn.job import seeded_generator
+from imfn.job import seed_torch, seeded_generator
 from imfn.models.layers import parameter_count
 from imfn.models.video import VideoModelConfig, checkpoint, decode_path, encode, load_levels, make_level
 from imfn.store import read_attrs
@@ -35,8 +35,6 @@ from imfn.train.harness import Run, resume_path, write_rows
 
 log = logging.getLogger(__name__)
 
-PURPOSE_VIDEO_SUBSET = 20
-PURPOSE_VIDEO_TRAIN = 21
 
 LOSS_COLUMNS = [
     "dataset",
@@ -115,7 +113,7 @@ def training_clips(bank: Path, split: Path, hp: VideoTraining) -> torch.Tensor:
     """The level's fixed subset of training clips (uint8, (V, F, H, W, 3))."""
     train = split_bank_indices(split, "train")
     if hp.videos < len(train):
-        gen = seeded_generator(PURPOSE_VIDEO_SUBSET, hp.seed, hp.level)
+        gen = seeded_generator("video-subset", hp.seed, hp.level)
         train = np.sort(train[torch.randperm(len(train), generator=gen)[: hp.videos].numpy()])
     elif hp.videos > len(train):
         log.info(
@@ -152,7 +150,7 @@ def train_video_level(
     lower = load_levels(lower_paths, device)
     if lower and lower[0].cfg != cfg:
         raise ValueError(f"level {hp.level}'s model config differs from the levels below ({lower_paths[0]})")
-    torch.manual_seed(hp.seed * 1000 + hp.level)  # weight init: same seed, same weights
+    seed_torch("video-weights", hp.seed, hp.level)  # weight init: same seed, same weights
     objective = LevelObjective(make_level(cfg, hp.level), lower, hp).to(device)
     optimizer = torch.optim.Adam(objective.net.parameters(), lr=hp.lr, fused=True)
     run = Run(
@@ -179,7 +177,7 @@ def train_video_level(
     window = torch.arange(hp.span)
 
     def epoch(e: int) -> dict:
-        gen = seeded_generator(PURPOSE_VIDEO_TRAIN, hp.seed, hp.level, e)
+        gen = seeded_generator("video-train", hp.seed, hp.level, e)
         videos = torch.arange(n_videos).repeat(hp.pairs_per_video)[torch.randperm(n, generator=gen)]
         starts = torch.randint(n_frames - hp.span + 1, (n,), generator=gen)
         bits = torch.randint(2, (n, hp.level), generator=gen)
