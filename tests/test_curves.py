@@ -114,3 +114,10 @@ def test_a_progress_line_shows_the_share_done_the_rate_and_the_time_left():
         "decoding videos [............] 1% 30/3000 videos, 1.5 videos/s, 33.0 min left"
     )
     assert progress_line("stream", 40, None, 4.0) == "stream 40 batches, 10 batches/s"
+
+
+def test_curves_that_cannot_be_written_cost_a_warning_not_the_job(image_bank, job_log, tmp_path):
+    (tmp_path / "logs" / JOB).write_text("a file where the job's curves folder would go")
+    rows = _train(image_bank, tmp_path, epochs=2)
+    assert rows["epoch"].tolist() == [1, 2] and (tmp_path / "level0.pt").exists()
+    assert job_log.read_text().count("training curves off: cannot write") == 1
