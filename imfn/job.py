@@ -1,5 +1,8 @@
 """What every pipeline job does first: logging, thread count, deterministic torch; its seeded random streams.
 
+The log file a job was set up with also names the job: :func:`job_name` (the prefix of its progress lines,
+imfn/progress.py) and :func:`curves_dir` (where its training curves go, imfn/train/curves.py) both derive from it.
+
 torch is imported only by the steps that compute with it, so data and table steps start fast.
 """
 
@@ -12,9 +15,13 @@ import os
 import sys
 from pathlib import Path
 
+_log_file: Path | None = None  # the log file of the job this process runs (setup_logging), None without one
+
 
 def setup_logging(log_file: str | os.PathLike | None = None) -> None:
-    """Log to stderr and, when given, append to ``log_file`` (the rule's log)."""
+    """Log to stderr and, when given, append to ``log_file`` (the rule's log); remember it as the job's log."""
+    global _log_file
+    _log_file = Path(log_file) if log_file is not None else None
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
@@ -22,6 +29,26 @@ def setup_logging(log_file: str | os.PathLike | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True
     )
+
+
+def job_name() -> str | None:
+    """The job's name: its log file's path below ``logs/`` without the suffix
+    (``logs/mnist/seed0/d256/framewise/train_sweeper_L3.log`` -> ``mnist/seed0/d256/framewise/train_sweeper_L3``),
+    or, for a log outside a ``logs`` folder, the file's stem; None for a job set up without a log file."""
+    if _log_file is None:
+        return None
+    parts = _log_file.with_suffix("").parts[:-1]
+    below = parts[len(parts) - parts[::-1].index("logs") :] if "logs" in parts else ()
+    return "/".join([*below, _log_file.stem])
+
+
+def curves_dir() -> Path | None:
+    """The folder of the job's training curves, beside its log file and named like it without the suffix
+    (``logs/.../train_sweeper_L3.log`` -> ``logs/.../train_sweeper_L3/``; ``tensorboard --logdir logs`` lists
+    every job of a run); None for a job set up without a log file."""
+    if _log_file is None:
+        return None
+    return _log_file.with_suffix("") if _log_file.suffix else _log_file.with_name(_log_file.name + ".curves")
 
 
 def setup_torch(threads: int) -> None:

@@ -3,7 +3,8 @@
 Each job runs as the pipeline runs it: ``imfn <verb>`` in its own process. ``IMFN_KILL_AFTER_EPOCH=k`` makes the
 training harness SIGKILL its own process right after epoch k's resume checkpoint is written, so the kill lands
 at the same point every time. The rerun (without it) must pick up that checkpoint, say so, and end with the same
-weights and the same loss rows (timings aside) as a run that was never interrupted.
+weights and the same loss rows (timings aside) as a run that was never interrupted, and its TensorBoard curves
+show each epoch once, with the value of its loss rows.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from video_fixture import write_ucf_fixture
 
 from imfn.data.mnist import write_split
@@ -74,8 +77,9 @@ def _jobs(w) -> dict[str, tuple[list[str], int]]:
     }  # fmt: skip
 
 
-def _run(command, out, env, kill_after=None):
+def _run(command, out, env, kill_after=None, log=None):
     argv = [sys.executable, "-m", "imfn.cli", *map(str, command), "--device", "cpu"]
+    argv += ["--log", str(log)] if log else []
     argv += ["--out", str(out), "--loss-out", str(out.with_suffix(".loss.parquet"))]
     if command[0] == "train-sweeper":
         argv += ["--health-out", str(out.with_suffix(".health.parquet"))]
@@ -101,13 +105,14 @@ def test_a_killed_training_job_reruns_to_the_outputs_of_an_uninterrupted_run(kin
     assert done.returncode == 0, done.stderr
 
     stopped = 2 if epochs > 3 else 1
-    died = _run(command, killed, env_with_venv, kill_after=stopped)
+    log = tmp_path / "logs" / "killed.log"
+    died = _run(command, killed, env_with_venv, kill_after=stopped, log=log)
     assert died.returncode == -signal.SIGKILL, died.stderr
     resume_files = list(tmp_path.glob(".killed.*.pt"))
     assert len(resume_files) == 1 and not killed.exists(), "it dies mid-way, leaving only its resume point"
     assert torch.load(resume_files[0], weights_only=False)["epoch"] == stopped
 
-    rerun = _run(command, killed, env_with_venv)
+    rerun = _run(command, killed, env_with_venv, log=log)
     assert rerun.returncode == 0, rerun.stderr
     assert f"after epoch {stopped}" in rerun.stderr
     assert not list(tmp_path.glob(".killed.*")), "the resume point goes once the outputs are written"
@@ -120,3 +125,12 @@ def test_a_killed_training_job_reruns_to_the_outputs_of_an_uninterrupted_run(kin
     curve_b = pd.read_parquet(killed.with_suffix(".loss.parquet")).drop(columns=timing)
     pd.testing.assert_frame_equal(curve_a, curve_b)
     assert len(curve_a) == epochs
+
+    # the job's one training run: the killed attempt's event file and the rerun's
+    (run,) = (tmp_path / "logs" / "killed").iterdir()
+    assert len(list(run.iterdir())) == 2
+    events = EventAccumulator(str(run))
+    events.Reload()
+    shown = [(p.step, p.value) for p in events.Scalars("loss")]
+    rows = pd.read_parquet(killed.with_suffix(".loss.parquet"))
+    assert shown == [(e, float(np.float32(v))) for e, v in zip(rows["epoch"], rows["loss"], strict=True)]

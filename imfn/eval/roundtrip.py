@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from imfn.atomic import atomic_output
 from imfn.data.mnist import SplitImages, load_split_images
@@ -22,6 +21,7 @@ from imfn.devices import autocast, batch_size
 from imfn.eval.metrics import mse_per_frame, psnr, ssim_per_frame
 from imfn.job import seeded_generator
 from imfn.models.teacher import Teacher
+from imfn.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def evaluate_roundtrip(
     images = test_sequences(load_split_images(mnist, split), seed, T, sequences)
     step = max(1, batch_size(FRAMES_PER_BATCH, device) // T)
     mse_parts, ssim_parts = [], []
-    for start in tqdm(range(0, sequences, step), desc=f"roundtrip T={T}", mininterval=10, leave=False):
+    for start in progress(range(0, sequences, step), f"roundtrip T={T}"):
         batch = images[start : start + step].to(device)
         with autocast():
             reconstruction = teacher.roundtrip(batch).float()

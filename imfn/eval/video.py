@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from imfn.atomic import atomic_output
 from imfn.data.video import frames_tensor, read_clips
 from imfn.devices import autocast, batch_size
 from imfn.eval.metrics import psnr
 from imfn.models.video import decode, encode, load_levels
+from imfn.progress import progress
 from imfn.store import read_attrs, write_arrays
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def evaluate_video_level(
     # clips spread over the validation set (in path order: for the demo, different films) for the figure
     shown = np.unique(np.linspace(0, len(indices) - 1, min(show, len(indices))).round().astype(int))
     mse_parts, originals, kept = [], [], []
-    for start in tqdm(range(0, len(indices), EVAL_VIDEOS), desc=f"video L{level} evaluation", mininterval=10):
+    for start in progress(range(0, len(indices), EVAL_VIDEOS), f"video L{level} evaluation"):
         clips = torch.from_numpy(read_clips(bank, indices[start : start + EVAL_VIDEOS]))
         reconstructions = reconstruct_clips(levels, clips, device)
         mse_parts.append((reconstructions - frames_tensor(clips)).pow(2).flatten(1).mean(dim=1))

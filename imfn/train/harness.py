@@ -8,8 +8,9 @@ A :class:`Run` owns what every training loop needs and nothing model-specific:
   with the same weights as an uninterrupted run; a checkpoint from other settings or other inputs is ignored;
 - a non-finite loss stops the job with :class:`NonFiniteLossError` before any output is written;
 - one loss row per epoch (the run's labels, the epoch, what the epoch function returned, seconds and samples/s),
-  logged and written to Parquet whole or not at all;
-- a progress bar over each epoch's batches;
+  logged, added to the job's TensorBoard curves as the epoch ends (:mod:`imfn.train.curves`; a job with a log
+  file only) and at the end written to Parquet whole or not at all;
+- progress lines over each epoch's batches (:mod:`imfn.progress`);
 - the device, and :meth:`Run.autocast`, the precision the job's settings chose for it (devices.py).
 
 The model-specific part is one function per epoch: ``epoch(e) -> {"loss": ..., other means..., "samples": n}``.
@@ -34,10 +35,11 @@ from typing import Any
 
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from imfn.atomic import atomic_output
 from imfn.devices import autocast
+from imfn.progress import progress
+from imfn.train.curves import Curves
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +127,14 @@ class Run:
     def train(self, epochs: int, epoch: EpochFn) -> list[dict]:
         """Run ``epoch(e)`` for the epochs not done yet; return every epoch's loss row."""
         self._epochs = epochs
+        curves = Curves(self.name)
+        try:
+            self._train(epochs, epoch, curves)
+        finally:
+            curves.close()
+        return self.rows
+
+    def _train(self, epochs: int, epoch: EpochFn, curves: Curves) -> None:
         last_save = time.monotonic()
         for e in range(self._restore(), epochs):
             self._epoch = e
@@ -141,6 +151,7 @@ class Run:
             if "samples" in metrics:
                 row["samples_per_second"] = metrics["samples"] / seconds
             self.rows.append(row)
+            curves.add(e + 1, row, skip=frozenset(self.labels))
             shown = ", ".join(f"{k} {v:.6g}" for k, v in metrics.items() if isinstance(v, float))
             log.info("%s epoch %d/%d: %s in %.1f s", self.name, e + 1, epochs, shown, seconds)
             kill = kill_point() == e + 1
@@ -149,12 +160,10 @@ class Run:
                 last_save = time.monotonic()
             if kill:
                 os.kill(os.getpid(), signal.SIGKILL)
-        return self.rows
 
     def batches(self, items: Iterable, total: int | None = None) -> Iterator:
-        """A progress bar over one epoch's batches."""
-        desc = f"{self.name} epoch {self._epoch + 1}/{self._epochs}"
-        return iter(tqdm(items, total=total, desc=desc, mininterval=10, leave=False))
+        """One epoch's batches, with a progress line now and then (:func:`imfn.progress.progress`)."""
+        return progress(items, f"{self.name} epoch {self._epoch + 1}/{self._epochs}", total)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The precision the forward pass runs in: bf16 autocast on CUDA with mixed precision on
