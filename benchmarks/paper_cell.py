@@ -97,7 +97,7 @@ class Cell:
             zero_images=teacher["zero_images"],
             latent_bank_size=teacher["bank_size"],
             test_fraction=config["mnist"]["test_fraction"],
-            Ts=sorted(T for T in config["evaluation"]["T"] if T <= 2**levels),
+            Ts=sorted(T for T in config["evaluation"]["T"] if 2**levels >= T),
             sequences=config["evaluation"]["sequences"],
             mixed_precision=config["mixed_precision"],
         )
@@ -187,7 +187,9 @@ def extrapolate(cell: Cell, steps: list[dict], startup: float) -> tuple[list[dic
     for level in range(cell.levels):
         if ("train_sweeper", level, None) not in done and last["train_sweeper"]:
             seconds = last["train_sweeper"][-1]["estimated_full_seconds"]
-            missing.append({"job": "train_sweeper", "level": level, "measured": False, "estimated_full_seconds": seconds})
+            missing.append(
+                {"job": "train_sweeper", "level": level, "measured": False, "estimated_full_seconds": seconds}
+            )
         if level and ("build_bank", level, None) not in done and last["build_bank"]:
             seconds = last["build_bank"][-1]["seconds"]
             missing.append({"job": "build_bank", "level": level, "measured": False, "estimated_full_seconds": seconds})
