@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO))  # the check runs this checkout's imfn, installed 
 from imfn.atomic import atomic_output  # noqa: E402  (after the path: this checkout's package; no import but stdlib)
 
 NEEDS_GPU = "gpu-check needs a CUDA GPU"
-BUDGET = 460.0  # seconds for all parts together: with the environment and start-up, under 8 minutes
+BUDGET = 440.0  # seconds for all parts together: with the environment and start-up, under 8 minutes
 MIN_PART_SECONDS = 20.0  # a part with less of the budget left is skipped rather than started
 TAIL_CHARS = 4000  # of a failed part's output, kept in the JSON
 KILL_GRACE = 10.0  # seconds between SIGTERM and SIGKILL to a part's process group
@@ -399,11 +399,11 @@ def gpu_parts(work: Path, cores: int, downloads: Path = REPO / "resources" / "do
         "--configfile", str(REPO / "config" / "smoke.yaml"), str(override),
     ]  # fmt: skip
     mixed_precision_args = [
-        "--size", "paper", "--steps", "10", "--rounds", "2", "--threads", threads,
+        "--size", "paper", "--steps", "8", "--rounds", "2", "--threads", threads,
         "--out", str(work / "mixed_precision.parquet"),
     ]  # fmt: skip
     paper_cell_args = [
-        "--device", "cuda", "--threads", threads, "--frames", "16384", "--max-seconds", "100",
+        "--device", "cuda", "--threads", threads, "--frames", "16384", "--max-seconds", "90",
         "--download-dir", str(downloads), "--work", str(work / "paper_cell"), "--out", str(work / "paper_cell.json"),
     ]  # fmt: skip
 
@@ -430,7 +430,7 @@ def gpu_parts(work: Path, cores: int, downloads: Path = REPO / "resources" / "do
             "smoke_cuda",
             "the Snakemake pipeline on config/smoke.yaml with device: cuda (MNIST branches)",
             [python, "-m", "snakemake", "--cores", str(cores), "--resources", "gpu=1", *smoke_args],
-            timeout=150,
+            timeout=170,
             modules=("snakemake", "zarr", "pyarrow", "matplotlib"),
             prepare=prepare_smoke,
             numbers=lambda log: smoke_numbers(smoke, log),
@@ -440,7 +440,7 @@ def gpu_parts(work: Path, cores: int, downloads: Path = REPO / "resources" / "do
             "mixed_precision",
             "benchmarks/mixed_precision.py at the paper's sizes: samples/s with mixed precision off and on",
             [python, "benchmarks/mixed_precision.py", *mixed_precision_args],
-            timeout=75,
+            timeout=70,
             modules=("pyarrow", "yaml", "zarr", "av"),
             numbers=lambda log: mixed_precision_numbers(work / "mixed_precision.parquet"),
         ),
@@ -448,7 +448,7 @@ def gpu_parts(work: Path, cores: int, downloads: Path = REPO / "resources" / "do
             "paper_cell",
             "benchmarks/paper_cell.py: a slice of the paper cell (seed 0, d = 1024) on CUDA, extrapolated",
             [python, "benchmarks/paper_cell.py", *paper_cell_args],
-            timeout=150,
+            timeout=130,
             modules=("zarr", "pyarrow", "yaml"),
             prepare=require_wheel,
             numbers=lambda log: paper_cell_numbers(work / "paper_cell.json"),
