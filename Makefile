@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CORES ?= all
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run ablation smoke figures results-page test test-cluster report dry-run lint clean
+.PHONY: setup run ablation smoke figures results-page test test-cluster gpu-check report dry-run lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -51,6 +51,12 @@ test: $(STAMP)
 # The smoke pipeline on a one-node SLURM cluster started here (root; apt-get installs slurm-wlm + munge).
 test-cluster: $(STAMP)
 	$(PYTHON) -m pytest -m cluster -s tests/cluster
+
+# On one GPU, in under 8 minutes: the CUDA tests, the smoke config on CUDA, mixed precision at the paper's sizes and
+# a timed slice of a paper cell, into results/gpu_check.json (docs/gpu.md). Exits 2 where torch sees no GPU.
+# With a python that already has imfn's dependencies and a CUDA torch (no .venv): make gpu-check PYTHON=python3
+gpu-check: $(if $(filter $(VENV)/bin/python,$(PYTHON)),$(STAMP))
+	$(PYTHON) benchmarks/gpu_check.py
 
 # One HTML report of every figure and table (make run first); a screenshot of it if chromium is installed.
 report: $(STAMP)

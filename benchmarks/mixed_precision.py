@@ -4,9 +4,9 @@ in one run, on this machine's device: a sweeper level, the Transformer and Mamba
 On the CPU the switch does nothing (imfn/devices.py), so the two columns measure the same code and their
 ratio shows the timing noise. On CUDA it shows the speed-up. Sizes: `paper` (d = 1024, the paper's model
 sizes; the default on CUDA) or `quick` (config/quick.yaml's sizes; the default on the CPU). Random data, on
-the device. Prints a table and writes benchmarks/mixed_precision.parquet.
+the device. Prints a table and writes benchmarks/mixed_precision.parquet (or `--out`).
 
-    python benchmarks/mixed_precision.py [--size paper|quick] [--steps 20] [--rounds 3] [--threads 2]
+    python benchmarks/mixed_precision.py [--size paper|quick] [--steps 20] [--rounds 3] [--threads 2] [--out FILE]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from imfn.devices import autocast, configure_precision, describe_runtime
+from imfn.devices import autocast, configure_precision, describe_runtime, mamba_kernels_problem
 from imfn.models.compressors import MambaCompressor, MambaConfig, TransformerCompressor, TransformerConfig
 from imfn.models.video import VideoModelConfig, make_level
 from imfn.train.sweeper import LevelModel, SweeperTraining
@@ -58,8 +58,9 @@ def compressor_step(kind: str, device: torch.device, size: str):
     sizes = {} if size == "paper" else quick()["compressors"][kind]
     if kind == "transformer":
         model = TransformerCompressor(TransformerConfig(DIM, T, **sizes))
-    else:  # the kernels where they run: what a GPU job uses
-        model = MambaCompressor(MambaConfig(DIM, T, **sizes), use_kernels=device.type == "cuda")
+    else:  # mamba-ssm's kernels where they import (what a GPU job uses), else the pure-PyTorch scan
+        use_kernels = device.type == "cuda" and not mamba_kernels_problem()
+        model = MambaCompressor(MambaConfig(DIM, T, **sizes), use_kernels=use_kernels)
     model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     frames = torch.rand(16, T, 784, device=device)
@@ -118,6 +119,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "mixed_precision.parquet")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -147,8 +149,7 @@ def main() -> None:
     )
     print("samples/s with mixed_precision off (float32) and on (bf16 autocast + TF32 on CUDA; nothing on the CPU)")
     print(table.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
-    out = REPO / "benchmarks" / "mixed_precision.parquet"
-    table.assign(device=str(device), gpu=runtime["gpu"], size=size).to_parquet(out, index=False)
+    table.assign(device=str(device), gpu=runtime["gpu"], size=size).to_parquet(args.out, index=False)
 
 
 if __name__ == "__main__":
