@@ -343,7 +343,8 @@ def _metrics(results: Path, *names: str) -> list[Path]:
     "compare-metrics",
     "are two runs' metric tables (<results>/metrics) identical to the last digit, and if not how far did their "
     "numbers move? Renames bring the before tables to the new names: --renamed-table old=new, "
-    "--renamed-column old=new, --renamed-value column:old=new (an empty new value is null); each repeatable",
+    "--renamed-column [table:]old=new, --renamed-value [table:]column:old=new (an empty new value is null); "
+    "each repeatable",
     "--before --after --renamed-table:str* --renamed-column:str* --renamed-value:str*",
 )
 def _compare_metrics(a):

@@ -160,7 +160,12 @@ def test_compare_metrics_maps_a_value_to_null_and_rejects_a_malformed_rename(tmp
             run / "metrics" / "pca.parquet"
         )
     assert compare_metrics(before, after, renamed_values=["variant:per-frame="]) == [("pca", "identical (1 rows)")]
-    with pytest.raises(ValueError, match="not of the form column:old=new"):
+    assert compare_metrics(before, after, renamed_values=["pca:variant:per-frame="])[0][1].startswith("identical")
+    with pytest.raises(ValueError, match="results differ"):  # scoped to another table: not applied here
+        compare_metrics(before, after, renamed_values=["teacher:variant:per-frame="])
+    with pytest.raises(ValueError, match=r"not of the form \[table:\]column:old=new"):
         compare_metrics(before, after, renamed_values=["per-frame="])
-    with pytest.raises(ValueError, match="not of the form old=new"):
+    with pytest.raises(ValueError, match=r"not of the form \[table:\]old=new"):
         compare_metrics(before, after, renamed_columns=["variant"])
+    with pytest.raises(ValueError, match="two columns of one name"):  # model=variant: the table has a variant
+        compare_metrics(before, after, renamed_columns=["model=variant"])

@@ -5,7 +5,8 @@ renamed table is matched with ``old=new``): the same columns, the same rows in a
 equal exactly (NaN equal to NaN). Timing tables (``time_summary``) differ by nature and are left out.
 
 Across a rename, the *before* tables are first brought to the new names: columns (``old=new``) and values
-(``column:old=new``, the column by its new name; an empty new value is null). Beside the verdict, a table
+(``column:old=new``, the column by its new name; an empty new value is null), each in every table or, with a
+``table:`` in front, in that table only (``teacher_health:recipe=architecture``). Beside the verdict, a table
 that differs gets a report of how far its numbers moved: its rows are matched on their label columns (every
 column the two tables share that is not a float column), and for each float column it prints how many values
 moved, the median and the largest relative change of those that moved, and the rows that moved most.
@@ -61,21 +62,39 @@ def _pairs(items: Sequence[str], what: str, example: str) -> list[tuple[str, str
     return pairs
 
 
-def parse_renamed_values(items: Sequence[str]) -> dict[str, dict[str, str | None]]:
-    """``column:old=new`` each -> {column: {old: new}}; an empty new value is null."""
-    values: dict[str, dict[str, str | None]] = {}
+Scoped = dict[str, dict]  # table ("" for every table) -> what is renamed in it
+
+
+def parse_renamed_columns(items: Sequence[str]) -> Scoped:
+    """``[table:]old=new`` each -> {table: {old: new}}."""
+    columns: Scoped = {}
+    for table_old, new in _pairs(items, "renamed column", "[table:]old=new"):
+        table, _, old = table_old.rpartition(":")
+        if not old or not new:
+            raise ValueError(f"renamed column {table_old}={new} is not of the form [table:]old=new")
+        columns.setdefault(table, {})[old] = new
+    return columns
+
+
+def parse_renamed_values(items: Sequence[str]) -> Scoped:
+    """``[table:]column:old=new`` each -> {table: {column: {old: new}}}; an empty new value is null."""
+    values: Scoped = {}
     for item in items:
-        column, sep, mapping = item.partition(":")
-        if not sep or not column:
-            raise ValueError(f"renamed value {item!r} is not of the form column:old=new")
-        ((old, new),) = _pairs([mapping], "renamed value", "column:old=new")
-        values.setdefault(column, {})[old] = new or None
+        where, sep, new = item.partition("=")
+        parts = where.split(":")
+        if not sep or len(parts) not in (2, 3) or not all(parts):
+            raise ValueError(f"renamed value {item!r} is not of the form [table:]column:old=new")
+        table, column, old = parts if len(parts) == 3 else ("", *parts)
+        values.setdefault(table, {}).setdefault(column, {})[old] = new or None
     return values
 
 
 def renamed(frame: pd.DataFrame, columns: dict[str, str], values: dict[str, dict[str, str | None]]) -> pd.DataFrame:
     """A *before* table under the new names: its columns renamed, then the named values of a column replaced
     (compared as text, so ``architecture:paper=mlp`` and ``level:3=4`` both work)."""
+    clash = [f"{old}={new}" for old, new in columns.items() if old in frame and new in frame and old != new]
+    if clash:
+        raise ValueError(f"renaming columns {clash} would give a table two columns of one name: scope it to a table")
     frame = frame.rename(columns=columns)
     for column, mapping in values.items():
         if column in frame:
@@ -151,11 +170,10 @@ def compare_metrics(
 ) -> list[tuple[str, str]]:
     """(table, verdict) for every metric table of ``before``, each printed, with how far the numbers moved
     for a table that differs; then raises ValueError if any is not identical. ``renamed_tables``: ``old=new``
-    table names; ``renamed_columns``: ``old=new`` column names and ``renamed_values``: ``column:old=new``,
-    both applied to the *before* tables."""
+    table names; ``renamed_columns``: ``[table:]old=new`` column names and ``renamed_values``:
+    ``[table:]column:old=new``, both applied to the *before* tables (the table by its before name)."""
     tables = dict(_pairs(renamed_tables, "renamed table", "old=new"))
-    columns = dict(_pairs(renamed_columns, "renamed column", "old=new"))
-    values = parse_renamed_values(renamed_values)
+    columns, values = parse_renamed_columns(renamed_columns), parse_renamed_values(renamed_values)
     paths = sorted(p for p in (before / "metrics").glob("*.parquet") if p.stem not in SKIPPED)
     if not paths:
         raise FileNotFoundError(f"no metric tables under {before / 'metrics'}")
@@ -165,7 +183,9 @@ def compare_metrics(
         if not other.exists():
             verdict, details = f"missing: {other}", []
         else:
-            old, new = renamed(pd.read_parquet(path), columns, values), pd.read_parquet(other)
+            mine = {**columns.get("", {}), **columns.get(path.stem, {})}
+            mine_values = {**values.get("", {}), **values.get(path.stem, {})}
+            old, new = renamed(pd.read_parquet(path), mine, mine_values), pd.read_parquet(other)
             problem = difference(old, new)
             verdict = problem or f"identical ({len(old)} rows)"
             details = movement(old, new) if problem else []
