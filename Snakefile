@@ -8,6 +8,9 @@ min_version("9.0")
 
 configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
+include: "workflow/rules/renamed_keys.py"
+
+check_renamed_keys(config)  # before the schema: a renamed key gets a message naming its new name
 validate(config, schema="workflow/schemas/config.schema.yaml")
 
 report: "workflow/report/workflow.rst"
@@ -54,6 +57,6 @@ rule ablation:
 
 
 rule paper_sweep:
-    """The paper recipe with the lost values of config `paper_sweep` changed, at its seed and d (method.md 3b)."""
+    """The paper variant with the lost values of config `paper_sweep` changed, at its seed and d (method.md 3b)."""
     input:
         PAPER_SWEEP_OUTPUTS,

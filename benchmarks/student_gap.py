@@ -35,7 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("cell", type=Path, help="results/mnist/seed{seed}/d{dim}/{variant}")
     parser.add_argument("T", type=int)
-    parser.add_argument("--student", default=None, help="recipe of a trained student to compare (student.recipes)")
+    parser.add_argument("--student", default=None, help="variant of a trained student to compare (student.variants)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     train_y, train_leaves, _ = load_train_set(args.cell / f"trajectories_T{args.T}_train.zarr")

@@ -73,17 +73,17 @@ def _per_step_ms(memory, codes: torch.Tensor) -> torch.Tensor:
 def write_latency_row(T: int, dim: int, batch: int) -> dict:
     """Per-frame cost of writing leaf codes: the tree's Merkle update vs one student step."""
     torch.manual_seed(0)
-    codec = LeafCodec(CodecConfig(dim, 1024, "paper"))
+    codec = LeafCodec(CodecConfig(dim, 1024, "mlp"))
     teacher = Teacher(codec, [Sweeper(SweeperConfig.for_dim(dim)) for _ in range(int(math.log2(T)))]).eval()
     students = {
         architecture: build_student(StudentConfig(dim, T, hidden, architecture)).eval()
-        for architecture, hidden in (("paper", 2 * dim), ("slot", 512))  # each at its recipe's width
+        for architecture, hidden in (("mlp", 2 * dim), ("slot", 512))  # each at its config variant's width
     }
     codes = torch.randn(T, batch, dim)
     row = {"benchmark": "memory_write", "T": T, "dim": dim, "batch": batch}
     for name, make in (
         ("tree", lambda: TreeMemory(teacher, T, batch)),
-        ("paper_student", lambda: StudentMemory(teacher, students["paper"], batch)),
+        ("mlp_student", lambda: StudentMemory(teacher, students["mlp"], batch)),
         ("slot_student", lambda: StudentMemory(teacher, students["slot"], batch)),
     ):
         _per_step_ms(make(), codes[: min(T, 8)])  # warm-up
@@ -131,7 +131,7 @@ def main() -> None:
         )
     )
     print("\nper-frame write latency (ms): tree = Merkle path update (log2 T merges), students = one step each")
-    columns = [f"{name}_{stat}_ms" for name in ("tree", "paper_student", "slot_student") for stat in ("median", "max")]
+    columns = [f"{name}_{stat}_ms" for name in ("tree", "mlp_student", "slot_student") for stat in ("median", "max")]
     print(show(writes[["T", *columns]]))
 
 

@@ -76,7 +76,8 @@ def parse_flags(spec: str) -> list[tuple[str, dict]]:
     """``"--mnist --seed:int --T:int+ --lower* --root? --health:bool parts+"`` -> argparse arguments.
 
     A flag is a path unless typed (``:int``, ``:float``, ``:str``, ``:bool`` for a switch); ``+`` takes one or
-    more values, ``*`` zero or more, ``?`` makes it optional (default None); every other flag is required."""
+    more values, ``*`` zero or more (the flag may be repeated), ``?`` makes it optional (default None); every
+    other flag is required."""
     arguments = []
     for word in spec.split():
         name, _, kind = word.rstrip("+*?").partition(":")
@@ -86,7 +87,7 @@ def parse_flags(spec: str) -> list[tuple[str, dict]]:
         elif word.endswith("+"):
             kwargs["nargs"] = "+"
         elif word.endswith("*"):
-            kwargs |= {"nargs": "*", "default": []}
+            kwargs |= {"nargs": "*", "default": [], "action": "extend"}  # a repeated flag adds its values
         if name.startswith("--") and kind != "bool" and not word.endswith(("*", "?")):
             kwargs["required"] = True
         arguments.append((name, kwargs))
@@ -223,13 +224,15 @@ def _train_student(a):
 @verb(
     "evaluate-online",
     "prefix retention and end-of-sequence MSE, student vs teacher",
-    "--sweepers+ --student --trajectories --mnist --seed:int --T:int --recipe:str --out",
+    "--sweepers+ --student --trajectories --mnist --seed:int --T:int --variant:str --teacher-variant:str --out",
     device=True,
 )
 def _evaluate_online(a):
     from imfn.eval.online import evaluate_online
 
-    evaluate_online(a.sweepers, a.student, a.trajectories, a.mnist, a.seed, a.T, a.out, a.device, a.recipe)
+    evaluate_online(
+        a.sweepers, a.student, a.trajectories, a.mnist, a.seed, a.T, a.out, a.device, a.variant, a.teacher_variant
+    )
 
 
 @verb(
@@ -338,13 +341,16 @@ def _metrics(results: Path, *names: str) -> list[Path]:
 
 @verb(
     "compare-metrics",
-    "are two runs' metric tables (<results>/metrics) identical to the last digit? (--renamed old=new)",
-    "--before --after --renamed:str*",
+    "are two runs' metric tables (<results>/metrics) identical to the last digit, and if not how far did their "
+    "numbers move? Renames bring the before tables to the new names: --renamed-table old=new, "
+    "--renamed-column [table:]old=new, --renamed-value [table:]column:old=new (an empty new value is null); "
+    "each repeatable",
+    "--before --after --renamed-table:str* --renamed-column:str* --renamed-value:str*",
 )
 def _compare_metrics(a):
     from imfn.report.compare import compare_metrics
 
-    compare_metrics(a.before, a.after, a.renamed)
+    compare_metrics(a.before, a.after, a.renamed_table, a.renamed_column, a.renamed_value)
 
 
 @verb(
@@ -390,7 +396,7 @@ def _ablation_report(a):
 
 @verb(
     "paper-sweep-report",
-    "the table and figure of the paper recipe's lost values (config paper_sweep)",
+    "the table and figure of the paper variant's lost values (config paper_sweep)",
     "--sweep --health --autoencoder+ --pca --out --figure-dir",
 )
 def _paper_sweep_report(a):
@@ -461,14 +467,14 @@ def _evaluate_video(a):
 
 @verb(
     "video-pca",
-    "per-frame PCA beside the video levels: each frame keeps memory-numbers // 2^(l+1) components at level l",
-    "--bank --split --memory-numbers:int --levels:int --max-videos:int? --out",
+    "per-frame PCA beside the video levels: each frame keeps dim // 2^(l+1) components at level l (dim: the memory)",
+    "--bank --split --dim:int --levels:int --max-videos:int? --out",
     threads=True,
 )
 def _video_pca(a):
     from imfn.eval.pca import evaluate_video_pca
 
-    evaluate_video_pca(a.bank, a.split, a.memory_numbers, a.levels, a.out, a.max_videos)
+    evaluate_video_pca(a.bank, a.split, a.dim, a.levels, a.out, a.max_videos)
 
 
 @verb("video-report", "Table 3 and the video reconstruction figure from results/", RESULTS)
@@ -480,17 +486,17 @@ def _video_report(a):
 
 @verb(
     "param-count",
-    "count the teacher's parameters (the paper reports 61.43M at d = 1024, 9 levels; unset: the recipe's defaults)",
-    "--dim:int --levels:int --recipe:str? --codec-hidden:int? --sweeper-hidden:int? --decoder-hidden:int?",
+    "count the teacher's parameters (the paper reports 61.43M at d = 1024, 9 levels; unset: the paper's settings)",
+    "--dim:int --levels:int --architecture:str? --codec-hidden:int? --sweeper-hidden:int? --decoder-hidden:int?",
 )
 def _param_count(a):
     from imfn.models.teacher import teacher_parameter_count
     from imfn.train.sweeper import SweeperTraining
 
-    given = {k: getattr(a, k) for k in ("recipe", "codec_hidden", "sweeper_hidden") if getattr(a, k) is not None}
+    given = {k: getattr(a, k) for k in ("architecture", "codec_hidden", "sweeper_hidden") if getattr(a, k) is not None}
     s = SweeperTraining(seed=0, dim=a.dim, level=0, **given)
-    n = teacher_parameter_count(s.dim, a.levels, s.codec_hidden, s.sweeper_hidden, s.recipe, a.decoder_hidden)
-    print(f"teacher ({s.recipe}) d={s.dim}, {a.levels} levels: {n:,} parameters ({n / 1e6:.2f}M)")
+    n = teacher_parameter_count(s.dim, a.levels, s.codec_hidden, s.sweeper_hidden, s.architecture, a.decoder_hidden)
+    print(f"teacher ({s.architecture}) d={s.dim}, {a.levels} levels: {n:,} parameters ({n / 1e6:.2f}M)")
 
 
 # -----------------------------------------------------------------------------

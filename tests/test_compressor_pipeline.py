@@ -75,12 +75,13 @@ def test_evaluation_uses_the_teachers_held_out_sequences(mnist_store, split, tmp
         expected = F.mse_loss(load_compressor(checkpoint)(frames), frames).item()
     assert overall["mse"] == pytest.approx(expected, rel=1e-5)
     assert set(rows["model"]) == {"mamba"} and set(rows["T"]) == {T} and set(rows["dim"]) == {16}
-    assert "width 24, 1 layers" in rows["variant"].iloc[0]
-    assert rows["variant"].iloc[0].endswith("pure-PyTorch scan")  # Table 1's setup names the implementation
+    assert rows["variant"].isna().all()  # a compressor has no variant: its size is its setup
+    assert "width 24, 1 layers" in rows["setup"].iloc[0]
+    assert rows["setup"].iloc[0].endswith("pure-PyTorch scan")  # Table 1's setup names the implementation
 
 
-def _metric_rows(model, variant, seed, mse):
-    base = {"model": model, "variant": variant, "seed": seed, "dim": 16, "T": T, "position": None}
+def _metric_rows(model, variant, seed, mse, setup=None):
+    base = {"model": model, "variant": variant, "setup": setup, "seed": seed, "dim": 16, "T": T, "position": None}
     return [
         {**base, "metric": "mse", "value": mse},
         {**base, "metric": "psnr", "value": -10 * torch.tensor(mse).log10().item()},
@@ -93,8 +94,8 @@ def test_table1_means_and_stds_over_seeds(tmp_path):
         _metric_rows("imfn-teacher", "pca-pixel", 0, 0.01)
         + _metric_rows("imfn-teacher", "pca-pixel", 1, 0.03)
         + _metric_rows("imfn-teacher", "paper", 0, 0.5)  # another variant: not in the table
-        + _metric_rows("transformer", "tiny", 0, 0.02)
-        + _metric_rows("pca", "per-frame", 0, 0.04)
+        + _metric_rows("transformer", None, 0, 0.02, setup="tiny")
+        + _metric_rows("pca", None, 0, 0.04)
     )
     path = tmp_path / "m.parquet"
     pd.DataFrame(rows).astype({"position": "Int64"}).to_parquet(path)

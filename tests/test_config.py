@@ -1,8 +1,10 @@
-"""One default per hyperparameter: config/config.yaml's blocks are the dataclasses' fields, with their defaults."""
+"""One default per hyperparameter: config/config.yaml's blocks are the dataclasses' fields, with their defaults;
+and a config that uses a renamed key stops with a message naming the new one."""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,8 @@ from imfn.train.student import StudentTraining
 from imfn.train.sweeper import SweeperTraining
 from imfn.train.video import VideoTraining
 
-CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 
 def _block(*keys):
@@ -35,7 +38,7 @@ BLOCKS = [
     (("teacher", "health"), HealthLimits, set()),
     (("reference", "autoencoder"), FrameAutoencoderTraining, set()),
     (("student", "training"), StudentTraining, set()),
-    (("student", "recipes", "paper"), StudentTraining, set()),  # the dataclass defaults are the paper's recipe
+    (("student", "variants", "paper"), StudentTraining, set()),  # the dataclass defaults are the paper's settings
     (("compressors", "training"), CompressorTraining, set()),
     (("compressors", "transformer"), TransformerConfig, set()),
     (("compressors", "mamba"), MambaConfig, set()),
@@ -83,3 +86,54 @@ def test_flags_derived_from_a_dataclass_parse_its_types():
         parser.parse_args(["--opt-steps", "3", "--opt-shuffle", "maybe"])
     with pytest.raises(SystemExit):  # a field without a default is a required flag
         parser.parse_args([])
+
+
+def _renamed_keys_module():
+    """workflow/rules/renamed_keys.py, the check the Snakefile runs before the schema."""
+    spec = importlib.util.spec_from_file_location("renamed_keys", REPO / "workflow" / "rules" / "renamed_keys.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _merged(base: dict, override: dict) -> dict:
+    """``override`` over ``base`` key by key, as Snakemake merges a --configfile into config/config.yaml."""
+    merged = dict(base)
+    for key, value in override.items():
+        both = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = _merged(base[key], value) if both else value
+    return merged
+
+
+# one config per row of RENAMED_KEYS, using its old key or value, and the new name the message must give
+OLD_CONFIGS = [
+    ("teacher.training.recipe", {"teacher": {"training": {"recipe": "paper"}}}, "to teacher.training.architecture ("),
+    ("teacher.variants.*.recipe", {"teacher": {"variants": {"pca": {"recipe": "pca"}}}},
+     "to teacher.variants.pca.architecture ("),
+    ("teacher.training.architecture", {"teacher": {"training": {"architecture": "paper"}}},
+     "to teacher.training.architecture: mlp"),
+    ("teacher.variants.*.architecture", {"teacher": {"variants": {"framewise": {"architecture": "paper"}}}},
+     "to teacher.variants.framewise.architecture: mlp"),
+    ("student.recipes", {"student": {"recipes": {"paper": {"hidden": 32}}}}, "student.recipes was renamed to "
+     "student.variants"),
+    ("student.variants.*.architecture", {"student": {"variants": {"curriculum": {"architecture": "paper"}}}},
+     "to student.variants.curriculum.architecture: mlp"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("old, override, new", OLD_CONFIGS, ids=[old for old, _, _ in OLD_CONFIGS])
+def test_a_renamed_config_key_stops_with_a_message_naming_the_new_one(old, override, new):
+    renamed_keys = _renamed_keys_module()
+    config = _merged(CONFIG, override)
+    with pytest.raises(ValueError) as error:
+        renamed_keys.check_renamed_keys(config)
+    (message,) = str(error.value).splitlines()  # the old key alone is named: the new defaults are not
+    assert message.startswith(f"config {'key' if 'recipe' in old else 'value'} ") and new in message
+
+
+def test_every_renamed_key_is_tested_and_the_shipped_configs_use_none():
+    renamed_keys = _renamed_keys_module()
+    assert sorted(old for old, *_ in renamed_keys.RENAMED_KEYS) == sorted(old for old, _, _ in OLD_CONFIGS)
+    for name in ("config", "quick", "smoke", "paper-cpu"):
+        override = yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())
+        assert renamed_keys.renamed_key_messages(_merged(CONFIG, override)) == [], name

@@ -27,7 +27,7 @@ def test_environment_yml_names_the_same_dependencies_as_pyproject(repo):
             conda.add(CONDA_TO_PYPI.get(_name(entry), _name(entry)))
     conda -= {"python", "pip"}
     assert conda | pip == pypi
-    # the default environment installs without a GPU or nvcc: Mamba's kernels come with the GPU recipe
+    # the default environment installs without a GPU or nvcc: Mamba's kernels come with the GPU install (README)
     assert not {"mamba-ssm", "causal-conv1d"} & (conda | pip | pypi)
 
 

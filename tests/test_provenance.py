@@ -92,7 +92,7 @@ def test_time_summary_names_each_job_by_rule_and_wildcards(tmp_path):
     cell = "benchmarks/mnist/seed{seed}/d{dim}/{variant}"
     rules = [
         f"train_sweeper={cell}/train_sweeper_L{{level}}.tsv",
-        f"train_student={cell}/train_student_{{recipe}}_T{{T}}.tsv",
+        f"train_student={cell}/train_student_{{student_variant}}_T{{T}}.tsv",
         "train_video_level=benchmarks/video/demo/train_video_L{level,\\d+}.tsv",  # a constraint is allowed
         "pca_roundtrip",  # a bare name matches files named after it
     ]
@@ -106,7 +106,7 @@ def test_time_summary_names_each_job_by_rule_and_wildcards(tmp_path):
     ]
     assert list(jobs["wildcards"]) == [
         "",
-        "seed=0,dim=16,variant=paper,recipe=paper,T=4",
+        "seed=0,dim=16,variant=paper,student_variant=paper,T=4",
         "seed=0,dim=16,variant=paper,level=0",
         "seed=0,dim=16,variant=paper,level=1",
         "level=2",

@@ -1,6 +1,7 @@
-"""`snakemake --report`: one HTML file holding every figure and table, each with its caption.
+"""`snakemake --report`: one HTML file holding every figure and table, each with its caption; and
+`imfn compare-metrics`, the check that two runs' metric tables agree.
 
-The full check runs inside the smoke end-to-end test (tests/test_workflow.py), on its results, so
+The full report check runs inside the smoke end-to-end test (tests/test_workflow.py), on its results, so
 no extra pipeline run is needed; the tests here are the cheap ones.
 """
 
@@ -10,7 +11,11 @@ import re
 import subprocess
 from pathlib import Path
 
+import pandas as pd
+import pytest
 import yaml
+
+from imfn.report.compare import compare_metrics
 
 REPORT_DIR = Path(__file__).resolve().parents[1] / "workflow" / "report"
 
@@ -71,3 +76,96 @@ def test_profiles_name_real_snakemake_options(repo, tmp_path, env_with_venv):
         assert "time_summary" in result.stdout
     slurm = yaml.safe_load((repo / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
     assert slurm["executor"] == "slurm" and slurm["slurm-status-command"] == "squeue"  # no accounting needed
+
+
+def _online_rows(names: dict[str, str], architecture: str, scale: dict[int, float]) -> pd.DataFrame:
+    """A small student metric table; ``names`` maps the concepts to a run's column names, ``scale`` moves the
+    values of some seeds."""
+    rows = [
+        {"model": "student", names["variant"]: variant, "architecture": architecture if variant == "paper" else "slot",
+         "seed": seed, "T": 4, names["frames_written"]: k, "value": (k + seed) / 10 * scale.get(seed, 1.0)}
+        for variant in ("paper", "slot") for seed in (0, 1) for k in (1, 2, 3, 4)
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _runs(folder: Path, moved: dict[int, float]) -> tuple[Path, Path]:
+    """A run of the old names and one of the new names, both with a student table and the same teacher table."""
+    before, after = folder / "before", folder / "after"
+    teacher = pd.DataFrame({"model": ["imfn-teacher"] * 2, "T": [2, 4], "value": [0.01, 0.02]})
+    for run in (before, after):
+        (run / "metrics").mkdir(parents=True)
+        teacher.to_parquet(run / "metrics" / "teacher.parquet")
+    _online_rows({"variant": "recipe", "frames_written": "k"}, "paper", {}).to_parquet(
+        before / "metrics" / "student.parquet"
+    )
+    _online_rows({"variant": "variant", "frames_written": "frames_written"}, "mlp", moved).to_parquet(
+        after / "metrics" / "student.parquet"
+    )
+    return before, after
+
+
+RENAMES = {
+    "renamed_columns": ["recipe=variant", "k=frames_written"],
+    "renamed_values": ["architecture:paper=mlp"],
+}
+
+
+def test_compare_metrics_maps_old_names_and_finds_the_tables_identical(tmp_path, capsys):
+    before, after = _runs(tmp_path, moved={})
+    verdicts = compare_metrics(before, after, **RENAMES)
+    assert verdicts == [("student", "identical (16 rows)"), ("teacher", "identical (2 rows)")]
+    with pytest.raises(ValueError, match=r"results differ in \['student'\]"):  # without the renames
+        compare_metrics(before, after, renamed_values=RENAMES["renamed_values"])
+    assert "columns differ: ['frames_written', 'k', 'recipe', 'variant']" in capsys.readouterr().out
+
+
+def test_compare_metrics_reports_how_far_the_numbers_moved_before_it_fails(tmp_path, capsys, env_with_venv):
+    before, after = _runs(tmp_path, moved={1: 1.1})  # seed 1's values 10% up
+    with pytest.raises(ValueError, match=r"results differ in \['student'\]"):
+        compare_metrics(before, after, **RENAMES)
+    out = capsys.readouterr().out
+    assert "teacher                  identical (2 rows)" in out
+    assert "rows matched on ['model', 'variant', 'architecture', 'seed', 'T', 'frames_written']: 16 " in out
+    assert "(0 only before, 0 only after)" in out
+    assert "value: 8 of 16 values moved; relative change median 0.1, max 0.1" in out
+    largest = [line.strip() for line in out.splitlines() if line.strip().startswith("model=student")]
+    assert len(largest) == 3 and all("seed=1" in line and "(relative change 0.1)" in line for line in largest)
+
+    # the command prints the same report, then exits non-zero
+    cmd = [
+        "imfn",
+        "compare-metrics",
+        "--before",
+        str(before),
+        "--after",
+        str(after),
+        "--renamed-column",
+        "recipe=variant",
+        "--renamed-column",
+        "k=frames_written",
+        "--renamed-value",
+        "architecture:paper=mlp",
+    ]
+    result = subprocess.run(cmd, env=env_with_venv, capture_output=True, text=True)
+    assert result.returncode == 1 and "value: 8 of 16 values moved" in result.stdout
+    assert "results differ in ['student']" in result.stderr
+
+
+def test_compare_metrics_maps_a_value_to_null_and_rejects_a_malformed_rename(tmp_path):
+    before, after = tmp_path / "before", tmp_path / "after"
+    for run, variant in ((before, "per-frame"), (after, None)):
+        (run / "metrics").mkdir(parents=True)
+        pd.DataFrame({"model": ["pca"], "variant": [variant], "value": [0.5]}).astype({"variant": "str"}).to_parquet(
+            run / "metrics" / "pca.parquet"
+        )
+    assert compare_metrics(before, after, renamed_values=["variant:per-frame="]) == [("pca", "identical (1 rows)")]
+    assert compare_metrics(before, after, renamed_values=["pca:variant:per-frame="])[0][1].startswith("identical")
+    with pytest.raises(ValueError, match="results differ"):  # scoped to another table: not applied here
+        compare_metrics(before, after, renamed_values=["teacher:variant:per-frame="])
+    with pytest.raises(ValueError, match=r"not of the form \[table:\]column:old=new"):
+        compare_metrics(before, after, renamed_values=["per-frame="])
+    with pytest.raises(ValueError, match=r"not of the form \[table:\]old=new"):
+        compare_metrics(before, after, renamed_columns=["variant"])
+    with pytest.raises(ValueError, match="two columns of one name"):  # model=variant: the table has a variant
+        compare_metrics(before, after, renamed_columns=["model=variant"])

@@ -39,12 +39,12 @@ def world(mnist_store, tmp_path_factory):
     build_image_bank(mnist_store, split, 0, 50, 1000, bank)
     teacher = [folder / "teacher_L0.pt", folder / "teacher_L1.pt"]
     train_sweeper(
-        SweeperTraining(seed=0, dim=8, level=0, epochs=0, recipe="pca"), bank, teacher[0],
+        SweeperTraining(seed=0, dim=8, level=0, epochs=0, architecture="pca"), bank, teacher[0],
         folder / "t0_loss.parquet", folder / "t0_health.parquet", CPU,
     )  # fmt: skip
     build_latent_bank(bank, teacher[0], 0, 8, 1, None, folder / "bank_L1.zarr", CPU)
     train_sweeper(
-        SweeperTraining(seed=0, dim=8, level=1, epochs=0, recipe="pca"), folder / "bank_L1.zarr", teacher[1],
+        SweeperTraining(seed=0, dim=8, level=1, epochs=0, architecture="pca"), folder / "bank_L1.zarr", teacher[1],
         folder / "t1_loss.parquet", folder / "t1_health.parquet", CPU,
     )  # fmt: skip
     trajectories = folder / "trajectories.zarr"
@@ -66,7 +66,7 @@ def _jobs(w) -> dict[str, tuple[list[str], int]]:
     sweeper = ["train-sweeper", "--bank", w["bank"], "--seed", 0, "--dim", 16, "--level", 0, "--codec-hidden", 32]
     return {
         "sweeper": (sweeper + ["--epochs", 4], 4),
-        "depth-decoder": (sweeper + ["--recipe", "pca", "--epochs", 0, "--decoder-epochs", 4,
+        "depth-decoder": (sweeper + ["--architecture", "pca", "--epochs", 0, "--decoder-epochs", 4,
                                      "--decoder-hidden", 16, "--decoder-frames", 512], 4),
         "student": (["train-student", "--trajectories", w["trajectories"], "--seed", 0, "--epochs", 4,
                      "--trajectories-per-epoch", 20, "--batch-size", 10, "--hidden", 16, "--architecture", "slot",

@@ -1,5 +1,5 @@
 """The online student: trajectory sets, the model, its training and its online evaluation, on a tiny
-PCA-recipe teacher and a fake MNIST store (no real data, seconds to run)."""
+PCA-architecture teacher and a fake MNIST store (no real data, seconds to run)."""
 
 import math
 
@@ -38,11 +38,11 @@ def world(tmp_path_factory):
 
     torch.manual_seed(0)
     pixels = torch.from_numpy(read_array(mnist, "images")).float() / 255.0
-    codec = LeafCodec(CodecConfig(D, recipe="pca"))
+    codec = LeafCodec(CodecConfig(D, architecture="pca"))
     codec.init_from_data(pixels)
     checkpoints, codes = [], codec.encode(pixels).detach()
     for level in range(int(math.log2(T))):
-        sweeper = Sweeper(SweeperConfig.for_dim(D, recipe="pca"))
+        sweeper = Sweeper(SweeperConfig.for_dim(D, architecture="pca"))
         sweeper.init_from_data(codes)
         path = folder / f"level{level}.pt"
         torch.save(sweeper_checkpoint(level, sweeper, codec if level == 0 else None), path)
@@ -101,7 +101,7 @@ def test_trajectory_set_is_seeded(world, tmp_path):
     assert not np.array_equal(read_array(other, "frame_index"), read_array(world["train"], "frame_index"))
 
 
-@pytest.mark.parametrize("architecture", ["paper", "slot"])
+@pytest.mark.parametrize("architecture", ["mlp", "slot"])
 def test_student_rollout_shapes_steps_and_checkpoint(tmp_path, architecture):
     torch.manual_seed(0)
     student = build_student(StudentConfig(D, T, 16, architecture))
@@ -134,7 +134,8 @@ def test_training_lowers_loss_and_is_deterministic(world, trained):
     out, loss_out = trained
     frame = pd.read_parquet(loss_out)
     assert list(frame["epoch"]) == list(range(1, 13))
-    assert (frame["steps"] == T).all() and (frame["architecture"] == "paper").all()
+    assert (frame["steps"] == T).all()
+    assert (frame["variant"] == "paper").all() and (frame["architecture"] == "mlp").all()  # the rows say which student
     assert frame["loss"].iloc[-3:].mean() < 0.7 * frame["loss"].iloc[:3].mean()
 
     again, _ = _train(world, "again")
@@ -170,17 +171,18 @@ def test_non_finite_train_set_or_loss_raises_and_writes_nothing(world, tmp_path)
 
 def test_online_rows_are_tidy_and_teacher_end_matches_its_roundtrip(world, trained):
     out = world["folder"] / "online.parquet"
-    evaluate_online(world["checkpoints"], trained[0], world["test"], world["mnist"], SEED, T, out, CPU, "paper")
+    evaluate_online(world["checkpoints"], trained[0], world["test"], world["mnist"], SEED, T, out, CPU, "paper", "pca")
     frame = pd.read_parquet(out)
     assert list(frame.columns) == COLUMNS
-    assert len(frame) == 2 * (T + 1) and frame["value"].notna().all() and set(frame["recipe"]) == {"paper"}
-    assert not frame.duplicated(["model", "k", "metric"]).any()
+    assert len(frame) == 2 * (T + 1) and frame["value"].notna().all() and set(frame["teacher_variant"]) == {"pca"}
+    assert set(zip(frame["model"], frame["variant"], strict=True)) == {("student", "paper"), ("teacher", "pca")}
+    assert not frame.duplicated(["model", "frames_written", "metric"]).any()
     for model in ("student", "teacher"):
         rows = frame[frame["model"] == model]
         prefix = rows[rows["metric"] == "prefix_mse"]
-        assert prefix["k"].tolist() == list(range(1, T + 1))
+        assert prefix["frames_written"].tolist() == list(range(1, T + 1))
         end = rows[rows["metric"] == "mse"]
-        assert end["k"].tolist() == [T] and end["value"].item() == prefix["value"].iloc[-1]
+        assert end["frames_written"].tolist() == [T] and end["value"].item() == prefix["value"].iloc[-1]
     assert set(frame["seed"]) == {SEED} and set(frame["dim"]) == {D} and set(frame["T"]) == {T}
 
     teacher = Teacher.load(world["checkpoints"])
@@ -206,6 +208,7 @@ def test_online_refuses_a_train_set(world, trained, tmp_path):
             tmp_path / "o.parquet",
             CPU,
             "paper",
+            "pca",
         )
     assert not (tmp_path / "o.parquet").exists()
 
@@ -215,11 +218,11 @@ def test_prefix_grid_is_every_k_to_8_then_two_per_octave():
     assert prefix_grid(128) == [1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 48, 64, 96, 128]
 
 
-def test_recipe_settings_are_checked():
+def test_student_variant_settings_are_checked():
     with pytest.raises(ValueError, match="architecture"):
         StudentTraining(seed=0, architecture="lstm")
     with pytest.raises(ValueError, match="regression"):
-        StudentTraining(seed=0, architecture="paper", init="regression")
+        StudentTraining(seed=0, architecture="mlp", init="regression")
     with pytest.raises(ValueError, match="lr_schedule"):
         StudentTraining(seed=0, lr_schedule="cosine")
 
@@ -250,14 +253,14 @@ def test_regression_fits_a_linear_framewise_tree_exactly():
     assert error < 1e-4 * spread  # not 0: the read is fitted under the covariance pooled over positions
 
 
-def test_slot_recipe_trains_with_a_one_cycle_lr_and_beats_its_linear_start(tmp_path):
+def test_slot_variant_trains_with_a_one_cycle_lr_and_beats_its_linear_start(tmp_path):
     """On a nonlinear framewise tree: the regression start, then the one-cycle schedule on its own rollouts."""
     targets, leaves = framewise_trajectories(600, nonlinear=True)
     attrs = {"seed": SEED, "T": 4, "n": 600, "dim": 16, "which": "train"}
     path = tmp_path / "train.zarr"
     write_arrays(path, {"targets": targets.numpy(), "leaves": leaves.numpy()}, attrs)
-    hp = StudentTraining(seed=SEED, architecture="slot", lr=3e-3, lr_schedule="one-cycle", init="regression",
-                         hidden=64, epochs=40, trajectories_per_epoch=64, batch_size=32)  # fmt: skip
+    hp = StudentTraining(seed=SEED, variant="slot", architecture="slot", lr=3e-3, lr_schedule="one-cycle",
+                         init="regression", hidden=64, epochs=40, trajectories_per_epoch=64, batch_size=32)  # fmt: skip
     train_student(hp, path, tmp_path / "s.pt", tmp_path / "loss.parquet", CPU)
     frame = pd.read_parquet(tmp_path / "loss.parquet")
     lr = frame["lr"].to_numpy()

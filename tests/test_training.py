@@ -133,7 +133,7 @@ def test_bank_of_the_wrong_kind_is_rejected(image_bank, tmp_path):
 
 
 def test_collapsed_level_fails_the_job_when_configured_and_writes_nothing(image_bank, tmp_path):
-    # One epoch of the paper's recipe at d=16 reconstructs far worse than the mean image: a collapse.
+    # One epoch of the paper's settings at d=16 reconstructs far worse than the mean image: a collapse.
     strict = HealthLimits(max_unexplained_variance=0.9, on_collapse="fail")
     with pytest.raises(LevelCollapseError, match="LEVEL 0 COLLAPSED .*unexplained variance"):
         _train(image_bank, tmp_path, "strict", epochs=1, limits=strict)
@@ -143,8 +143,8 @@ def test_collapsed_level_fails_the_job_when_configured_and_writes_nothing(image_
     assert health["collapsed"] and health["unexplained_variance"] > 0.9
 
 
-def test_pca_recipe_starts_at_the_best_linear_codec_and_stays_healthy(image_bank, tmp_path):
-    _train(image_bank, tmp_path, "pca", epochs=0, recipe="pca", norm_penalty=0.0)
+def test_pca_architecture_starts_at_the_best_linear_codec_and_stays_healthy(image_bank, tmp_path):
+    _train(image_bank, tmp_path, "pca", epochs=0, architecture="pca", norm_penalty=0.0)
     health = pd.read_parquet(tmp_path / "pca_health.parquet").iloc[0]
     assert not health["collapsed"] and health["dead_fraction"] == 0.0
     # d=16 keeps 8 principal components per image: MNIST's top 8 explain about 40-60% of the variance
@@ -153,7 +153,7 @@ def test_pca_recipe_starts_at_the_best_linear_codec_and_stays_healthy(image_bank
 
 def test_depth_decoders_learn_what_the_linear_read_out_cannot(image_bank, tmp_path):
     decoder = DepthDecoderTraining(epochs=4, hidden=64, frames=2048, batch_size=64)
-    level0 = _train(image_bank, tmp_path, "d0", epochs=0, recipe="pca", decoder=decoder)
+    level0 = _train(image_bank, tmp_path, "d0", epochs=0, architecture="pca", decoder=decoder)
     build_latent_bank(image_bank, level0, 0, DIM, 1, None, tmp_path / "bank_L1.zarr", torch.device("cpu"))
     _train(
         tmp_path / "bank_L1.zarr",
@@ -161,7 +161,7 @@ def test_depth_decoders_learn_what_the_linear_read_out_cannot(image_bank, tmp_pa
         "d1",
         level=1,
         epochs=0,
-        recipe="pca",
+        architecture="pca",
         decoder=decoder,
         lower=[level0],
         image_bank=image_bank,
@@ -175,7 +175,7 @@ def test_depth_decoders_learn_what_the_linear_read_out_cannot(image_bank, tmp_pa
 
 def test_depth_decoder_above_level_0_needs_the_levels_below(image_bank, tmp_path):
     with pytest.raises(ValueError, match="needs the 1 lower levels"):
-        _train(image_bank, tmp_path, "x", level=1, epochs=0, recipe="pca", decoder=DepthDecoderTraining(epochs=1))
+        _train(image_bank, tmp_path, "x", level=1, epochs=0, architecture="pca", decoder=DepthDecoderTraining(epochs=1))
 
 
 def test_framewise_levels_train_their_merge_in_pixels_and_beat_the_pca_tree(image_bank, mnist_store, tmp_path):
@@ -184,29 +184,29 @@ def test_framewise_levels_train_their_merge_in_pixels_and_beat_the_pca_tree(imag
     decoder = DepthDecoderTraining(epochs=3, hidden=64, frames=2048, batch_size=64)
     cpu = torch.device("cpu")
     trees = {}
-    for recipe in ("pca", "framewise"):
-        kw = {"recipe": recipe, "epochs": 0, "sweeper_hidden": 32}
-        level0 = _train(image_bank, tmp_path, f"{recipe}0", decoder=decoder, **kw)
-        bank1 = tmp_path / f"{recipe}_bank_L1.zarr"
+    for architecture in ("pca", "framewise"):
+        kw = {"architecture": architecture, "epochs": 0, "sweeper_hidden": 32}
+        level0 = _train(image_bank, tmp_path, f"{architecture}0", decoder=decoder, **kw)
+        bank1 = tmp_path / f"{architecture}_bank_L1.zarr"
         build_latent_bank(image_bank, level0, 0, DIM, 1, None, bank1, cpu)
         level1 = _train(
-            bank1, tmp_path, f"{recipe}1", level=1, decoder=decoder, lower=[level0], image_bank=image_bank, **kw
+            bank1, tmp_path, f"{architecture}1", level=1, decoder=decoder, lower=[level0], image_bank=image_bank, **kw
         )
-        trees[recipe] = [level0, level1]
+        trees[architecture] = [level0, level1]
     curve = pd.read_parquet(tmp_path / "framewise1_loss.parquet")
     assert curve["stage"].tolist() == ["level_and_decoder"] * 3
     assert curve["reconstruction"].iloc[-1] < curve["reconstruction"].iloc[0]
     # the level itself was trained, from its per-block PCA start (one frame per block: 8 numbers -> 4)
     state = torch.load(trees["framewise"][1], weights_only=False)
-    assert state["sweeper_config"] == {"dim": DIM, "hidden": 32, "recipe": "framewise", "level": 1}
+    assert state["sweeper_config"] == {"dim": DIM, "hidden": 32, "architecture": "framewise", "level": 1}
     assert state["sweeper"]["merge_net.residual.4.weight"].abs().sum() > 0
     health = pd.read_parquet(tmp_path / "framewise1_health.parquet").iloc[0]
     assert not health["collapsed"]
     mnist, split = mnist_store, image_bank.parent / "split.parquet"
     mse = {}
-    for recipe, levels in trees.items():
-        out = tmp_path / f"{recipe}_T4.parquet"
-        evaluate_roundtrip(levels, mnist, split, 0, DIM, 4, 40, out, cpu, recipe)
+    for architecture, levels in trees.items():
+        out = tmp_path / f"{architecture}_T4.parquet"
+        evaluate_roundtrip(levels, mnist, split, 0, DIM, 4, 40, out, cpu, architecture)
         frame = pd.read_parquet(out)
-        mse[recipe] = frame[frame["position"].isna() & (frame["metric"] == "mse")]["value"].item()
+        mse[architecture] = frame[frame["position"].isna() & (frame["metric"] == "mse")]["value"].item()
     assert mse["framewise"] < mse["pca"]  # 4 numbers per frame: learned merges beat PCA's linear ones

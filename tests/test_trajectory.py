@@ -13,17 +13,17 @@ N, D = 3, 12
 LENGTHS = (2, 4, 8, 16, 32, 64)
 
 
-def random_sweepers(recipe: str, levels: int, seed: int = 0) -> list[Sweeper]:
+def random_sweepers(architecture: str, levels: int, seed: int = 0) -> list[Sweeper]:
     torch.manual_seed(seed)
-    return [Sweeper(SweeperConfig.for_dim(D, recipe=recipe)).eval() for _ in range(levels)]
+    return [Sweeper(SweeperConfig.for_dim(D, architecture=architecture)).eval() for _ in range(levels)]
 
 
 def pca_fitted_sweepers(levels: int, seed: int = 0) -> list[Sweeper]:
-    """Sweepers set like trained pca-recipe ones: closed-form PCA merge/inverse on a bank of codes."""
+    """Sweepers set like trained pca-architecture ones: closed-form PCA merge/inverse on a bank of codes."""
     torch.manual_seed(seed)
     sweepers = []
     for _ in range(levels):
-        sweeper = Sweeper(SweeperConfig.for_dim(D, recipe="pca")).eval()
+        sweeper = Sweeper(SweeperConfig.for_dim(D, architecture="pca")).eval()
         codes = torch.randn(200, D) @ torch.randn(D, D) + torch.randn(D)
         init_pair_from_pca(sweeper.merge_net, sweeper.invert_net, codes)
         sweepers.append(sweeper)
@@ -31,7 +31,7 @@ def pca_fitted_sweepers(levels: int, seed: int = 0) -> list[Sweeper]:
 
 
 SWEEPER_KINDS = {
-    "paper": lambda levels: random_sweepers("paper", levels),
+    "mlp": lambda levels: random_sweepers("mlp", levels),
     "pca-random": lambda levels: random_sweepers("pca", levels),
     "pca-fitted": pca_fitted_sweepers,
 }
@@ -73,10 +73,10 @@ def test_a_framewise_tree_trajectory_is_the_full_roots_frame_blocks_over_the_zer
     fast = separable_trajectory(sweepers, leaves, zero_leaf)
     torch.testing.assert_close(fast.states, merkle_trajectory(sweepers, leaves, zero_leaf).states, atol=1e-5, rtol=1e-5)
     assert fast.merges == (T - 1) + int(math.log2(T))
-    paper = random_sweepers("paper", 3)
-    assert not frames_separate(paper, T)
+    mlp = random_sweepers("mlp", 3)
+    assert not frames_separate(mlp, T)
     with pytest.raises(ValueError, match="each frame on its own"):
-        separable_trajectory(paper, torch.randn(N, T, D), torch.randn(D))
+        separable_trajectory(mlp, torch.randn(N, T, D), torch.randn(D))
 
 
 @pytest.mark.parametrize("kind", sorted(SWEEPER_KINDS))
@@ -93,12 +93,12 @@ def test_merkle_matches_naive_step_by_step_in_float64(kind, T):
     moved = (merkle[:, 1:] - merkle[:, :-1]).abs().amax(dim=-1) > 1e-9
     # Non-vacuous: steps must move the root. A ReLU layer whose units are all off passes no
     # change through, which happens for a rare step of a random MLP; linear sweepers always move.
-    assert moved.double().mean() >= (0.95 if kind == "paper" else 1.0)
+    assert moved.double().mean() >= (0.95 if kind == "mlp" else 1.0)
 
 
 def test_step_t_only_sees_the_first_t_leaves():
     T = 8
-    sweepers = random_sweepers("paper", 3)
+    sweepers = random_sweepers("mlp", 3)
     leaves, zero_leaf = leaves_and_zero(T)
     changed = leaves.clone()
     changed[:, 5:] += 1.0

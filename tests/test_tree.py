@@ -59,7 +59,7 @@ def test_pca_merge_of_codes_within_its_top_components_is_exactly_invertible():
 
     generator = torch.Generator().manual_seed(0)
     codes = torch.randn(4000, 4, generator=generator) @ torch.randn(4, 8, generator=generator)  # rank 4 = d/2
-    sweeper = Sweeper(SweeperConfig.for_dim(8, recipe="pca"))
+    sweeper = Sweeper(SweeperConfig.for_dim(8, architecture="pca"))
     init_pair_from_pca(sweeper.merge_net, sweeper.invert_net, codes)
     a, b = codes[:50], codes[50:100]
     left, right = sweeper.invert(sweeper.merge(a, b))
@@ -69,7 +69,7 @@ def test_pca_merge_of_codes_within_its_top_components_is_exactly_invertible():
 
 def test_pca_teacher_parameter_count():
     # linear sweepers (2 x 2d x d) and codec, plus one depth decoder per level
-    assert teacher_parameter_count(1024, 9, recipe="pca", decoder_hidden=512) == 50_090_656
+    assert teacher_parameter_count(1024, 9, architecture="pca", decoder_hidden=512) == 50_090_656
 
 
 def test_sweeper_and_codec_shapes():

@@ -44,7 +44,7 @@ def test_default_config_plans_the_full_paper_grid(repo, tmp_path, env_with_venv)
     assert jobs["aggregate_metrics"] == 6  # teacher, teacher_health, autoencoder, pca, student, compressors
     # the per-frame autoencoder per seed and k = d // T: k in {1, 2, 4, ..., 512} (d // T = 0 is PCA's mean image)
     assert jobs["frame_autoencoder"] == 5 * 10
-    # students at d=1024: 5 seeds x 5 T x 3 recipes, with a train and a test trajectory set per (seed, T)
+    # students at d=1024: 5 seeds x 5 T x 3 student variants, with a train and a test trajectory set per (seed, T)
     assert jobs["train_student"] == jobs["evaluate_online"] == 5 * 5 * 3
     assert jobs["trajectories"] == 5 * 5 * 2
     # compressors: Transformer and Mamba for the paper's 4 seeds, Tables 1-2 and Figure 6 once
@@ -72,7 +72,7 @@ def test_paper_command_without_ucf101_plans_the_mnist_grid_and_says_video_is_lef
     [
         ({"teacher": {"bathc_size": 32}}, "bathc_size"),
         ({"teacher": {"training": {"lr": "fast"}}}, "fast"),
-        ({"teacher": {"variants": {"pca": {"recipe": "svd"}}}}, "svd"),
+        ({"teacher": {"variants": {"pca": {"architecture": "svd"}}}}, "svd"),
         ({"device": "gpu"}, "gpu"),
         ({"evaluation": {"T": [3]}}, "3"),
         ({"video": {"dataset": "youtube8m"}}, "youtube8m"),
@@ -87,6 +87,15 @@ def test_bad_config_fails_before_any_job_naming_the_key(repo, tmp_path, env_with
     assert result.returncode != 0
     first_lines = "\n".join((result.stdout + result.stderr).splitlines()[:6])
     assert "Error validating config" in first_lines and message in first_lines
+
+
+def test_a_renamed_config_key_stops_before_the_schema_naming_the_new_key(repo, tmp_path, env_with_venv):
+    old = tmp_path / "old.yaml"
+    old.write_text(yaml.safe_dump({"student": {"recipes": {"slot": {"hidden": 32}}}}))
+    result = snakemake(repo, tmp_path, "-n", "--configfile", str(old), env=env_with_venv, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "config key student.recipes was renamed to student.variants" in output
+    assert "Error validating config" not in output  # not the schema's generic message
 
 
 def test_config_checks_beyond_the_schema(repo, tmp_path, env_with_venv):
@@ -106,7 +115,7 @@ def test_config_checks_beyond_the_schema(repo, tmp_path, env_with_venv):
     assert "compressors.seeds [7] are not all in seeds" in result.stdout + result.stderr
     bad.write_text(yaml.safe_dump({"student": {"train": ["slot", "lstm"]}}))
     result = snakemake(repo, tmp_path, "-n", "--configfile", str(bad), env=env_with_venv, check=False)
-    assert result.returncode != 0 and "student.train names recipes ['lstm']" in result.stdout + result.stderr
+    assert result.returncode != 0 and "student.train names student variants ['lstm']" in result.stdout + result.stderr
     # a narrower grid plans its own targets; only the targets whose references it lacks fail, naming the key
     bad.write_text(yaml.safe_dump({"dims": [1024]}))
     snakemake(repo, tmp_path, "-n", "--quiet", "rules", "--configfile", str(bad), env=env_with_venv)
@@ -137,12 +146,17 @@ def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, wor
     assert level1["reconstruction_vs_below"] == pytest.approx(level1["reconstruction"] / level0["reconstruction"])
     student = pd.read_parquet(work / "results/metrics/student.parquet")
     end = student[student["metric"] == "mse"]
-    assert set(zip(end["model"], end["recipe"], strict=True)) == {
-        (model, recipe) for model in ("student", "teacher") for recipe in ("paper", "curriculum", "slot")
+    students = ("paper", "curriculum", "slot")
+    assert set(zip(end["model"], end["variant"], strict=True)) == {("student", v) for v in students} | {
+        ("teacher", "framewise")
     }
-    assert (student[student["metric"] == "prefix_mse"].groupby(["model", "recipe"])["k"].max() == 4).all()
+    assert set(end["teacher_variant"]) == {"framewise"}
+    assert (student[student["metric"] == "prefix_mse"].groupby(["model", "variant"])["frames_written"].max() == 4).all()
     table = (work / "results/tables/student.md").read_text()
-    assert all(f"| {recipe} | 4 |" in table for recipe in ("paper", "curriculum", "slot"))
+    assert all(f"| {variant} | 4 |" in table for variant in students)
+    losses = {v: pd.read_parquet(cell / f"student_{v}_T4_loss.parquet") for v in students}
+    assert all(set(loss["variant"]) == {v} for v, loss in losses.items())  # each loss curve says whose it is
+    assert set(losses["slot"]["architecture"]) == {"slot"} and set(losses["paper"]["architecture"]) == {"mlp"}
     for name in (
         "fig2_mse_vs_dim",
         "fig3_mse_vs_T",
@@ -198,7 +212,7 @@ def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, wor
             "train_sweeper": 1,
             "roundtrip": 1,
             "trajectories": 2,
-            "train_student": 3,  # the smoke config's three recipes
+            "train_student": 3,  # the smoke config's three student variants
             "evaluate_online": 3,
             "aggregate_metrics": 3,
             "figures": 1,
@@ -255,7 +269,7 @@ def test_figures_rebuild_from_results_alone(repo, tmp_path, env_with_venv):
         ]
     )
     health.to_parquet(tmp_path / "metrics" / "teacher_health.parquet")
-    frame.assign(model="autoencoder", variant="per-frame", value=frame["value"] / 2).to_parquet(
+    frame.assign(model="autoencoder", variant=None, value=frame["value"] / 2).to_parquet(
         tmp_path / "metrics" / "autoencoder.parquet"
     )
     subprocess.run(["imfn", "figures", "--results", str(tmp_path)], env=env_with_venv, check=True)

@@ -1,7 +1,8 @@
 """Evaluate a trained sequence compressor on exactly the teacher's held-out sequences.
 
 Same sequences (``test_sequences`` of the seed at T), same metric code and the same long-format
-rows as the teacher's roundtrip, so every model lands in one comparable table.
+rows as the teacher's roundtrip, so every model lands in one comparable table; a compressor has no variant,
+its size is the column ``setup`` (:func:`size_label`).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def evaluate_compressor(
     frames = test_sequences(load_split_images(mnist, split), seed, T, sequences)
     reconstruction = reconstruct(model, frames, device)
     mse, ssim = mse_per_frame(reconstruction, frames), ssim_per_frame(reconstruction, frames)
-    frame = to_frame(metric_rows(model.kind, size_label(model), seed, dim, T, mse, ssim))
+    frame = to_frame(metric_rows(model.kind, None, seed, dim, T, mse, ssim, setup=size_label(model)))
     with atomic_output(out) as tmp:
         frame.to_parquet(tmp, index=False)
     log.info(

@@ -1,5 +1,5 @@
 """Evaluate a per-frame autoencoder of k numbers at every (d, T) of the grid with d // T = k, on exactly
-the teacher's held-out sequences with the same metric code (tidy Parquet, model ``autoencoder``)."""
+the teacher's held-out sequences with the same metric code (tidy Parquet, model ``autoencoder``, no variant)."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def evaluate_frame_autoencoder(
                 [model(chunk.to(device)).float().cpu() for chunk in flat.split(batch_size(FRAMES_PER_BATCH, device))]
             ).reshape(frames.shape)
         mse, ssim = mse_per_frame(reconstruction, frames), ssim_per_frame(reconstruction, frames)
-        rows += metric_rows("autoencoder", "per-frame", seed, dim, T, mse, ssim)
+        rows += metric_rows("autoencoder", None, seed, dim, T, mse, ssim)
         log.info("per-frame autoencoder seed %d d=%d T=%d (k=%d): MSE %.5f", seed, dim, T, k, mse.mean().item())
     with atomic_output(out) as tmp:
         to_frame(rows).to_parquet(tmp, index=False)

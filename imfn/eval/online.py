@@ -1,13 +1,16 @@
 """Online evaluation of the student against its teacher (method.md section 4, Fig. 4 and 5).
 
 On a held-out trajectory set, the student is rolled out from ``y_0`` over the stored leaf codes.
-After k updates its state is read back through the frozen teacher (inversion stack of depth
+After k frames written its state is read back through the frozen teacher (inversion stack of depth
 log2 T, then the decoder for that depth) and the MSE is averaged over the first k frames
 (prefix retention). The teacher's own ``y_k`` (the stored targets) is scored the same way.
 Every k costs a full read-back of the state, so k runs over :func:`prefix_grid` (every k up to 8,
 then two per octave: 12, 16, 24, 32, ..., always T), not all T of them. Rows are tidy:
-(model, recipe, seed, dim, T, k, metric, value) with metric ``prefix_mse`` for every k of the grid
-and ``mse`` for the end of the sequence (k = T).
+(model, variant, teacher_variant, seed, dim, T, frames_written, metric, value): ``variant`` is the model's
+own named override set (the student's of config ``student.variants``, the teacher's of ``teacher.variants``),
+``teacher_variant`` the teacher the student was distilled from (on the teacher's rows: itself), and
+``frames_written`` the k, with metric ``prefix_mse`` for every k of the grid and ``mse`` for the end of the
+sequence (k = T).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from imfn.store import read_array, read_attrs
 log = logging.getLogger(__name__)
 
 FRAMES_PER_BATCH = 8192
-COLUMNS = ["model", "recipe", "seed", "dim", "T", "k", "metric", "value"]
+COLUMNS = ["model", "variant", "teacher_variant", "seed", "dim", "T", "frames_written", "metric", "value"]
 
 
 def prefix_grid(T: int) -> list[int]:
@@ -64,9 +67,11 @@ def evaluate_online(
     T: int,
     out: Path,
     device: torch.device,
-    recipe: str,
+    variant: str,
+    teacher_variant: str,
 ) -> None:
-    """Prefix retention and end-of-sequence MSE of a student (trained by ``recipe``) and its teacher."""
+    """Prefix retention and end-of-sequence MSE of a student (of the student variant ``variant``) and its
+    teacher (of the teacher variant ``teacher_variant``)."""
     attrs = read_attrs(test_set_path)
     if attrs.get("T") != T or attrs.get("seed") != seed or attrs.get("which") != "test":
         raise ValueError(
@@ -97,10 +102,13 @@ def evaluate_online(
                 sums[model] += prefix_mse_sums(teacher, s, images, ks)
     rows = []
     for model, total in sums.items():
-        base = {"model": model, "recipe": recipe, "seed": seed, "dim": dim, "T": T}
+        own = variant if model == "student" else teacher_variant
+        base = {"model": model, "variant": own, "teacher_variant": teacher_variant, "seed": seed, "dim": dim, "T": T}
         prefix = (total / n).tolist()
-        rows += [{**base, "k": k, "metric": "prefix_mse", "value": v} for k, v in zip(ks, prefix, strict=True)]
-        rows.append({**base, "k": T, "metric": "mse", "value": prefix[-1]})
-        log.info("online %s seed %d d=%d T=%d: end-of-sequence MSE %.5f", model, seed, dim, T, prefix[-1])
+        rows += [
+            {**base, "frames_written": k, "metric": "prefix_mse", "value": v} for k, v in zip(ks, prefix, strict=True)
+        ]
+        rows.append({**base, "frames_written": T, "metric": "mse", "value": prefix[-1]})
+        log.info("online %s (%s) seed %d d=%d T=%d: end-of-sequence MSE %.5f", model, own, seed, dim, T, prefix[-1])
     with atomic_output(out) as tmp:
         pd.DataFrame(rows, columns=COLUMNS).to_parquet(tmp, index=False)

@@ -52,7 +52,7 @@ def evaluate_pca(
             k = min(dim // T, basis.shape[1])
             reconstruction = pca_roundtrip(frames, mean, basis, k)
             mse, ssim = mse_per_frame(reconstruction, frames), ssim_per_frame(reconstruction, frames)
-            rows += metric_rows("pca", "per-frame", seed, dim, T, mse, ssim)
+            rows += metric_rows("pca", None, seed, dim, T, mse, ssim)
             log.info("per-frame PCA seed %d d=%d T=%d (k=%d): MSE %.5f", seed, dim, T, k, mse.mean().item())
     frame = to_frame(rows)
     with atomic_output(out) as tmp:
@@ -63,10 +63,10 @@ VIDEO_PCA_FRAMES = 8192  # training frames the video PCA is fit on (at most)
 
 
 def evaluate_video_pca(
-    bank: Path, split: Path, memory_numbers: int, levels: int, out: Path, max_videos: int | None = None
+    bank: Path, split: Path, dim: int, levels: int, out: Path, max_videos: int | None = None
 ) -> pd.DataFrame:
-    """Per-frame PCA beside the video hierarchy (Table 3): level l's memory holds ``memory_numbers``
-    numbers for 2^(l+1) frames, so each frame keeps k = memory_numbers // 2^(l+1) principal components
+    """Per-frame PCA beside the video hierarchy (Table 3): level l's memory holds ``dim`` numbers
+    for 2^(l+1) frames, so each frame keeps k = dim // 2^(l+1) principal components
     (fit on up to 8,192 frames of the training clips; at most as many as those frames span, recorded as
     ``components``), and every validation clip's MSE is taken over all its frames and pixels, as the
     levels' own evaluation does."""
@@ -90,7 +90,7 @@ def evaluate_video_pca(
     rows = []
     for level in range(levels):
         ratio = 2 ** (level + 1)
-        k = min(memory_numbers // ratio, rank)
+        k = min(dim // ratio, rank)
         basis = components[:k].T
         reconstruction = ((pixels - mean) @ basis @ basis.T + mean).clamp(0.0, 1.0)
         mse = (reconstruction - pixels).pow(2).flatten(1).mean(dim=1)

@@ -3,6 +3,8 @@
 For one (variant, seed, d, T): held-out sequences of T random test images are encoded, merged to
 one root, inverted back and decoded. Rows are long format: one per (model, variant, seed,
 dim, T, position, metric); ``position`` is the frame index, or null for the average over frames.
+``variant`` is the model's named override set (config ``teacher.variants``), null for a model without one
+(the per-frame references, the compressors: their size is in a ``setup`` column).
 PSNR is computed per sequence (from that sequence's MSE) and then averaged.
 """
 
@@ -37,10 +39,20 @@ def test_sequences(data: SplitImages, seed: int, T: int, sequences: int) -> torc
 
 
 def metric_rows(
-    model: str, variant: str, seed: int, dim: int, T: int, mse: torch.Tensor, ssim: torch.Tensor
+    model: str,
+    variant: str | None,
+    seed: int,
+    dim: int,
+    T: int,
+    mse: torch.Tensor,
+    ssim: torch.Tensor,
+    setup: str | None = None,
 ) -> list[dict]:
-    """Long-format rows from per-frame MSE and SSIM, both (sequences, T)."""
-    base = {"model": model, "variant": variant, "seed": seed, "dim": dim, "T": T}
+    """Long-format rows from per-frame MSE and SSIM, both (sequences, T). ``variant``: the model's named override
+    set, None for a model without one; ``setup`` (a column only when given): what else tells the model apart,
+    e.g. a compressor's size."""
+    base = {"model": model, "variant": variant, **({"setup": setup} if setup is not None else {}), "seed": seed}
+    base |= {"dim": dim, "T": T}
     rows = [
         {**base, "position": None, "metric": "mse", "value": mse.mean().item()},
         {**base, "position": None, "metric": "psnr", "value": psnr(mse.mean(dim=1)).mean().item()},
@@ -53,8 +65,10 @@ def metric_rows(
 
 
 def to_frame(rows: list[dict]) -> pd.DataFrame:
+    """The rows as a table; ``variant`` is a string column even when every row's is null."""
     frame = pd.DataFrame(rows)
     frame["position"] = frame["position"].astype("Int64")
+    frame["variant"] = frame["variant"].astype("str")
     return frame
 
 

@@ -127,7 +127,7 @@ def frames_separate(sweepers: Sequence[Sweeper], T: int) -> bool:
     """Whether every level of a depth-log2(T) tree maps each frame on its own (``framewise`` sweepers while
     a frame keeps two or more numbers): then its root is one block per frame, in sequence order."""
     return all(
-        s.config.recipe == "framewise" and s.config.blocks == 2**s.config.level
+        s.config.architecture == "framewise" and s.config.blocks == 2**s.config.level
         for s in (getattr(s, "sweeper", s) for s in sweepers[: depth_for(T)])
     )
 

@@ -3,7 +3,7 @@
 ``m_{t+1} = m_t + delta(m_t, latent(x_t), t)``: the memory ``m`` lives in the teacher's root space
 (d dims), ``latent(x_t)`` is the frozen teacher's leaf code of frame t (0-based). Two architectures:
 
-- ``paper``: ``delta = g(concat(m_t, latent, onehot_T(t)))``, g a 4-layer MLP (three hidden ReLU
+- ``mlp`` (the paper's): ``delta = g(concat(m_t, latent, onehot_T(t)))``, g a 4-layer MLP (three hidden ReLU
   layers of width ``hidden``, a linear output of width d), as the paper describes it.
 - ``slot``: the position selects where the frame is written. A shared read maps the frame code to
   ``r = d // T`` numbers, ``u = C latent + f(m_t, latent)`` (f a zero-started MLP of two hidden layers
@@ -25,7 +25,7 @@ from torch import nn
 
 from imfn.models.layers import mlp, zero_residual
 
-ARCHITECTURES = ("paper", "slot")
+ARCHITECTURES = ("mlp", "slot")  # config student.variants.<name>.architecture
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class StudentConfig:
     dim: int
     T: int
     hidden: int
-    architecture: str = "paper"
+    architecture: str = "mlp"
 
     @property
     def rank(self) -> int:
@@ -65,7 +65,7 @@ class Student(nn.Module):
         return torch.stack(states, dim=1)
 
 
-class PaperStudent(Student):
+class MlpStudent(Student):
     def __init__(self, config: StudentConfig):
         super().__init__()
         self.config = config
@@ -120,8 +120,8 @@ class SlotStudent(Student):
 
 
 def build_student(config: StudentConfig) -> Student:
-    if config.architecture == "paper":
-        return PaperStudent(config)
+    if config.architecture == "mlp":
+        return MlpStudent(config)
     if config.architecture == "slot":
         return SlotStudent(config)
     raise ValueError(f"unknown student architecture {config.architecture!r}; expected one of {ARCHITECTURES}")

@@ -4,8 +4,8 @@ A sweeper has a merge ``M: (a, b) -> z`` (two d-dim states to one) and an invert
 ``I: z -> (a_hat, b_hat)``. Level 0's sweeper works on codes of the image encoder ``E``;
 reconstructions go back to pixels through the decoder ``D`` (method.md section 2).
 
-Three recipes build these maps:
-- ``paper``: plain MLPs (encoder 3 ReLU layers, decoder ending in a sigmoid; merge and
+Three architectures build these maps:
+- ``mlp``: plain MLPs (encoder 3 ReLU layers, decoder ending in a sigmoid; merge and
   inverter one hidden layer each), randomly initialized, exactly as the paper describes.
 - ``pca``: every map is linear, set in closed form from principal components of the
   level's own bank (:func:`init_from_pca`, :func:`init_pair_from_pca`): the best linear
@@ -40,7 +40,7 @@ from torch import nn
 from imfn.models.layers import mlp, parameter_count, zero_residual
 
 N_PIXELS = 784
-RECIPES = ("paper", "pca", "framewise")
+ARCHITECTURES = ("mlp", "pca", "framewise")  # config teacher.training.architecture
 
 
 @torch.no_grad()
@@ -94,7 +94,7 @@ def init_pair_from_pca(merge: nn.Linear, invert: nn.Linear, codes: torch.Tensor)
 class CodecConfig:
     dim: int
     hidden: int = 1024
-    recipe: str = "paper"
+    architecture: str = "mlp"
 
 
 class LeafCodec(nn.Module):
@@ -104,25 +104,25 @@ class LeafCodec(nn.Module):
         super().__init__()
         self.config = config
         h, d = config.hidden, config.dim
-        if config.recipe == "paper":
+        if config.architecture == "mlp":
             self.encoder = mlp([N_PIXELS, h, h, d])
             self.decoder = mlp([d, h, h, N_PIXELS], nn.Sigmoid())
-        elif config.recipe in ("pca", "framewise"):
+        elif config.architecture in ("pca", "framewise"):
             self.encoder = nn.Linear(N_PIXELS, d)
             self.decoder = nn.Linear(d, N_PIXELS)
         else:
-            raise ValueError(f"unknown recipe {config.recipe!r}; expected one of {RECIPES}")
+            raise ValueError(f"unknown teacher architecture {config.architecture!r}; expected one of {ARCHITECTURES}")
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return self.encoder(images)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         pixels = self.decoder(codes)
-        return pixels if self.config.recipe == "paper" else pixels.clamp(0.0, 1.0)
+        return pixels if self.config.architecture == "mlp" else pixels.clamp(0.0, 1.0)
 
     def init_from_data(self, images: torch.Tensor) -> None:
         """Data-dependent initialization from a sample of images (the linear codec of ``pca`` and ``framewise``)."""
-        if self.config.recipe in ("pca", "framewise"):
+        if self.config.architecture in ("pca", "framewise"):
             init_from_pca(self.encoder, self.decoder, images)
 
 
@@ -142,13 +142,13 @@ class ResidualMap(nn.Module):
 class SweeperConfig:
     dim: int
     hidden: int
-    recipe: str = "paper"
+    architecture: str = "mlp"
     level: int = 0  # where in the tree: how many frames a child holds (``framewise`` only)
 
     @classmethod
-    def for_dim(cls, dim: int, hidden: int | None = None, recipe: str = "paper", level: int = 0) -> SweeperConfig:
+    def for_dim(cls, dim: int, hidden: int | None = None, architecture: str = "mlp", level: int = 0) -> SweeperConfig:
         """``hidden=None`` means one hidden layer as wide as the memory, the project default."""
-        return cls(dim=dim, hidden=hidden or dim, recipe=recipe, level=level)
+        return cls(dim=dim, hidden=hidden or dim, architecture=architecture, level=level)
 
     @property
     def blocks(self) -> int:
@@ -164,32 +164,32 @@ class Sweeper(nn.Module):
         super().__init__()
         self.config = config
         d, h = config.dim, config.hidden
-        if config.recipe == "paper":
+        if config.architecture == "mlp":
             self.merge_net = mlp([2 * d, h, d])
             self.invert_net = mlp([d, h, 2 * d])
-        elif config.recipe == "pca":
+        elif config.architecture == "pca":
             self.merge_net = nn.Linear(2 * d, d)
             self.invert_net = nn.Linear(d, 2 * d)
-        elif config.recipe == "framewise":
+        elif config.architecture == "framewise":
             size = d // config.blocks
             if size < 2 or size % 2 or size * config.blocks != d:
                 raise ValueError(f"framewise: d={d} does not split into {config.blocks} blocks of an even size")
             self.merge_net = ResidualMap(size, size // 2, h)
             self.invert_net = ResidualMap(size // 2, size, h)
         else:
-            raise ValueError(f"unknown recipe {config.recipe!r}; expected one of {RECIPES}")
+            raise ValueError(f"unknown teacher architecture {config.architecture!r}; expected one of {ARCHITECTURES}")
 
     def _blockwise(self, net: nn.Module, x: torch.Tensor, size: int) -> torch.Tensor:
         return net(x.unflatten(-1, (-1, size))).flatten(-2)
 
     def merge(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         both = torch.cat([left, right], dim=-1)
-        if self.config.recipe == "framewise":  # each block (in sequence order) to half its size
+        if self.config.architecture == "framewise":  # each block (in sequence order) to half its size
             return self._blockwise(self.merge_net, both, self.config.dim // self.config.blocks)
         return self.merge_net(both)
 
     def invert(self, merged: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.config.recipe == "framewise":
+        if self.config.architecture == "framewise":
             both = self._blockwise(self.invert_net, merged, self.config.dim // self.config.blocks // 2)
         else:
             both = self.invert_net(merged)
@@ -198,9 +198,9 @@ class Sweeper(nn.Module):
 
     def init_from_data(self, codes: torch.Tensor) -> None:
         """Data-dependent initialization from a sample of the level's bank (``pca`` and ``framewise``)."""
-        if self.config.recipe == "pca":
+        if self.config.architecture == "pca":
             init_pair_from_pca(self.merge_net, self.invert_net, codes)
-        elif self.config.recipe == "framewise":  # the best linear map of a block to half its size, and back
+        elif self.config.architecture == "framewise":  # the best linear map of a block to half its size, and back
             blocks = codes.reshape(-1, self.config.dim // self.config.blocks)
             init_from_pca(self.merge_net.linear, self.invert_net.linear, blocks)
 
@@ -230,14 +230,15 @@ def teacher_parameter_count(
     levels: int,
     codec_hidden: int = 1024,
     sweeper_hidden: int | None = None,
-    recipe: str = "paper",
+    architecture: str = "mlp",
     decoder_hidden: int | None = None,
 ) -> int:
     """Parameters of the whole teacher (codec, ``levels`` sweepers and, with ``decoder_hidden``, one
     depth decoder per level), counted on instantiated modules."""
-    codec = parameter_count(LeafCodec(CodecConfig(dim, codec_hidden, recipe)))
-    sweepers = sum(  # a framewise level's maps shrink with the level; the other recipes' do not
-        parameter_count(Sweeper(SweeperConfig.for_dim(dim, sweeper_hidden, recipe, level))) for level in range(levels)
+    codec = parameter_count(LeafCodec(CodecConfig(dim, codec_hidden, architecture)))
+    sweepers = sum(  # a framewise level's maps shrink with the level; the other architectures' do not
+        parameter_count(Sweeper(SweeperConfig.for_dim(dim, sweeper_hidden, architecture, level)))
+        for level in range(levels)
     )
     decoder = parameter_count(DepthDecoder(DepthDecoderConfig(dim, decoder_hidden, 1))) if decoder_hidden else 0
     return codec + sweepers + levels * decoder

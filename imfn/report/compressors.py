@@ -47,8 +47,8 @@ def param_counts(out: Path) -> None:
     rows = [
         {
             "model": "imfn-teacher",
-            "setup": "paper recipe, d=1024, 9 levels",
-            "params": teacher_parameter_count(1024, 9, 1024, None, "paper"),
+            "setup": "paper variant (mlp architecture), d=1024, 9 levels",
+            "params": teacher_parameter_count(1024, 9, 1024, None, "mlp"),
         }
     ]
     for name, build in (
@@ -67,9 +67,12 @@ def param_counts(out: Path) -> None:
 
 
 def _summary(frame: pd.DataFrame, T: int, dim: int) -> pd.DataFrame:
-    """Mean and std over seeds of the sequence-level metrics, one row per model."""
+    """Mean and std over seeds of the sequence-level metrics, one row per (model, its setup): the setup is
+    ``setup`` where a row has one (a compressor's size), else ``variant`` (the teacher's), else empty."""
     rows = frame[(frame["T"] == T) & (frame["dim"] == dim) & frame["position"].isna()]
-    return rows.groupby(["model", "variant", "metric"])["value"].agg(["mean", "std", "count"]).reset_index()
+    setup = rows["setup"] if "setup" in rows else pd.Series(pd.NA, index=rows.index)
+    rows = rows.assign(setup=setup.fillna(rows["variant"]).fillna(""))
+    return rows.groupby(["model", "setup", "metric"])["value"].agg(["mean", "std", "count"]).reset_index()
 
 
 def table1(metrics: Sequence[Path], teacher_variant: str, T: int, dim: int, out: Path) -> pd.DataFrame:
@@ -97,7 +100,7 @@ def table1(metrics: Sequence[Path], teacher_variant: str, T: int, dim: int, out:
             spread = f" ± {std:.{digits}f}" if row["count"] > 1 else ""  # one seed: no spread to show
             cells[metric] = f"{row['mean']:.{digits}f}{spread}"
             table.append({"model": model, "metric": metric, "mean": row["mean"], "std": std})
-        setup = part["variant"].iloc[0]
+        setup = part["setup"].iloc[0]
         if model == "imfn-teacher":
             setup = f"variant {setup}"
         elif model in ("autoencoder", "pca"):

@@ -21,8 +21,8 @@ REFERENCE_STYLE = {"teacher": dict(ls="--", color="black")} | {
 
 
 def streaming_rows(reference: pd.DataFrame, name: str, dim: int, Ts: list[int]) -> pd.DataFrame:
-    """A per-frame code read as an online memory: frame t's k = d // T numbers go into slot t when it
-    arrives (O(1) work per frame), so after k updates the first k frames read back exactly as the code
+    """A per-frame code read as an online memory: frame t's d // T numbers go into slot t when it
+    arrives (O(1) work per frame), so after k frames written the first k read back exactly as the code
     reconstructs them. Its prefix retention is the running mean of its per-position MSE on the roundtrip's
     held-out sequences; its end of sequence is the mean over all T positions."""
     part = reference[(reference["dim"] == dim) & reference["T"].isin(Ts) & (reference["metric"] == "mse")]
@@ -31,22 +31,23 @@ def streaming_rows(reference: pd.DataFrame, name: str, dim: int, Ts: list[int]) 
     for (seed, T), group in positions.groupby(["seed", "T"]):
         running = group["value"].expanding().mean().to_numpy()
         rows += [
-            {"seed": seed, "dim": dim, "T": T, "k": k, "metric": "prefix_mse", "value": v}
+            {"seed": seed, "dim": dim, "T": T, "frames_written": k, "metric": "prefix_mse", "value": v}
             for k, v in enumerate(running, start=1)
         ]
-        rows.append({"seed": seed, "dim": dim, "T": T, "k": T, "metric": "mse", "value": running[-1]})
+        rows.append({"seed": seed, "dim": dim, "T": T, "frames_written": T, "metric": "mse", "value": running[-1]})
     return pd.DataFrame(rows).assign(curve=name)
 
 
 def student_table(frame: pd.DataFrame) -> str:
-    """Markdown: per recipe and T, the end-of-sequence MSE of student and teacher (mean ± std over seeds),
-    the mean over seeds of their ratio, the largest ratio of the seed-mean prefix curves over the k
-    measured, and the streaming per-frame references' end of sequence. ``frame``: the figures' rows."""
+    """Markdown: per student variant and T, the end-of-sequence MSE of student and teacher (mean ± std over
+    seeds), the mean over seeds of their ratio, the largest ratio of the seed-mean prefix curves over the
+    frames written measured, and the streaming per-frame references' end of sequence. ``frame``: the figures'
+    rows."""
     end = frame[frame["metric"] == "mse"]
-    prefix = frame[frame["metric"] == "prefix_mse"].groupby(["curve", "T", "k"])["value"].mean()
+    prefix = frame[frame["metric"] == "prefix_mse"].groupby(["curve", "T", "frames_written"])["value"].mean()
     teacher_end = end[end["curve"] == "teacher"].set_index(["seed", "T"])["value"]
     lines = [
-        "| recipe | T | student | teacher | student / teacher | worst prefix ratio (k) | "
+        "| variant | T | student | teacher | student / teacher | worst prefix ratio (frames written) | "
         + " | ".join(f"{name} (end)" for name in STREAMING.values())
         + " |",
         "|---" * (6 + len(STREAMING)) + "|",
@@ -72,18 +73,20 @@ def student_figures(
     student_metrics: Path, references: dict[str, Path], figures_dir: Path, tables_dir: Path
 ) -> list[Path]:
     """Figure 4 (prefix retention: MSE over the first k frames after k updates, a panel per T) and
-    Figure 5 (end-of-sequence MSE vs T), student per recipe against its teacher and the per-frame
+    Figure 5 (end-of-sequence MSE vs T), a student per variant against its teacher and the per-frame
     references (``references``: model name -> metric Parquet) read as streaming memories; and the table
     ``tables_dir/student.md`` (:func:`student_table`)."""
     frame = pd.read_parquet(student_metrics)
-    # the teacher's rows repeat once per student recipe: they are the same numbers
-    teacher = frame[frame["model"] == "teacher"].drop_duplicates(["seed", "dim", "T", "k", "metric"])
+    # the teacher's rows repeat once per student variant: they are the same numbers
+    teacher = frame[frame["model"] == "teacher"].drop_duplicates(
+        ["variant", "seed", "dim", "T", "frames_written", "metric"]
+    )
     Ts = sorted(frame["T"].unique())
     dim = int(frame["dim"].iloc[0])
     frame = pd.concat(
         [
             teacher.assign(curve="teacher"),
-            frame[frame["model"] == "student"].assign(curve=lambda f: "student (" + f["recipe"] + ")"),
+            frame[frame["model"] == "student"].assign(curve=lambda f: "student (" + f["variant"] + ")"),
             *(streaming_rows(pd.read_parquet(path), STREAMING[model], dim, Ts) for model, path in references.items()),
         ]
     )
@@ -95,14 +98,14 @@ def student_figures(
     for ax, T in zip(axes[0], Ts, strict=True):
         part = frame[(frame["T"] == T) & (frame["metric"] == "prefix_mse")]
         for curve, rows in part.groupby("curve", sort=False):
-            stats = rows.groupby("k")["value"].agg(["mean", "std"]).fillna(0.0)
+            stats = rows.groupby("frames_written")["value"].agg(["mean", "std"]).fillna(0.0)
             ax.plot(stats.index, stats["mean"], label=curve, **style[curve])
             ax.fill_between(
                 stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"], alpha=0.2,
                 color=style[curve]["color"],
             )  # fmt: skip
         ax.set_title(f"T={T}")
-        ax.set_xlabel("updates k")
+        ax.set_xlabel("frames written k")
         ax.grid(True, alpha=0.3)
     axes[0][0].set_ylabel("MSE over the first k frames")
     axes[0][0].legend(fontsize=8)

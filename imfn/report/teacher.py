@@ -1,5 +1,5 @@
 """The teacher's figures and tables: Figures 2-3, level health, the variant ablation, the sweep of the paper
-recipe's lost values; from results/metrics alone."""
+variant's lost values; from results/metrics alone."""
 
 from __future__ import annotations
 
@@ -107,9 +107,10 @@ REFERENCES = {"autoencoder": "per-frame autoencoder", "pca": "per-frame PCA"}
 
 
 def reference_summary(teacher: pd.DataFrame, references: dict[str, list[Path]]) -> pd.DataFrame:
-    """Mean/std over seeds of MSE per (dim, variant, T), with the per-frame references (autoencoder, PCA; each
-    from its roundtrip files) as variants, on the teacher rows' seeds, d and T."""
-    rows = [teacher]
+    """Mean/std over seeds of MSE per (dim, curve, T): a curve per teacher variant (named by it) and per
+    per-frame reference (autoencoder, PCA; each from its roundtrip files, named by :data:`REFERENCES`), on the
+    teacher rows' seeds, d and T."""
+    rows = [teacher.assign(curve=teacher["variant"])]
     for model, paths in references.items():
         reference = pd.concat([pd.read_parquet(path) for path in paths])
         reference = reference[
@@ -117,8 +118,8 @@ def reference_summary(teacher: pd.DataFrame, references: dict[str, list[Path]]) 
             & reference["seed"].isin(teacher["seed"].unique())
             & reference["T"].isin(teacher["T"].unique())
         ]
-        rows.append(reference.assign(variant=REFERENCES[model]))
-    return seed_summary(pd.concat(rows), "mse", ["dim", "variant", "T"])
+        rows.append(reference.assign(curve=REFERENCES[model]))
+    return seed_summary(pd.concat(rows), "mse", ["dim", "curve", "T"])
 
 
 def _collapsed(health: pd.DataFrame, variant: str, dim: int) -> str:
@@ -149,19 +150,19 @@ def ablation_report(
         table = summary[summary["dim"] == dim]
         lines += [f"## d = {dim}", "", "| variant " + header + " collapsed levels |", "|---|" + "---|" * (len(Ts) + 1)]
         for variant in order:
-            part = table[table["variant"] == variant].set_index("T")
+            part = table[table["curve"] == variant].set_index("T")
             cells = [f"{part.loc[T, 'mean']:.5f} ± {part.loc[T, 'std']:.5f}" if T in part.index else "" for T in Ts]
             collapsed = _collapsed(health, variant, dim) if variant in variants else "n/a"
             lines.append(f"| {variant} | " + " | ".join(cells) + f" | {collapsed} |")
         paper = [f"{PAPER_TEACHER_MSE[T]:.5f}" if T in PAPER_TEACHER_MSE and dim == 1024 else "" for T in Ts]
         lines.append("| paper (reported, full budget) | " + " | ".join(paper) + " | |")
-        limit = table[table["variant"] == REFERENCES["autoencoder"]].set_index("T")["mean"]
+        limit = table[table["curve"] == REFERENCES["autoencoder"]].set_index("T")["mean"]
         if not limit.empty:
             ratio = f"Ratio to the per-frame autoencoder at d = {dim} (1.00 = the limit; <= 1.10 = within 10%):"
             lines += ["", ratio, ""]
             lines += ["| variant " + header, "|---|" + "---|" * len(Ts)]
             for variant in [*variants, *(REFERENCES[m] for m in references if m != "autoencoder")]:
-                part = table[table["variant"] == variant].set_index("T")["mean"]
+                part = table[table["curve"] == variant].set_index("T")["mean"]
                 cells = [f"{part[T] / limit[T]:.2f}" if T in part.index and T in limit.index else "" for T in Ts]
                 lines.append(f"| {variant} | " + " | ".join(cells) + " |")
             if dim == 1024:
@@ -187,7 +188,7 @@ def ablation_report(
     for ax, dim in zip(axes[0], dims, strict=True):
         table = summary[summary["dim"] == dim]
         for variant in order:
-            part = table[table["variant"] == variant].sort_values("T")
+            part = table[table["curve"] == variant].sort_values("T")
             style = {"per-frame PCA": dict(color="gray", ls=":"), "per-frame autoencoder": dict(color="black", ls="--")}
             ax.errorbar(
                 part["T"], part["mean"], yerr=part["std"], marker="o", ms=4, capsize=3, label=variant,
@@ -211,7 +212,7 @@ def ablation_report(
 def paper_sweep_report(
     sweep: Path, sweep_health: Path, references: dict[str, list[Path]], table_out: Path, figure_dir: Path
 ) -> None:
-    """The paper recipe with its lost values changed (one teacher variant each, one seed and d): roundtrip MSE
+    """The paper variant with its lost values changed (one teacher variant each, one seed and d): roundtrip MSE
     per T beside the per-frame references (``references``: their roundtrip files for that seed), and how much of
     its input's variance each level loses."""
     summary = reference_summary(pd.read_parquet(sweep), references)
@@ -222,15 +223,15 @@ def paper_sweep_report(
     levels = sorted(health["level"].unique())
     variants = list(dict.fromkeys(pd.read_parquet(sweep)["variant"]))
     lines = [
-        f"# The paper recipe's lost values: roundtrip MSE (d = {dim}, seed {', '.join(map(str, seeds))})",
+        f"# The paper variant's lost values: roundtrip MSE (d = {dim}, seed {', '.join(map(str, seeds))})",
         "",
-        "Each row is the `paper` recipe with the lost values its variant sets (config `teacher.variants`).",
+        "Each row is the `paper` variant with the lost values that row's variant changes (config `teacher.variants`).",
         "",
         "| variant | " + " | ".join(f"T={T}" for T in Ts) + " | collapsed levels |",
         "|---|" + "---|" * (len(Ts) + 1),
     ]
     for variant in variants + [REFERENCES[m] for m in references]:
-        part = summary[summary["variant"] == variant].set_index("T")["mean"]
+        part = summary[summary["curve"] == variant].set_index("T")["mean"]
         cells = [f"{part[T]:.5f}" if T in part.index else "" for T in Ts]
         collapsed = _collapsed(health, variant, dim) if variant in variants else "n/a"
         lines.append(f"| {variant} | " + " | ".join(cells) + f" | {collapsed} |")
@@ -254,7 +255,7 @@ def paper_sweep_report(
     write_table(lines, table_out)
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for variant in variants + [REFERENCES[m] for m in references]:
-        part = summary[summary["variant"] == variant].sort_values("T")
+        part = summary[summary["curve"] == variant].sort_values("T")
         style = {"per-frame PCA": dict(color="gray", ls=":"), "per-frame autoencoder": dict(color="black", ls="--")}
         ax.plot(part["T"], part["mean"], marker="o", ms=4, label=variant, **style.get(variant, {}))
     ax.set_xscale("log", base=2)
@@ -263,7 +264,7 @@ def paper_sweep_report(
     ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.set_xlabel("sequence length T")
     ax.set_ylabel("roundtrip MSE")
-    ax.set_title(f"The paper recipe's lost values (d={dim})")
+    ax.set_title(f"The paper variant's lost values (d={dim})")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     save_figure(fig, figure_dir, "paper_sweep_mse_vs_T")

@@ -90,7 +90,7 @@ def train_depth_decoder(
     with_sweeper: bool = False,
 ) -> tuple[DepthDecoder, Run]:
     """Train the decoder for depth ``level + 1`` on codes read back through ``teacher`` (levels 0..level).
-    ``with_sweeper`` (the ``framewise`` recipe) trains the top level's sweeper with it, end to end in pixels:
+    ``with_sweeper`` (the ``framewise`` architecture) trains the top level's sweeper with it, end to end in pixels:
     its merge and inverter between the frozen levels below and the decoder.
 
     ``inputs`` and ``after`` (the fingerprint of the sweeper stage it follows) guard its resume checkpoint."""

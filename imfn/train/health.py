@@ -1,6 +1,6 @@
 """Level health: is what a level produces still a useful code, or has it collapsed?
 
-A level can fail silently (method.md 3b: level 4 of the paper's recipe collapsed and every
+A level can fail silently (method.md 3b: level 4 of the ``paper`` variant collapsed and every
 level above trained to near-zero loss on a degenerate bank). Each level therefore measures
 the codes it merges, on a fixed sample of pairs from its own bank:
 - ``unexplained_variance``: its reconstruction error over the variance of what it

@@ -9,8 +9,8 @@ and the teacher's ``y_{t+1}``. Adam.
 Training runs in the harness (:mod:`imfn.train.harness`): resumable after every epoch, a non-finite
 loss stops the job before anything is written.
 
-A recipe (config ``student.recipes``) sets:
-- ``architecture``: ``paper`` or ``slot`` (:mod:`imfn.models.student`).
+A variant (a named override set, config ``student.variants``; its name is ``variant``) sets:
+- ``architecture``: ``mlp`` (the paper's) or ``slot`` (:mod:`imfn.models.student`).
 - ``prefix``: ``full``, every epoch uses all T steps; or ``curriculum``, epochs train on a prefix
   of the sequence that grows linearly from T/4 steps (first epoch) to all T steps (reached halfway
   through training, kept to the end). Still the student's own rollouts, never teacher forcing.
@@ -54,10 +54,11 @@ INITS = ("random", "regression")
 
 @dataclass(frozen=True)
 class StudentTraining:
-    """Config ``student.training`` (the budget) with one recipe of ``student.recipes`` over it."""
+    """Config ``student.training`` (the budget) with one variant of ``student.variants`` over it."""
 
     seed: int
-    architecture: str = "paper"
+    variant: str = "paper"  # the named override set (config student.variants) these settings run under, in outputs
+    architecture: str = "mlp"
     prefix: str = "full"
     epochs: int = 1000
     trajectories_per_epoch: int = 100
@@ -184,6 +185,7 @@ LOSS_COLUMNS = [
     "seed",
     "dim",
     "T",
+    "variant",
     "architecture",
     "epoch",
     "steps",
@@ -233,13 +235,13 @@ def train_student(
     else:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     run = Run(
-        name=f"student T={T} ({hp.architecture}, seed {hp.seed})",
+        name=f"student T={T} ({hp.variant}, seed {hp.seed})",
         resume=resume_path(out),
         settings={**asdict(hp), "epochs": hp.epochs if hp.lr_schedule == "one-cycle" else None},  # the cycle's length
         inputs=[train_set_path],
         state={"model": student, "optimizer": optimizer, "scheduler": scheduler},
         device=device,
-        labels={"seed": hp.seed, "dim": dim, "T": T, "architecture": hp.architecture},
+        labels={"seed": hp.seed, "dim": dim, "T": T, "variant": hp.variant, "architecture": hp.architecture},
         hint=f"Lower student.training.lr (now {hp.lr}) or check {train_set_path}.",
     )
 

@@ -47,14 +47,14 @@ HEALTH_SAMPLES = 4096
 
 @dataclass(frozen=True)
 class SweeperTraining:
-    """One level's recipe (config ``teacher.training``, overridden per variant)."""
+    """One level's settings (config ``teacher.training``, overridden per variant)."""
 
     seed: int
     dim: int
     level: int
-    variant: str = "paper"  # the name this recipe runs under in the config, recorded in outputs
-    recipe: str = "paper"  # paper: MLP sweepers from random init | pca: closed-form PCA merges and inverses |
-    # framewise: per-frame PCA-started residual merges, trained in pixels with the depth decoder
+    variant: str = "paper"  # the named override set (config teacher.variants) these settings run under, in outputs
+    architecture: str = "mlp"  # mlp: the paper's MLP sweepers from random init | pca: closed-form PCA merges and
+    # inverses | framewise: per-frame PCA-started residual merges, trained in pixels with the depth decoder
     codec_hidden: int = 1024
     sweeper_hidden: int | None = None  # None: d
     batch_size: int = 64
@@ -70,8 +70,8 @@ class LevelModel(torch.nn.Module):
     def __init__(self, hp: SweeperTraining):
         super().__init__()
         self.level = hp.level
-        self.sweeper = Sweeper(SweeperConfig.for_dim(hp.dim, hp.sweeper_hidden, hp.recipe, hp.level))
-        self.codec = LeafCodec(CodecConfig(hp.dim, hp.codec_hidden, hp.recipe)) if hp.level == 0 else None
+        self.sweeper = Sweeper(SweeperConfig.for_dim(hp.dim, hp.sweeper_hidden, hp.architecture, hp.level))
+        self.codec = LeafCodec(CodecConfig(hp.dim, hp.codec_hidden, hp.architecture)) if hp.level == 0 else None
 
     def inputs(self, rows: torch.Tensor) -> torch.Tensor:
         """Bank rows as the sweeper's inputs: pixels in [0, 1] at level 0, codes above."""
@@ -85,8 +85,8 @@ class LevelModel(torch.nn.Module):
 
     @torch.no_grad()
     def init_from_bank(self, data: torch.Tensor, hp: SweeperTraining) -> None:
-        """Data-dependent initialization (``pca``, ``framewise``); the paper's recipe starts from random weights."""
-        if hp.recipe == "paper":
+        """Data-dependent initialization (``pca``, ``framewise``); ``mlp`` sweepers start from random weights."""
+        if hp.architecture == "mlp":
             return
         gen = seeded_generator("sweeper-init-sample", hp.seed, hp.level)
         inputs = self.inputs(data[torch.randperm(len(data), generator=gen)[:INIT_SAMPLES]])
@@ -215,15 +215,15 @@ def train_sweeper(
             inputs=[bank, *lower, *([image_bank] if image_bank else [])],
             after=run.fingerprint,
             labels={"variant": hp.variant, "seed": hp.seed, "dim": hp.dim, "level": hp.level},
-            with_sweeper=hp.recipe == "framewise",
+            with_sweeper=hp.architecture == "framewise",
         )
         rows = rows + decoder_run.rows
-    # health last: with the framewise recipe the decoder stage trains the sweeper too
+    # health last: with the framewise architecture the decoder stage trains the sweeper too
     health = {
         "variant": hp.variant,
         "seed": hp.seed,
         "level": hp.level,
-        "recipe": hp.recipe,
+        "architecture": hp.architecture,
         **model.health(data_on_device, hp),
         "max_unexplained_variance": limits.max_unexplained_variance,
         "max_dead_fraction": limits.max_dead_fraction,
@@ -241,7 +241,7 @@ def train_sweeper(
     )
     if reasons:
         message = (
-            f"LEVEL {hp.level} COLLAPSED (seed {hp.seed}, d={hp.dim}, recipe {hp.recipe}): "
+            f"LEVEL {hp.level} COLLAPSED (seed {hp.seed}, d={hp.dim}, architecture {hp.architecture}): "
             + "; ".join(reasons)
             + ". Every level above it trains on a degenerate bank."
         )

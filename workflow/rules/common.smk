@@ -24,9 +24,9 @@ AUTOENCODER = "results/mnist/seed{seed}/autoencoder_k{k}.pt"  # the per-frame au
 AUTOENCODER_LOSS = "results/mnist/seed{seed}/autoencoder_k{k}_loss.parquet"
 AUTOENCODER_ROUNDTRIP = "results/mnist/seed{seed}/autoencoder_k{k}_roundtrip.parquet"
 TRAJECTORIES = f"{CELL}/trajectories_T{{T}}_{{which}}.zarr"
-STUDENT = f"{CELL}/student_{{recipe}}_T{{T}}.pt"  # one student per (seed, T, recipe of `student.recipes`)
-STUDENT_LOSS = f"{CELL}/student_{{recipe}}_T{{T}}_loss.parquet"
-ONLINE = f"{CELL}/online_{{recipe}}_T{{T}}.parquet"
+STUDENT = f"{CELL}/student_{{student_variant}}_T{{T}}.pt"  # one per (seed, T, variant of `student.variants`)
+STUDENT_LOSS = f"{CELL}/student_{{student_variant}}_T{{T}}_loss.parquet"
+ONLINE = f"{CELL}/online_{{student_variant}}_T{{T}}.parquet"
 LOGS = "logs/mnist/seed{seed}/d{dim}/{variant}"
 BENCHMARKS = "benchmarks/mnist/seed{seed}/d{dim}/{variant}"
 
@@ -105,7 +105,7 @@ TIME_SUMMARY = ["results/metrics/time_summary.parquet", "results/figures/time_su
 GROUP_LEVEL = "level_s{seed}_d{dim}_{variant}_L{level}"  # a level's bank, then its sweeper
 GROUP_ROUNDTRIPS = "roundtrips_s{seed}_d{dim}_{variant}"  # a cell's roundtrips at every T
 GROUP_TRAJECTORIES = "trajectories_s{seed}_d{dim}_{variant}_T{T}"  # a student's training and test sets
-GROUP_ONLINE = "online_s{seed}_d{dim}_{variant}_T{T}"  # the online evaluation of its students (recipes)
+GROUP_ONLINE = "online_s{seed}_d{dim}_{variant}_T{T}"  # the online evaluation of its students (all variants)
 
 # The levels of a cell train one after another, and its students (trajectories, training, evaluation) come
 # after the last: the longest chain of the run. Its jobs go first when several are ready, so that the jobs
@@ -121,7 +121,7 @@ wildcard_constraints:
     k=r"\d+",
     variant="|".join(re.escape(name) for name in TEACHER["variants"]),
     which="train|test",
-    recipe="|".join(re.escape(name) for name in STUDENT_CONFIG["recipes"]),
+    student_variant="|".join(re.escape(name) for name in STUDENT_CONFIG["variants"]),
 
 
 # --- Command-line flags from config blocks ----------------------------------------------------------
@@ -174,10 +174,10 @@ def _check_config():
                              f"but teacher.levels is {LEVELS}")
     if STUDENT_CONFIG["T"] and STUDENT_CONFIG["dim"] not in DIMS:
         raise ValueError(f"config student.dim={STUDENT_CONFIG['dim']} is not one of dims {DIMS}: no teacher to distill")
-    unknown = sorted(set(STUDENT_CONFIG["train"]) - set(STUDENT_CONFIG["recipes"]))
+    unknown = sorted(set(STUDENT_CONFIG["train"]) - set(STUDENT_CONFIG["variants"]))
     if unknown:
-        raise ValueError(f"config student.train names recipes {unknown} that student.recipes does not define "
-                         f"(defined: {sorted(STUDENT_CONFIG['recipes'])})")
+        raise ValueError(f"config student.train names student variants {unknown} that student.variants does not "
+                         f"define (defined: {sorted(STUDENT_CONFIG['variants'])})")
     too_long = [T for T in TS + STUDENT_CONFIG["T"] if int(math.log2(T)) > LEVELS]
     if too_long:
         raise ValueError(f"config evaluation.T / student.T have {too_long}, which need more than "
@@ -292,9 +292,9 @@ def paper_sweep_autoencoders(wildcards):
 
 
 def student_grid(pattern):
-    """``pattern`` over seeds x student T x the trained recipes, for the grid's teacher at d = student.dim."""
-    return [pattern.format(seed=s, dim=STUDENT_CONFIG["dim"], variant=VARIANT, T=T, recipe=recipe)
-            for s in SEEDS for T in STUDENT_CONFIG["T"] for recipe in STUDENT_CONFIG["train"]]
+    """``pattern`` over seeds x student T x the trained student variants, for the grid's teacher at d = student.dim."""
+    return [pattern.format(seed=s, dim=STUDENT_CONFIG["dim"], variant=VARIANT, T=T, student_variant=name)
+            for s in SEEDS for T in STUDENT_CONFIG["T"] for name in STUDENT_CONFIG["train"]]
 
 
 def trajectories_n(wildcards):
@@ -303,8 +303,8 @@ def trajectories_n(wildcards):
 
 
 def student_flags(wildcards):
-    """`imfn train-student` flags: the shared budget `student.training` with the recipe's settings."""
-    return flags({**STUDENT_CONFIG["training"], **STUDENT_CONFIG["recipes"][wildcards.recipe]})
+    """`imfn train-student` flags: the shared budget `student.training` with the student variant's settings."""
+    return flags({**STUDENT_CONFIG["training"], **STUDENT_CONFIG["variants"][wildcards.student_variant]})
 
 
 def compressor_grid(pattern):

@@ -31,7 +31,7 @@ rule ablation_report:
 
 
 rule paper_sweep_report:
-    """The paper recipe with its lost values changed (config `paper_sweep`): MSE per T and each level's loss,
+    """The paper variant with its lost values changed (config `paper_sweep`): MSE per T and each level's loss,
     beside the sweep seed's per-frame references."""
     localrule: True
     input:
@@ -40,8 +40,8 @@ rule paper_sweep_report:
         autoencoders=paper_sweep_autoencoders,
         pca=PCA_ROUNDTRIP.format(seed=PAPER_SWEEP["seed"]),
     output:
-        table=reported(PAPER_SWEEP_OUTPUTS[0], "Paper recipe sweep"),
-        figures=reported(PAPER_SWEEP_OUTPUTS[1:], "Paper recipe sweep"),
+        table=reported(PAPER_SWEEP_OUTPUTS[0], "Paper variant sweep"),
+        figures=reported(PAPER_SWEEP_OUTPUTS[1:], "Paper variant sweep"),
     log:
         "logs/paper_sweep_report.log",
     conda:

@@ -27,18 +27,18 @@ rule trajectories:
 
 
 rule train_student:
-    """One student: the shared budget `student.training` run by the recipe `student.recipes[recipe]`."""
+    """One student: the shared budget `student.training` with the settings of `student.variants[student_variant]`."""
     priority: CHAIN_PRIORITY
     input:
         trajectories=lambda w: TRAJECTORIES.format(**w, which="train"),
-        sweepers=teacher_for_T,  # read only by a recipe with `intermediate` supervision
+        sweepers=teacher_for_T,  # read only by a student variant with `intermediate` supervision
     output:
         student=STUDENT,
         loss=STUDENT_LOSS,
     log:
-        f"{LOGS}/train_student_{{recipe}}_T{{T}}.log",
+        f"{LOGS}/train_student_{{student_variant}}_T{{T}}.log",
     benchmark:
-        f"{BENCHMARKS}/train_student_{{recipe}}_T{{T}}.tsv"
+        f"{BENCHMARKS}/train_student_{{student_variant}}_T{{T}}.tsv"
     params:
         training=student_flags,
         device=DEVICE,
@@ -49,7 +49,7 @@ rule train_student:
         "../envs/imfn.yaml"
     shell:
         "imfn train-student --trajectories {input.trajectories} --sweepers {input.sweepers} --seed {wildcards.seed}"
-        " {params.training} {params.device} --threads {threads}"
+        " --variant {wildcards.student_variant} {params.training} {params.device} --threads {threads}"
         " --out {output.student} --loss-out {output.loss} --log {log}"
 
 
@@ -64,9 +64,9 @@ rule evaluate_online:
     output:
         ONLINE,
     log:
-        f"{LOGS}/evaluate_online_{{recipe}}_T{{T}}.log",
+        f"{LOGS}/evaluate_online_{{student_variant}}_T{{T}}.log",
     benchmark:
-        f"{BENCHMARKS}/evaluate_online_{{recipe}}_T{{T}}.tsv"
+        f"{BENCHMARKS}/evaluate_online_{{student_variant}}_T{{T}}.tsv"
     params:
         device=DEVICE,
     threads: config["threads"]["eval"]
@@ -77,4 +77,5 @@ rule evaluate_online:
     shell:
         "imfn evaluate-online --sweepers {input.sweepers} --student {input.student}"
         " --trajectories {input.trajectories} --mnist {input.mnist} --seed {wildcards.seed} --T {wildcards.T}"
-        " --recipe {wildcards.recipe} {params.device} --threads {threads} --out {output} --log {log}"
+        " --variant {wildcards.student_variant} --teacher-variant {wildcards.variant}"
+        " {params.device} --threads {threads} --out {output} --log {log}"

@@ -116,14 +116,14 @@ rule video_pca:
     benchmark:
         f"{VIDEO_BENCHMARKS}/video_pca.tsv"
     params:
-        memory_numbers=VIDEO["model"]["memory_tokens"] * VIDEO["model"]["width"],
+        dim=VIDEO["model"]["memory_tokens"] * VIDEO["model"]["width"],  # the numbers one memory holds
         max_videos=optional("--max-videos", VIDEO["evaluation"]["max_videos"]),
         levels=VIDEO_LEVELS,
     threads: VIDEO["threads"]["eval"]
     conda:
         "../envs/imfn.yaml"
     shell:
-        "imfn video-pca --bank {input.clips} --split {input.split} --memory-numbers {params.memory_numbers}"
+        "imfn video-pca --bank {input.clips} --split {input.split} --dim {params.dim}"
         " --levels {params.levels} {params.max_videos} --threads {threads} --out {output} --log {log}"
 
 

@@ -1,0 +1,60 @@
+# Config keys and values that were renamed. A config that still uses one stops before the schema is checked
+# (the Snakefile includes this file ahead of `validate`), with a message that names the new key, instead of the
+# schema's generic "additional properties" error. Plain Python, so that the tests import the same check.
+
+ARCHITECTURE_VALUES = "values mlp | pca | framewise; mlp: the paper's MLP sweepers from random init"
+
+# (old key, old value, new key, new value, note). A value of None: the key itself was renamed, whatever it
+# holds; otherwise only that value was renamed. `*` stands for any one name (a variant), the same in both keys.
+RENAMED_KEYS = [
+    ("teacher.training.recipe", None, "teacher.training.architecture", None, ARCHITECTURE_VALUES),
+    ("teacher.variants.*.recipe", None, "teacher.variants.*.architecture", None, ARCHITECTURE_VALUES),
+    ("teacher.training.architecture", "paper", "teacher.training.architecture", "mlp", ARCHITECTURE_VALUES),
+    ("teacher.variants.*.architecture", "paper", "teacher.variants.*.architecture", "mlp", ARCHITECTURE_VALUES),
+    ("student.recipes", None, "student.variants", None, "the same variant names; student.train lists those trained"),
+    (
+        "student.variants.*.architecture",
+        "paper",
+        "student.variants.*.architecture",
+        "mlp",
+        "values mlp | slot; mlp: the paper's student MLP",
+    ),
+]
+
+
+def _found(block, parts, path=()):
+    """(path, value) of every key of ``block`` that the dotted pattern ``parts`` matches."""
+    if not parts:
+        yield path, block
+        return
+    if not isinstance(block, dict):
+        return
+    head, rest = parts[0], parts[1:]
+    for key in list(block) if head == "*" else [head] if head in block else []:
+        yield from _found(block[key], rest, (*path, str(key)))
+
+
+def renamed_key_messages(config):
+    """One message per renamed key or value that ``config`` still uses (none: an empty list)."""
+    messages = []
+    for old, old_value, new, new_value, note in RENAMED_KEYS:
+        pattern = old.split(".")
+        for path, value in _found(config, pattern):
+            if old_value is not None and value != old_value:
+                continue
+            names = iter(name for name, part in zip(path, pattern, strict=True) if part == "*")
+            new_path = ".".join(next(names) if part == "*" else part for part in new.split("."))
+            if old_value is None:
+                messages.append(f"config key {'.'.join(path)} was renamed to {new_path} ({note})")
+            else:
+                messages.append(
+                    f"config value {'.'.join(path)}: {old_value} was renamed to {new_path}: {new_value} ({note})"
+                )
+    return messages
+
+
+def check_renamed_keys(config):
+    """Stop, naming the new keys, when ``config`` uses a key or value of :data:`RENAMED_KEYS`."""
+    messages = renamed_key_messages(config)
+    if messages:
+        raise ValueError("\n".join(messages))
