@@ -49,7 +49,7 @@ SECTIONS = (
     Section("Students (Figures 4-5)", ("student",), ("fig4_prefix_retention", "fig5_end_of_sequence")),
     Section("Video hierarchy (Table 3)", ("table3_video",), ("fig_video_reconstructions",)),
     Section("Teacher ablation (`snakemake ablation`)", ("teacher_ablation",), ("teacher_ablation_mse_vs_T",)),
-    Section("The paper recipe's lost values (`snakemake paper_sweep`)", ("paper_sweep",), ("paper_sweep_mse_vs_T",)),
+    Section("The paper's lost values (`snakemake paper_sweep`)", ("paper_sweep",), ("paper_sweep_mse_vs_T",)),
     Section("Where the time went", (), ("time_summary",)),
 )
 

@@ -9,7 +9,7 @@
 # (copies in DIR): SLURM_CONF elsewhere would not reach the `srun` that Snakemake's job step runs inside
 # each job, since the plugin drops inherited SLURM_* variables. An existing config there that this script
 # did not write is left alone (the test then skips). Needs root (daemons, apt-get); no systemd needed.
-# Facts this relies on: ../../../shared/docs/cluster.md (Debian 12: slurm-wlm 22.05, munge 0.5).
+# Facts this relies on: docs/cluster.md (Debian 12: slurm-wlm 22.05, munge 0.5).
 set -euo pipefail
 
 die() { echo "slurm.sh: $*" >&2; exit 3; }  # cannot run here: the test skips
