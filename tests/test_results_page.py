@@ -111,7 +111,7 @@ def test_the_page_is_stamped_with_the_run_and_holds_its_tables_figures_and_headl
     page = results_page(finished_run / "results", finished_run / "logs", out, readme)
     assert out.read_text() == page
     assert "`abc123`" in page and "`config/config.yaml + config/quick.yaml`" in page and "`f00d`" in page
-    assert "from 2026-11-30T08:26:08+00:00 to 2026-11-30T08:51:30+00:00" in page
+    assert "from 2026-11-30T08:26:08+00:00 to 2026-11-30T08:51:30+00:00 (UTC): 25.4 min from the first" in page
     assert "2 CPUs (Some CPU), 23.4 GB memory" in page and "1.5 min in all" in page
     # the headline: d = the students' 1024, T = the students' 8 and 32 and the compressors' 128
     assert "at memory size d = 1024" in page and "| model | T = 8 | T = 32 | T = 128 |" in page
@@ -126,6 +126,8 @@ def test_the_page_is_stamped_with_the_run_and_holds_its_tables_figures_and_headl
     text = readme.read_text()
     assert "Run make run" not in text and "## Layout" in text and text.count(BEGIN) == text.count(END) == 1
     assert "| Transformer compressor, 1 seed |" in text and "[docs/results.md](docs/results.md)" in text
+    assert "the run of commit `abc123` with `config/config.yaml + config/quick.yaml` on 2 CPUs" in text
+    assert "whose jobs ran for 25.4 min" in text
 
 
 def test_a_run_without_provenance_or_a_readme_without_markers_is_named(finished_run, tmp_path):

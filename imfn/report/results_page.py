@@ -19,6 +19,7 @@ import re
 import shutil
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -74,8 +75,9 @@ def read_provenance(logs: Path) -> list[dict]:
     return records
 
 
-def stamp(records: list[dict], time_summary: Path | None) -> list[str]:
-    """What run the page describes: commit, config, dates, machine, job counts and time."""
+def stamp(records: list[dict], time_summary: Path | None) -> tuple[list[str], str]:
+    """What run the page describes (commit, config, dates, machine, job counts and time), as the page's lines
+    and as one short sentence for the README."""
     if not records:
         raise FileNotFoundError(
             "no provenance records (*.provenance.json) under the logs directory: run the "
@@ -91,6 +93,9 @@ def stamp(records: list[dict], time_summary: Path | None) -> list[str]:
     machine = next((r["machine"] for r in records if r.get("machine")), {})
     gpus = sorted({r["gpu"] for r in records if r.get("gpu")})
     devices = sorted({r.get("device", "cpu").split(":")[0] for r in records})
+    span = (
+        (datetime.fromisoformat(finished) - datetime.fromisoformat(started)).total_seconds() / 60 if finished else None
+    )
 
     def listed(counter: Counter) -> str:
         if len(counter) == 1:
@@ -101,7 +106,8 @@ def stamp(records: list[dict], time_summary: Path | None) -> list[str]:
         f"- **Commit**: {listed(commits)}"
         + (" (more than one: the results mix code versions)" if len(commits) > 1 else ""),
         f"- **Config**: {listed(files)}, effective config hash {listed(hashes)}",
-        f"- **When**: jobs ran from {started} to {finished} (UTC)",
+        f"- **When**: jobs ran from {started} to {finished} (UTC)"
+        + (f": {span:.1f} min from the first job's start to the last one's end" if span is not None else ""),
         f"- **Machine**: {listed(hosts)}; {machine.get('cpus', '?')} CPUs ({machine.get('cpu', '?')}), "
         f"{machine.get('memory_gb', '?')} GB memory; jobs on {', '.join(devices)}"
         + (f"; GPU {', '.join(gpus)}" if gpus else ""),
@@ -111,7 +117,12 @@ def stamp(records: list[dict], time_summary: Path | None) -> list[str]:
         times = pd.read_parquet(time_summary)
         total = times["s"].sum() / 60
         lines.append(f"- **Job time**: {total:.1f} min in all ({len(times)} benchmarked jobs; several run at once)")
-    return lines
+    short = (
+        f"the run of commit {listed(commits)} with {listed(files)} on {machine.get('cpus', '?')} CPUs"
+        + (f", GPU {', '.join(gpus)}" if gpus else "")
+        + (f", whose jobs ran for {span:.1f} min" if span is not None else "")
+    )
+    return lines, short
 
 
 # --- the headline table ------------------------------------------------------------------------------
@@ -205,7 +216,7 @@ def results_page(results: Path, logs: Path, out: Path, readme: Path | None = Non
     results, logs, out = Path(results), Path(logs), Path(out)
     if not (results / "metrics").is_dir():
         raise FileNotFoundError(f"{results / 'metrics'} does not exist: run the pipeline first (make run)")
-    lines_stamp = stamp(read_provenance(logs), results / "metrics" / "time_summary.parquet")
+    lines_stamp, short = stamp(read_provenance(logs), results / "metrics" / "time_summary.parquet")
     head = headline(results / "metrics")
     figure_dir = out.parent / "figures"
     page = [
@@ -247,8 +258,7 @@ def results_page(results: Path, logs: Path, out: Path, readme: Path | None = Non
     if readme is not None:
         block = (
             [
-                f"_{head[0]}. From the run of commit {lines_stamp[0].split(': ', 1)[1]}; "
-                f"the whole page: [docs/results.md](docs/results.md)._",
+                f"_{head[0]}. From {short}; every table and figure: [docs/results.md](docs/results.md)._",
                 "",
                 markdown_table(head[1]),
             ]
