@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "imfn"
-BASE = {"__init__", "atomic", "store", "job", "devices", "provenance", "doctor"}  # what every layer may use
+BASE = {"__init__", "atomic", "store", "job", "progress", "devices", "provenance", "doctor"}  # what every layer may use
 RANK = {"base": 0, "data": 1, "models": 2, "train": 3, "eval": 3, "report": 4, "cli": 5}
 
 

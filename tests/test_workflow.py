@@ -4,6 +4,7 @@ import json
 import re
 import subprocess
 from collections import Counter
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -201,6 +202,17 @@ def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, wor
     assert (work / "results/metrics/time_summary.parquet").exists()
     record = json.loads((work / "logs/mnist/seed0/d16/framewise/train_sweeper_L1.provenance.json").read_text())
     assert record["status"] == "ok" and record["config_hash"] != "unset" and record["device"] == "cpu"
+    assert [Path(f).name for f in record["config_files"]] == ["config.yaml", "smoke.yaml", "video.yaml"]
+    # the results page of this run: stamped with its commit and config files, its headline table filled in
+    page = work / "docs" / "results.md"
+    subprocess.run(
+        ["imfn", "results-page", "--results", str(work / "results"), "--logs", str(work / "logs"), "--out", str(page)],
+        env=env_with_venv,
+        check=True,
+    )
+    text = page.read_text()
+    assert f"`{record['git']}`" in text and "smoke.yaml" in text and "| IMFN teacher (`framewise`)" in text
+    assert "| student (`slot`)" in text and (work / "docs/figures/fig3_mse_vs_T.png").exists()
 
     assert planned_jobs(repo, work, env_with_venv, *targets, *smoke) == Counter()  # a rerun does no work
 
