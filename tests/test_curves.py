@@ -12,22 +12,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from imfn import job
 from imfn import progress as progress_module
-from imfn.data.mnist import write_split
 from imfn.progress import progress, progress_line
-from imfn.train.bank import build_image_bank
 from imfn.train.depth_decoder import DepthDecoderTraining
 from imfn.train.sweeper import SweeperTraining, train_sweeper
 
 CPU = torch.device("cpu")
 JOB = "mnist/seed0/d16/paper/train_sweeper_L0"
-
-
-@pytest.fixture(scope="module")
-def image_bank(mnist_store, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("bank")
-    write_split(mnist_store, 0, 0.1, folder / "split.parquet")
-    build_image_bank(mnist_store, folder / "split.parquet", 0, 50, 1000, folder / "bank_L0.zarr")
-    return folder / "bank_L0.zarr"
 
 
 @pytest.fixture

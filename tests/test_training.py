@@ -8,23 +8,14 @@ import pandas as pd
 import pytest
 import torch
 
-from imfn.data.mnist import write_split
 from imfn.store import read_array, read_attrs, write_arrays
-from imfn.train.bank import build_image_bank, build_latent_bank
+from imfn.train.bank import build_latent_bank
 from imfn.train.depth_decoder import DepthDecoderTraining
 from imfn.train.harness import NonFiniteLossError
 from imfn.train.health import HealthLimits, LevelCollapseError
 from imfn.train.sweeper import SweeperTraining, train_sweeper
 
 DIM = 16
-
-
-@pytest.fixture(scope="module")
-def image_bank(mnist_store, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("bank")
-    write_split(mnist_store, 0, 0.1, folder / "split.parquet")
-    build_image_bank(mnist_store, folder / "split.parquet", 0, 50, 1000, folder / "bank_L0.zarr")
-    return folder / "bank_L0.zarr"
 
 
 def _train(bank, tmp_path, name, level=0, epochs=2, limits=None, decoder=None, lower=(), image_bank=None, **kw):

@@ -8,10 +8,13 @@ import json
 # re-evaluate this Snakefile with the same config and so export the same value. `imfn` records it.
 CONFIG_HASH = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
 os.environ["IMFN_CONFIG_HASH"] = CONFIG_HASH
-# The config files it came from, in order (config.yaml, then each --configfile), relative to the working
-# directory where they lie below it: the results page names them.
+# The config files it came from, in the order they apply (config.yaml, then each --configfile; Snakemake lists
+# the command line's first), relative to the working directory where they lie below it: the results page names them.
+_overrides = [os.path.abspath(f) for f in workflow.overwrite_configfiles or []]
+_config_files = [f for f in workflow.configfiles if os.path.abspath(f) not in _overrides] + [
+    f for f in workflow.configfiles if os.path.abspath(f) in _overrides]
 os.environ["IMFN_CONFIG_FILES"] = os.pathsep.join(
-    os.path.relpath(f) if os.path.abspath(f).startswith(os.getcwd() + os.sep) else str(f) for f in workflow.configfiles)
+    os.path.relpath(f) if os.path.abspath(f).startswith(os.getcwd() + os.sep) else str(f) for f in _config_files)
 
 # Declared after it is set: Snakemake then checks it exists and passes it on to remote jobs.
 envvars:
