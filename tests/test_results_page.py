@@ -7,10 +7,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
-from imfn.report.results_page import BEGIN, END, fill_readme, results_page
+from imfn.report.results_page import BEGIN, END, MAX_FIGURE_BYTES, fill_readme, results_page
 
 
 def _rows(model, variant, dims, Ts, value, seeds=(0, 1), **extra):
@@ -80,6 +82,11 @@ def finished_run(tmp_path):
     plt.plot([0, 1])
     plt.savefig(results / "figures" / "fig3_mse_vs_T.png")
     plt.close()
+    noise = np.random.default_rng(0).random((700, 700, 3))  # a figure of over 1 MB as drawn
+    plt.imsave(results / "figures" / "fig_video_reconstructions.png", noise)
+    (results / "tables" / "table3_video.md").write_text(
+        "# Table 3: video\n\n| level | model |\n|---|---|\n| L0 | IMFN |\n"
+    )
     for i, (start, end) in enumerate(
         [
             ("2026-11-30T08:26:08+00:00", "2026-11-30T08:30:00+00:00"),
@@ -118,11 +125,18 @@ def test_the_page_is_stamped_with_the_run_and_holds_its_tables_figures_and_headl
     assert f"| IMFN teacher (`framewise`), 2 seeds | {8 / 1024 + 0.0005:.5f} |" in page
     assert f"| student (`slot`), 2 seeds | {1.1 * 8 / 1024 + 0.0005:.5f} | {1.1 * 32 / 1024 + 0.0005:.5f} |  |" in page
     assert "| Transformer compressor, 1 seed |  |  | 0.06770 |" in page
-    assert "| variant | T |" in page  # results/tables/student.md, whole
+    assert "| variant | T |" in page  # results/tables/student.md, whole, after its caption
+    assert "**The students against their teacher.**" in page
+    # a table with a heading of its own: the heading under the page's section, no second caption
+    assert "\n### Table 3: video\n" in page and "**Table 3: video reconstruction per level**" not in page
+    assert "Validation clips of `config video.dataset`" in page  # the caption's config value, named by its key
     assert "![fig3_mse_vs_T](figures/fig3_mse_vs_T.png)" in page and "**Figure 3" in page  # with its caption
     assert (out.parent / "figures" / "fig3_mse_vs_T.png").read_bytes() == (
         finished_run / "results/figures/fig3_mse_vs_T.png"
     ).read_bytes()
+    video = out.parent / "figures" / "fig_video_reconstructions.png"  # over 1 MB drawn: 256 colours on the page
+    assert (finished_run / "results/figures/fig_video_reconstructions.png").stat().st_size > MAX_FIGURE_BYTES
+    assert video.stat().st_size < MAX_FIGURE_BYTES and Image.open(video).size == (700, 700)
     text = readme.read_text()
     assert "Run make run" not in text and "## Layout" in text and text.count(BEGIN) == text.count(END) == 1
     assert "| Transformer compressor, 1 seed |" in text and "[docs/results.md](docs/results.md)" in text

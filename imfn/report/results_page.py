@@ -7,7 +7,9 @@ Nothing on the page is typed by hand. It holds:
   is also written into README.md between the lines ``<!-- results:begin -->`` and ``<!-- results:end -->``;
 - every table under ``results/tables`` and every figure under ``results/figures`` that the run made, each with
   its caption (``workflow/report/<name>.rst``, the same text as ``snakemake --report``); the figures are copied
-  beside the page (``docs/figures/``) so that the page shows them where results/ is not.
+  beside the page (``docs/figures/``) so that the page shows them where results/ is not, a figure of more than
+  ``MAX_FIGURE_BYTES`` in 256 colours (the video reconstructions: 2.7 MB as drawn, 0.7 MB so), since the page
+  and its figures are committed.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 CAPTIONS = Path(__file__).resolve().parents[2] / "workflow" / "report"
+MAX_FIGURE_BYTES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,27 @@ SECTIONS = (
 
 
 def caption(name: str) -> str:
-    """The figure's or table's caption for `snakemake --report`, as one Markdown paragraph."""
+    """The figure's or table's caption for `snakemake --report`, as one Markdown paragraph: reST's ``code`` as
+    Markdown's `code`, and a config value the report would fill in (``{{ snakemake.config["video"]["dataset"] }}``)
+    named by its key (`video.dataset`)."""
     path = CAPTIONS / f"{name}.rst"
-    return " ".join(path.read_text().split()) if path.exists() else ""
+    if not path.exists():
+        return ""
+    text = " ".join(path.read_text().split())
+    text = re.sub(
+        r"\{\{\s*snakemake\.config((?:\[\"[^\"]+\"\])+)\s*\}\}",
+        lambda m: "config " + ".".join(re.findall(r'"([^"]+)"', m.group(1))),
+        text,
+    )
+    return text.replace("``", "`")
+
+
+def table_text(path: Path) -> tuple[str, bool]:
+    """A table's Markdown under the page's sections (its headings two levels down), and whether it has a
+    heading of its own (then it is its own caption)."""
+    text = path.read_text().strip()
+    has_heading = text.startswith("#")
+    return re.sub(r"^(#+) ", r"\1## ", text, flags=re.M), has_heading
 
 
 # --- the stamp ---------------------------------------------------------------------------------------
@@ -83,7 +104,7 @@ def stamp(records: list[dict], time_summary: Path | None) -> tuple[list[str], st
             "no provenance records (*.provenance.json) under the logs directory: run the "
             "pipeline first (make run), then make results-page"
         )
-    commits = Counter(r.get("git", "unknown") for r in records)
+    commits = Counter(re.sub(r"^([0-9a-f]{12})[0-9a-f]+", r"\1", r.get("git", "unknown")) for r in records)
     hashes = Counter(r.get("config_hash", "unset") for r in records)
     files = Counter(" + ".join(r.get("config_files") or []) or "unknown" for r in records)
     hosts = Counter(r.get("host", "?") for r in records)
@@ -238,8 +259,9 @@ def results_page(results: Path, logs: Path, out: Path, readme: Path | None = Non
             continue
         page += [f"## {section.title}", ""]
         for name in tables:
-            text = caption(name)
-            page += ([text, ""] if text else []) + [(results / "tables" / f"{name}.md").read_text().strip(), ""]
+            table, has_heading = table_text(results / "tables" / f"{name}.md")
+            text = "" if has_heading else caption(name)
+            page += ([text, ""] if text else []) + [table, ""]
         for name in shown:
             figures.append(name)
             page += [f"![{name}](figures/{name}.png)", ""]
@@ -251,7 +273,7 @@ def results_page(results: Path, logs: Path, out: Path, readme: Path | None = Non
         if old.stem not in figures:
             old.unlink()
     for name in figures:
-        shutil.copyfile(results / "figures" / f"{name}.png", figure_dir / f"{name}.png")
+        copy_figure(results / "figures" / f"{name}.png", figure_dir / f"{name}.png")
     with atomic_output(out) as tmp:
         tmp.write_text(text)
     log.info("wrote %s (%d figures in %s)", out, len(figures), figure_dir)
@@ -267,6 +289,17 @@ def results_page(results: Path, logs: Path, out: Path, readme: Path | None = Non
         )
         fill_readme(readme, "\n".join(block))
     return text
+
+
+def copy_figure(source: Path, target: Path) -> None:
+    """The figure as it is, or in 256 colours when it is larger than ``MAX_FIGURE_BYTES``."""
+    if source.stat().st_size <= MAX_FIGURE_BYTES:
+        shutil.copyfile(source, target)
+        return
+    from PIL import Image
+
+    with Image.open(source) as image, atomic_output(target) as tmp:
+        image.convert("RGB").quantize(256).save(tmp, format="PNG", optimize=True)
 
 
 def fill_readme(readme: Path, block: str) -> None:
