@@ -211,7 +211,7 @@ def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, wor
         check=True,
     )
     text = page.read_text()
-    assert f"`{record['git']}`" in text and "smoke.yaml" in text and "| IMFN teacher (`framewise`)" in text
+    assert f"`{record['git'][:12]}" in text and "smoke.yaml" in text and "| IMFN teacher (`framewise`)" in text
     assert "| student (`slot`)" in text and (work / "docs/figures/fig3_mse_vs_T.png").exists()
 
     assert planned_jobs(repo, work, env_with_venv, *targets, *smoke) == Counter()  # a rerun does no work
