@@ -441,7 +441,7 @@ def gpu_parts(work: Path, cores: int, downloads: Path = REPO / "resources" / "do
             "benchmarks/mixed_precision.py at the paper's sizes: samples/s with mixed precision off and on",
             [python, "benchmarks/mixed_precision.py", *mixed_precision_args],
             timeout=70,
-            modules=("pyarrow", "yaml", "zarr", "av"),
+            modules=("pyarrow", "yaml", "zarr"),
             numbers=lambda log: mixed_precision_numbers(work / "mixed_precision.parquet"),
         ),
         Part(

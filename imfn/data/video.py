@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import av
 import numpy as np
 import pandas as pd
 import zarr
@@ -115,6 +114,8 @@ def decode_video(source: str | Path | io.BytesIO, frame_size: int, truncation_to
     Raises VideoDecodeError with a short reason for an empty, unreadable or truncated file
     (fewer frames decoded than its header declares, beyond a small tolerance for headers
     that are off by a frame or two)."""
+    import av  # PyAV: decoding alone needs it; the steps that read the clip bank (training, evaluation) do not
+
     if isinstance(source, str | Path) and Path(source).stat().st_size == 0:
         raise VideoDecodeError("empty file (0 bytes)")
     frames: list[np.ndarray] = []
