@@ -68,7 +68,7 @@ def to_frame(rows: list[dict]) -> pd.DataFrame:
     """The rows as a table; ``variant`` is a string column even when every row's is null."""
     frame = pd.DataFrame(rows)
     frame["position"] = frame["position"].astype("Int64")
-    frame["variant"] = frame["variant"].astype("str")
+    frame["variant"] = frame["variant"].astype("string")  # null stays null (pandas 2 writes None as "None" for "str")
     return frame
 
 
