@@ -30,21 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
+from imfn.data.frame import MNIST_FRAME, FrameShape
 from imfn.data.mnist import SplitImages
 from imfn.job import numpy_generator
 
-
-@dataclass(frozen=True)
-class FrameShape:
-    """The height and width of a frame in pixels."""
-
-    height: int
-    width: int
-
-
 # The source's constants, in one place.
 FRAME = FrameShape(height=64, width=64)
-DIGIT_SIDE = 28  # an MNIST digit is DIGIT_SIDE x DIGIT_SIDE pixels
+DIGIT_SIDE = MNIST_FRAME.height  # an MNIST digit is DIGIT_SIDE x DIGIT_SIDE pixels
 DIGITS = 2  # digits per sequence
 STEP = 0.1  # speed: fraction of the unit square per frame (0.1 * 36 = 3.6 px)
 CANONICAL_FRAMES = 20  # frames per sequence in mnist_test_seq.npy
