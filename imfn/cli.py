@@ -129,6 +129,16 @@ VIDEO = "imfn.train.video:VideoTraining"
 VIDEO_MODEL = "imfn.models.video:VideoModelConfig"
 COMPRESSOR_SIZE = ["width", "layers", "heads", "ffn_mult", "dropout", "d_state", "decoder_layers"]
 RESULTS = "--results"
+# The sequences a verb reads (imfn/data/sequences.py): the source, the MNIST store and split its digits come from
+# (with the verb's --seed), and for moving_mnist optionally the canonical test file as its held-out part.
+SEQUENCES = "--source:str --mnist --split --canonical-test?"
+
+
+def sequences(a: argparse.Namespace):
+    """The :class:`imfn.data.sequences.Sequences` named by a verb's ``SEQUENCES`` flags and ``--seed``."""
+    from imfn.data.sequences import open_sequences
+
+    return open_sequences(a.source, a.mnist, a.split, a.seed, a.canonical_test)
 
 
 @verb("fetch-mnist", "write MNIST's 60,000 training images to a Zarr store", "--source:str --download-dir --out")
