@@ -1,0 +1,188 @@
+"""One sequence source's results beside every reference at equal memory: a table per d, MSE against T (Figure 3's
+shape, with the references), and MSE per position; from results/metrics alone.
+
+The references store as many numbers per clip as the memory d: the per-frame autoencoder and per-frame PCA keep
+k = d // T numbers per frame, clip PCA the d principal components of the whole T-frame clip (the best linear code of
+the sequence), the mean frame none. The compressors (Transformer, Mamba) are trained at one (d, T). Where frames
+share content (``moving_mnist``), the per-frame autoencoder is not the limit of a memory: a memory that keeps each
+digit once and its motion needs the same numbers at every T.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from imfn.report.common import save_figure, seed_summary, write_table
+
+log = logging.getLogger(__name__)
+
+# model column -> what the report calls it, in the order it lists them; the teacher rows are named by variant
+REFERENCES = {
+    "autoencoder": "per-frame autoencoder, k = d // T",
+    "pca": "per-frame PCA, k = d // T",
+    "clip-pca": "clip PCA, d components",
+    "mean-frame": "mean frame",
+    "transformer": "Transformer compressor",
+    "mamba": "Mamba compressor",
+}
+STYLE = {
+    "autoencoder": dict(ls="--", marker="x"),
+    "pca": dict(ls=":", marker="+"),
+    "clip-pca": dict(ls="-.", marker="s", mfc="none"),
+    "mean-frame": dict(ls="-", lw=0.8, marker=""),
+    "transformer": dict(ls="", marker="^", ms=8),
+    "mamba": dict(ls="", marker="v", ms=8),
+}
+RATIO_TO = ("autoencoder", "clip-pca")  # the teacher's ratios in the table
+
+
+def curves(metrics: pd.DataFrame, source: str) -> pd.DataFrame:
+    """The rows of ``source`` with a ``curve`` column: ``IMFN <variant>`` for the teacher, the model otherwise."""
+    rows = metrics[metrics["source"] == source]
+    teacher = rows["model"] == "imfn-teacher"
+    curve = rows["model"].where(~teacher, "IMFN " + rows["variant"].astype(str))
+    return rows.assign(curve=curve)
+
+
+def _order(names) -> list[str]:
+    teachers = sorted(name for name in names if name.startswith("IMFN "))
+    return teachers + [name for name in REFERENCES if name in set(names)]
+
+
+def _label(curve: str) -> str:
+    return REFERENCES.get(curve, curve)
+
+
+def _fmt(value: float) -> str:
+    return "" if pd.isna(value) else f"{value:.5f}"
+
+
+def source_table(summary: pd.DataFrame, source: str) -> list[str]:
+    """Per d: every curve's mean MSE over seeds against T, then each teacher's ratio to the per-frame autoencoder and
+    to clip PCA, and its growth from T = 8 (or its smallest T) to its largest."""
+    lines = [f"# `{source}`: the tree beside every reference at equal memory", ""]
+    lines.append(
+        "Held-out roundtrip MSE per pixel, mean over seeds (their count in brackets). The per-frame codes keep "
+        "k = d // T numbers per frame; clip PCA keeps the d principal components of the whole clip; the "
+        "compressors are trained at one (d, T)."
+    )
+    if source != "mnist":
+        lines.append(
+            "On this source frames share content, so the per-frame autoencoder is **not** the limit at "
+            "equal memory: it is what a memory gets by ignoring time."
+        )
+    for dim, part in summary.groupby("dim"):
+        Ts = sorted(part["T"].unique())
+        lines += [
+            "",
+            f"## d = {dim}",
+            "",
+            "| model | " + " | ".join(f"T = {T}" for T in Ts) + " |",
+            "|---|" + "---|" * len(Ts),
+        ]
+        table = part.pivot_table(index="curve", columns="T", values="mean")
+        counts = part.groupby("curve")["count"].max()
+        for curve in _order(table.index):
+            cells = " | ".join(_fmt(table.loc[curve].get(T)) for T in Ts)
+            lines.append(f"| {_label(curve)} ({counts[curve]}) | {cells} |")
+        for curve in _order(table.index):
+            if not curve.startswith("IMFN "):
+                continue
+            for reference in RATIO_TO:
+                if reference in table.index:
+                    ratio = table.loc[curve] / table.loc[reference]
+                    cells = " | ".join("" if pd.isna(ratio.get(T)) else f"{ratio.get(T):.2f}" for T in Ts)
+                    lines.append(f"| {curve} / {_label(reference)} | {cells} |")
+            mine = table.loc[curve].dropna()
+            if len(mine) > 1:
+                first = 8 if 8 in mine.index else mine.index.min()
+                last = mine.index.max()
+                lines.append(
+                    f"| {curve}: growth T = {first} -> {last} | {mine[last] / mine[first]:.2f}x |"
+                    + " |" * (len(Ts) - 1)
+                )
+    return lines
+
+
+def mse_vs_T(summary: pd.DataFrame, source: str) -> plt.Figure:
+    """One panel per d: MSE against T for every curve (the teacher solid, the references styled by kind)."""
+    dims = sorted(summary["dim"].unique())
+    fig, axes = plt.subplots(1, len(dims), figsize=(6.2 * len(dims), 4.4), squeeze=False)
+    teachers = [c for c in _order(summary["curve"].unique()) if c.startswith("IMFN ")]
+    colours = {c: plt.get_cmap("tab10")(i) for i, c in enumerate(teachers + list(REFERENCES))}
+    for ax, dim in zip(axes[0], dims, strict=True):
+        part = summary[summary["dim"] == dim]
+        for curve in _order(part["curve"].unique()):
+            line = part[part["curve"] == curve].sort_values("T")
+            style = STYLE.get(curve, dict(ls="-", marker="o", lw=2))
+            style = {"ms": 4, **style}
+            ax.errorbar(
+                line["T"], line["mean"], yerr=line["std"], capsize=2, color=colours[curve], label=_label(curve), **style
+            )
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(sorted(part["T"].unique()))
+        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.set_xlabel("sequence length T")
+        ax.set_ylabel("held-out MSE (mean ± std over seeds)")
+        ax.set_title(f"d = {dim}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{source}: MSE against sequence length at equal memory")
+    fig.tight_layout()
+    return fig
+
+
+def per_position(rows: pd.DataFrame, source: str) -> plt.Figure | None:
+    """MSE at each frame position, per curve, for every (d, T) of the largest T <= 32 and the largest T."""
+    positioned = rows[(rows["metric"] == "mse") & rows["position"].notna()]
+    Ts = sorted(positioned["T"].unique())
+    if not Ts:
+        return None
+    shown = sorted({max([T for T in Ts if T <= 32] or Ts[:1]), Ts[-1]})
+    dims = sorted(positioned["dim"].unique())
+    fig, axes = plt.subplots(len(dims), len(shown), figsize=(6 * len(shown), 3.6 * len(dims)), squeeze=False)
+    for r, dim in enumerate(dims):
+        for c, T in enumerate(shown):
+            ax = axes[r, c]
+            part = positioned[(positioned["dim"] == dim) & (positioned["T"] == T)]
+            mean = part.groupby(["curve", "position"])["value"].mean().reset_index()
+            for curve in _order(mean["curve"].unique()):
+                line = mean[mean["curve"] == curve]
+                style = STYLE.get(curve, dict(ls="-", lw=2))
+                ax.plot(
+                    line["position"],
+                    line["value"],
+                    label=_label(curve),
+                    **{k: v for k, v in style.items() if k in ("ls", "lw")},
+                )
+            ax.set_yscale("log")
+            ax.set_xlabel("frame position")
+            ax.set_ylabel("MSE (mean over seeds)")
+            ax.set_title(f"d = {dim}, T = {T}")
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=7)
+    fig.suptitle(f"{source}: MSE per frame position")
+    fig.tight_layout()
+    return fig
+
+
+def source_report(metrics: list[Path], source: str, table_out: Path, figure_dir: Path) -> list[Path]:
+    """The table and figures of ``source`` from metric tables (rows of every source; this one's are used)."""
+    rows = curves(pd.concat([pd.read_parquet(path) for path in metrics], ignore_index=True), source)
+    if rows.empty:
+        raise ValueError(f"the metric tables {[str(p) for p in metrics]} hold no rows of source {source!r}")
+    summary = seed_summary(rows, "mse", ["dim", "curve", "T"])
+    write_table(source_table(summary, source), table_out)
+    outputs = [table_out, *save_figure(mse_vs_T(summary, source), figure_dir, f"{source}_mse_vs_T")]
+    figure = per_position(rows, source)
+    if figure is not None:
+        outputs += save_figure(figure, figure_dir, f"{source}_per_position")
+    return outputs
