@@ -252,7 +252,8 @@ def _check_config():
     if unknown:
         raise ValueError(f"config student.train names student variants {unknown} that student.variants does not "
                          f"define (defined: {sorted(STUDENT_CONFIG['variants'])})")
-    too_long = [T for T in STUDENT_CONFIG["T"] if int(math.log2(T)) > SOURCES[PAPER_SOURCE]["levels"]]
+    paper_levels = SOURCES.get(PAPER_SOURCE, {"levels": LEVELS})["levels"]
+    too_long = [T for T in STUDENT_CONFIG["T"] if int(math.log2(T)) > paper_levels]
     if too_long:
         raise ValueError(f"config student.T has {too_long}, which need more than teacher.levels={LEVELS} levels")
     if TEACHER["bank_size"] is not None and TEACHER["zero_padded"] >= TEACHER["bank_size"]:
@@ -292,8 +293,8 @@ def _check_video_config():
         raise ValueError("config video.root must name the UCF-101 directory when video.dataset is ucf101")
 
 
-_check_sources()
 _check_config()
+_check_sources()
 _check_compressors()
 _check_video_config()
 
