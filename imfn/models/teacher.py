@@ -74,10 +74,11 @@ def init_pair_from_pca(merge: nn.Linear, invert: nn.Linear, codes: torch.Tensor)
     """Set a merge (2d -> d) to keep the top d/2 principal components of each child and the
     inverter (d -> 2d) to map them back.
 
-    The two children of a merge are independent draws from the same bank, so the covariance of
-    the pair is block-diagonal with two equal blocks, and the best linear merge keeps the top
-    half of each child's components. Fitting one child's PCA on the bank estimates that exactly,
-    without the noise of estimating cross-covariances that are zero.
+    ``codes``: both children of a sample of the level's pairs. When the two children are independent (the
+    ``mnist`` source's frames) the covariance of the pair is block-diagonal with two equal blocks, and the
+    best linear merge keeps the top half of each child's components. Fitting one child's PCA estimates that
+    exactly, without the noise of estimating cross-covariances that are zero; on a source whose adjacent
+    windows share content it ignores what they share.
     """
     d = codes.shape[1]
     half_encode, half_decode = nn.Linear(d, d // 2).double(), nn.Linear(d // 2, d).double()

@@ -26,6 +26,7 @@ from imfn.atomic import atomic_output
 from imfn.data.sequences import Sequences
 from imfn.job import seed_torch, seeded_generator
 from imfn.models.teacher import (
+    DEFAULT_FRAME,
     CodecConfig,
     LeafCodec,
     Sweeper,
@@ -68,16 +69,13 @@ class SweeperTraining:
 class LevelModel(torch.nn.Module):
     """What one level trains: its sweeper, plus the leaf codec at level 0."""
 
-    def __init__(self, hp: SweeperTraining, frame: tuple[int, int] | None = None):
+    def __init__(self, hp: SweeperTraining, frame: tuple[int, int] = DEFAULT_FRAME):
         """``frame``: (height, width) of the bank's frames, which level 0's codec is built for."""
         super().__init__()
         self.level = hp.level
         self.sweeper = Sweeper(SweeperConfig.for_dim(hp.dim, hp.sweeper_hidden, hp.architecture, hp.level))
-        self.codec = None
-        if hp.level == 0:
-            if frame is None:
-                raise ValueError("level 0 trains the leaf codec: it needs the frame shape of its bank")
-            self.codec = LeafCodec(CodecConfig(hp.dim, hp.codec_hidden, hp.architecture, tuple(frame)))
+        codec = CodecConfig(hp.dim, hp.codec_hidden, hp.architecture, tuple(frame))
+        self.codec = LeafCodec(codec) if hp.level == 0 else None
 
     def inputs(self, rows: torch.Tensor) -> torch.Tensor:
         """Bank rows as the sweeper's inputs: pixels in [0, 1] at level 0, codes above."""
@@ -172,7 +170,7 @@ def train_sweeper(
                          f"{sequences.source} seed {sequences.seed}")  # fmt: skip
     n = len(data)
     seed_torch("sweeper-weights", hp.seed, hp.level)  # weight init: same seed, same weights
-    model = LevelModel(hp, attrs.get("frame"))
+    model = LevelModel(hp, attrs.get("frame", DEFAULT_FRAME))
     labels = {"source": attrs.get("source"), "variant": hp.variant, "seed": hp.seed, "dim": hp.dim, "level": hp.level}
     model.init_from_bank(data, hp)
     model.to(device)
