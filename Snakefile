@@ -32,17 +32,19 @@ include: "workflow/rules/figures.smk"
 
 
 rule all:
-    """The teacher over the whole grid (every level, even one no evaluated T reaches), its
-    metrics and health, per-frame PCA at equal memory, Figures 2-3; the students and Figures 4-5;
-    the Transformer and Mamba compressors with Tables 1-2 and Figure 6;
-    the video hierarchy's Table 3 and reconstruction figure (left out, with a note, when video.root
-    is not on disk)."""
+    """For every sequence source of `sources`: the teacher over its grid (every level of the source, even one no
+    evaluated T reaches), its metrics and health, per-frame PCA and the per-frame autoencoder at equal memory, and
+    (sources other than mnist) clip PCA and the mean frame; Figures 2-3 (mnist); the students and Figures 4-5
+    (mnist); the Transformer and Mamba compressors on each source of compressors.sources, with Tables 1-2 and
+    Figure 6 (mnist); the video hierarchy's Table 3 and reconstruction figure (left out, with a note, when
+    video.root is not on disk)."""
     default_target: True
     input:
-        grid(SWEEPER),
+        source_grids(SWEEPER),
         "results/metrics/teacher.parquet",
         "results/metrics/pca.parquet",
         "results/metrics/autoencoder.parquet",
+        ["results/metrics/clip_pca.parquet"] if CLIP_PCA_SOURCES else [],
         TEACHER_FIGURES,
         STUDENT_FIGURES,
         COMPRESSOR_OUTPUTS,

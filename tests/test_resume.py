@@ -21,6 +21,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from video_fixture import write_ucf_fixture
 
 from imfn.data.mnist import write_split
+from imfn.data.sequences import open_sequences
 from imfn.data.video import ClipSpec, build_clip_bank, write_video_split
 from imfn.train.bank import build_image_bank, build_latent_bank
 from imfn.train.sweeper import SweeperTraining, train_sweeper
@@ -36,19 +37,20 @@ def world(mnist_store, tmp_path_factory):
     split = folder / "split.parquet"
     write_split(mnist_store, 0, 0.1, split)
     bank = folder / "bank_L0.zarr"
-    build_image_bank(mnist_store, split, 0, 50, 1000, bank)
+    sequences = open_sequences("mnist", mnist_store, split, 0)
+    build_image_bank(sequences, 50, 1000, bank)
     teacher = [folder / "teacher_L0.pt", folder / "teacher_L1.pt"]
     train_sweeper(
         SweeperTraining(seed=0, dim=8, level=0, epochs=0, architecture="pca"), bank, teacher[0],
         folder / "t0_loss.parquet", folder / "t0_health.parquet", CPU,
     )  # fmt: skip
-    build_latent_bank(bank, teacher[0], 0, 8, 1, None, folder / "bank_L1.zarr", CPU)
+    build_latent_bank(sequences, [teacher[0]], 8, 1, 50, 1000, folder / "bank_L1.zarr", CPU)
     train_sweeper(
         SweeperTraining(seed=0, dim=8, level=1, epochs=0, architecture="pca"), folder / "bank_L1.zarr", teacher[1],
         folder / "t1_loss.parquet", folder / "t1_health.parquet", CPU,
     )  # fmt: skip
     trajectories = folder / "trajectories.zarr"
-    write_trajectory_set(teacher, mnist_store, split, "train", 0, 4, 40, trajectories, CPU)
+    write_trajectory_set(teacher, sequences, "train", 4, 40, trajectories, CPU)
     ucf = write_ucf_fixture(folder / "UCF-101")
     build_clip_bank("ucf101", ClipSpec(16, 16, 0), folder / "clips.zarr", folder / "manifest.parquet", root=ucf)
     write_video_split(folder / "manifest.parquet", 0.25, folder / "clip_split.parquet")
@@ -67,7 +69,8 @@ def _jobs(w) -> dict[str, tuple[list[str], int]]:
     return {
         "sweeper": (sweeper + ["--epochs", 4], 4),
         "depth-decoder": (sweeper + ["--architecture", "pca", "--epochs", 0, "--decoder-epochs", 4,
-                                     "--decoder-hidden", 16, "--decoder-frames", 512], 4),
+                                     "--decoder-hidden", 16, "--decoder-frames", 512, "--source", "mnist",
+                                     "--mnist", w["mnist"], "--split", w["split"]], 4),
         "student": (["train-student", "--trajectories", w["trajectories"], "--seed", 0, "--epochs", 4,
                      "--trajectories-per-epoch", 20, "--batch-size", 10, "--hidden", 16, "--architecture", "slot",
                      "--lr-schedule", "one-cycle", "--init", "regression"], 4),  # the lr schedule resumes too

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from imfn.data.mnist import split_indices, write_split
+from imfn.data.mnist import write_split
+from imfn.data.sequences import open_sequences
 from imfn.eval.metrics import mse_per_frame
 from imfn.eval.online import COLUMNS, evaluate_online, prefix_grid
 from imfn.models.merkle import naive_trajectory, separable_trajectory
@@ -17,7 +18,7 @@ from imfn.models.teacher import CodecConfig, LeafCodec, Sweeper, SweeperConfig, 
 from imfn.store import read_array, read_attrs, write_arrays
 from imfn.train.harness import NonFiniteLossError
 from imfn.train.student import StudentTraining, fit_linear_path, train_student
-from imfn.train.trajectories import write_trajectory_set
+from imfn.train.trajectories import trajectory_frames, write_trajectory_set
 
 D, T, SEED = 8, 8, 3
 CPU = torch.device("cpu")
@@ -52,10 +53,18 @@ def world(tmp_path_factory):
             codes = sweeper.merge(codes[:half], codes[half : 2 * half])
 
     sets = {}
-    for which, n in (("train", 64), ("test", 12)):
-        sets[which] = folder / f"{which}.zarr"
-        write_trajectory_set(checkpoints, mnist, split, which, SEED, T, n, sets[which])
-    return {"folder": folder, "mnist": mnist, "split": split, "checkpoints": checkpoints, **sets}
+    sequences = open_sequences("mnist", mnist, split, SEED)
+    for part, n in (("train", 64), ("test", 12)):
+        sets[part] = folder / f"{part}.zarr"
+        write_trajectory_set(checkpoints, sequences, part, T, n, sets[part])
+    return {
+        "folder": folder,
+        "mnist": mnist,
+        "split": split,
+        "sequences": sequences,
+        "checkpoints": checkpoints,
+        **sets,
+    }
 
 
 def _train(world, name, **kw):
@@ -74,19 +83,21 @@ def trained(world):
 def test_trajectory_set_shapes_attrs_and_naive_targets(world):
     path = world["train"]
     targets, leaves = read_array(path, "targets"), read_array(path, "leaves")
-    frame_index = read_array(path, "frame_index")
     assert targets.shape == (64, T + 1, D) and targets.dtype == np.float32
     assert leaves.shape == (64, T, D) and leaves.dtype == np.float32
-    assert frame_index.shape == (64, T) and frame_index.dtype == np.int64
     attrs = read_attrs(path)
-    assert (attrs["seed"], attrs["T"], attrs["which"], attrs["split"]) == (SEED, T, "train", str(world["split"]))
+    named = (attrs["source"], attrs["seed"], attrs["part"], attrs["start"], attrs["count"], attrs["T"])
+    assert named == ("mnist", SEED, "train", 0, 64, T)
     assert attrs["teacher_checkpoints"] == [str(p) for p in world["checkpoints"]]
-    assert set(frame_index.ravel()) <= set(split_indices(world["split"], "train"))
-    assert set(read_array(world["test"], "frame_index").ravel()) <= set(split_indices(world["split"], "test"))
+    images = trajectory_frames(world["sequences"], attrs, 0, 64)  # its sequences, drawn again from the attrs
+    torch.testing.assert_close(images, world["sequences"].draw_float("train", 0, 64, T))
+    test_attrs = read_attrs(world["test"])
+    torch.testing.assert_close(
+        trajectory_frames(world["sequences"], test_attrs, 2, 5), world["sequences"].draw_float("test", 2, 5, T)
+    )
 
     teacher = Teacher.load(world["checkpoints"])
     with torch.no_grad():
-        images = torch.from_numpy(read_array(world["mnist"], "images")[frame_index]).float() / 255.0
         torch.testing.assert_close(torch.from_numpy(leaves), teacher.encode_leaves(images))
         zero_leaf = teacher.zero_leaf()
         naive = naive_trajectory(teacher.sweepers, torch.from_numpy(leaves), zero_leaf).states
@@ -95,10 +106,13 @@ def test_trajectory_set_shapes_attrs_and_naive_targets(world):
 
 def test_trajectory_set_is_seeded(world, tmp_path):
     again, other = tmp_path / "again.zarr", tmp_path / "other.zarr"
-    write_trajectory_set(world["checkpoints"], world["mnist"], world["split"], "train", SEED, T, 64, again)
-    write_trajectory_set(world["checkpoints"], world["mnist"], world["split"], "train", SEED + 1, T, 64, other)
-    assert np.array_equal(read_array(again, "frame_index"), read_array(world["train"], "frame_index"))
-    assert not np.array_equal(read_array(other, "frame_index"), read_array(world["train"], "frame_index"))
+    write_trajectory_set(world["checkpoints"], world["sequences"], "train", T, 64, again)
+    other_seed = open_sequences("mnist", world["mnist"], world["split"], SEED + 1)
+    write_trajectory_set(world["checkpoints"], other_seed, "train", T, 64, other)
+    assert np.array_equal(read_array(again, "leaves"), read_array(world["train"], "leaves"))
+    assert not np.array_equal(read_array(other, "leaves"), read_array(world["train"], "leaves"))
+    with pytest.raises(ValueError, match="holds mnist seed 3 sequences, not mnist seed 4"):
+        trajectory_frames(other_seed, read_attrs(world["train"]), 0, 1)
 
 
 @pytest.mark.parametrize("architecture", ["mlp", "slot"])
@@ -154,7 +168,7 @@ def test_curriculum_grows_the_prefix_from_a_quarter_to_all_steps(world):
 
 def test_non_finite_train_set_or_loss_raises_and_writes_nothing(world, tmp_path):
     bad = tmp_path / "bad.zarr"
-    arrays = {name: read_array(world["train"], name) for name in ("targets", "leaves", "frame_index")}
+    arrays = {name: read_array(world["train"], name) for name in ("targets", "leaves")}
     arrays["targets"][5, 3, 1] = np.nan
     write_arrays(bad, arrays, read_attrs(world["train"]))
     hp = StudentTraining(seed=SEED, epochs=2, trajectories_per_epoch=8, hidden=16, batch_size=4)
@@ -171,12 +185,12 @@ def test_non_finite_train_set_or_loss_raises_and_writes_nothing(world, tmp_path)
 
 def test_online_rows_are_tidy_and_teacher_end_matches_its_roundtrip(world, trained):
     out = world["folder"] / "online.parquet"
-    evaluate_online(world["checkpoints"], trained[0], world["test"], world["mnist"], SEED, T, out, CPU, "paper", "pca")
+    evaluate_online(world["checkpoints"], trained[0], world["test"], world["sequences"], T, out, CPU, "paper", "pca")
     frame = pd.read_parquet(out)
     assert list(frame.columns) == COLUMNS
     assert len(frame) == 2 * (T + 1) and frame["value"].notna().all() and set(frame["teacher_variant"]) == {"pca"}
     assert set(zip(frame["model"], frame["variant"], strict=True)) == {("student", "paper"), ("teacher", "pca")}
-    assert not frame.duplicated(["model", "frames_written", "metric"]).any()
+    assert not frame.duplicated(["model", "frames_written", "metric"]).any() and (frame["source"] == "mnist").all()
     for model in ("student", "teacher"):
         rows = frame[frame["model"] == model]
         prefix = rows[rows["metric"] == "prefix_mse"]
@@ -186,8 +200,7 @@ def test_online_rows_are_tidy_and_teacher_end_matches_its_roundtrip(world, train
     assert set(frame["seed"]) == {SEED} and set(frame["dim"]) == {D} and set(frame["T"]) == {T}
 
     teacher = Teacher.load(world["checkpoints"])
-    index = read_array(world["test"], "frame_index")
-    images = torch.from_numpy(read_array(world["mnist"], "images")[index]).float() / 255.0
+    images = world["sequences"].draw_float("test", 0, 12, T)
     roundtrip = mse_per_frame(teacher.roundtrip(images), images).mean().item()
     value = frame.query("model == 'teacher' and metric == 'prefix_mse'")["value"]
     assert value.iloc[-1] == pytest.approx(roundtrip, rel=1e-5)
@@ -202,8 +215,7 @@ def test_online_refuses_a_train_set(world, trained, tmp_path):
             world["checkpoints"],
             trained[0],
             world["train"],
-            world["mnist"],
-            SEED,
+            world["sequences"],
             T,
             tmp_path / "o.parquet",
             CPU,
@@ -256,7 +268,7 @@ def test_regression_fits_a_linear_framewise_tree_exactly():
 def test_slot_variant_trains_with_a_one_cycle_lr_and_beats_its_linear_start(tmp_path):
     """On a nonlinear framewise tree: the regression start, then the one-cycle schedule on its own rollouts."""
     targets, leaves = framewise_trajectories(600, nonlinear=True)
-    attrs = {"seed": SEED, "T": 4, "n": 600, "dim": 16, "which": "train"}
+    attrs = {"source": "mnist", "seed": SEED, "part": "train", "start": 0, "count": 600, "T": 4, "dim": 16}
     path = tmp_path / "train.zarr"
     write_arrays(path, {"targets": targets.numpy(), "leaves": leaves.numpy()}, attrs)
     hp = StudentTraining(seed=SEED, variant="slot", architecture="slot", lr=3e-3, lr_schedule="one-cycle",

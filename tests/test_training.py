@@ -8,8 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
+from imfn.data.sequences import open_sequences
+from imfn.models.teacher import Teacher, load_sweeper_checkpoint
 from imfn.store import read_array, read_attrs, write_arrays
-from imfn.train.bank import build_latent_bank
+from imfn.train.bank import build_image_bank, build_latent_bank
 from imfn.train.depth_decoder import DepthDecoderTraining
 from imfn.train.harness import NonFiniteLossError
 from imfn.train.health import HealthLimits, LevelCollapseError
@@ -18,7 +20,7 @@ from imfn.train.sweeper import SweeperTraining, train_sweeper
 DIM = 16
 
 
-def _train(bank, tmp_path, name, level=0, epochs=2, limits=None, decoder=None, lower=(), image_bank=None, **kw):
+def _train(bank, tmp_path, name, level=0, epochs=2, limits=None, decoder=None, lower=(), sequences=None, **kw):
     hp = SweeperTraining(seed=0, dim=DIM, level=level, epochs=epochs, codec_hidden=32, **kw)
     out = tmp_path / f"{name}.pt"
     train_sweeper(
@@ -31,7 +33,7 @@ def _train(bank, tmp_path, name, level=0, epochs=2, limits=None, decoder=None, l
         limits,
         decoder,
         lower,
-        image_bank,
+        sequences,
     )
     return out
 
@@ -51,35 +53,104 @@ def _assert_same_weights(a, b):
         assert torch.equal(wa[key], wb[key]), key
 
 
-def test_image_bank_holds_train_images_and_zeros(image_bank, mnist_store):
-    data, source = read_array(image_bank, "data"), read_array(image_bank, "source_index")
-    assert data.shape == (1000, 784) and data.dtype == np.uint8
-    assert (source == -1).sum() == 50 and (data[source == -1] == 0).all()
-    images = read_array(mnist_store, "images")
-    np.testing.assert_array_equal(data[source >= 0], images[source[source >= 0]])
-    assert read_attrs(image_bank)["seed"] == 0
+def test_image_bank_holds_adjacent_frames_of_one_sequence_and_zero_padded_pairs(image_bank, mnist_sequences):
+    data, cut = read_array(image_bank, "data"), read_array(image_bank, "cut")
+    assert data.shape == (1000, 2, 784) and data.dtype == np.uint8 and cut.shape == (1000,)
+    assert (cut < 2).sum() == 50 and set(cut.tolist()) <= {0, 1, 2}
+    drawn = mnist_sequences.draw("train", 0, 1000, 2)  # row i: training sequence i, its frames 0 and 1
+    whole = cut == 2
+    np.testing.assert_array_equal(data[whole], drawn[whole])
+    np.testing.assert_array_equal(data[cut == 1, 0], drawn[cut == 1, 0])  # cut at frame 1: the first frame kept
+    assert (data[cut == 1, 1] == 0).all() and (data[cut == 0] == 0).all()
+    attrs = read_attrs(image_bank)
+    assert (attrs["source"], attrs["seed"], attrs["level"], attrs["T"], attrs["frame"]) == ("mnist", 0, 0, 2, [28, 28])
+
+
+def test_a_latent_bank_holds_the_two_children_of_adjacent_windows_of_one_sequence(
+    image_bank, mnist_sequences, tmp_path
+):
+    cpu = torch.device("cpu")
+    level0 = _train(image_bank, tmp_path, "l0", epochs=0, architecture="pca")
+    level1 = _train(image_bank, tmp_path, "l1", epochs=0, architecture="pca")  # any level-1 sweeper will do
+    state = torch.load(level1, weights_only=False)
+    state["level"] = 1
+    torch.save(state, level1)
+    build_latent_bank(mnist_sequences, [level0], DIM, 1, 30, 300, tmp_path / "bank_L1.zarr", cpu)
+    build_latent_bank(mnist_sequences, [level0, level1], DIM, 2, 30, 300, tmp_path / "bank_L2.zarr", cpu)
+    teacher = Teacher.load([level0, level1])
+    for level, bank in ((1, tmp_path / "bank_L1.zarr"), (2, tmp_path / "bank_L2.zarr")):
+        children, cut = read_array(bank, "data"), read_array(bank, "cut")
+        T = 2 ** (level + 1)
+        assert children.shape == (300, 2, DIM) and children.dtype == np.float32
+        assert (cut < T).sum() == 30 and (cut <= T).all()
+        frames = torch.from_numpy(mnist_sequences.draw("train", 0, 300, T)).float() / 255.0
+        frames[torch.arange(T)[None, :] >= torch.from_numpy(cut)[:, None]] = 0.0  # zero from the cut on
+        nodes = teacher.encode_leaves(frames)
+        for sweeper in teacher.sweepers[:level]:
+            nodes = sweeper.merge(nodes[:, 0::2], nodes[:, 1::2])
+        np.testing.assert_allclose(children, nodes.detach().numpy(), rtol=1e-4, atol=1e-5)
+        assert (read_attrs(bank)["T"], read_attrs(bank)["zero_padded"]) == (T, 30)
+    # the zero-padded rows are the same at every level of a bank of 300 rows; their cuts are drawn per level
+    cuts = [read_array(tmp_path / f"bank_L{level}.zarr", "cut") for level in (1, 2)]
+    assert np.array_equal(cuts[0] < 4, cuts[1] < 8)
+
+
+def test_a_teacher_of_64x64_frames_records_its_frame_and_roundtrips_moving_mnist(
+    mnist_store, image_bank, mnist_sequences, tmp_path
+):
+    from imfn.eval.roundtrip import evaluate_roundtrip
+
+    cpu = torch.device("cpu")
+    sequences = open_sequences("moving_mnist", mnist_store, image_bank.parent / "split.parquet", 0)
+    build_image_bank(sequences, 10, 300, tmp_path / "bank_L0.zarr")
+    assert read_array(tmp_path / "bank_L0.zarr", "data").shape == (300, 2, 64 * 64)
+    decoder = DepthDecoderTraining(epochs=1, hidden=16, frames=64, batch_size=32)
+    kw = {"architecture": "framewise", "epochs": 0, "sweeper_hidden": 16}
+    level0 = _train(tmp_path / "bank_L0.zarr", tmp_path, "m0", decoder=decoder, sequences=sequences, **kw)
+    build_latent_bank(sequences, [level0], DIM, 1, 10, 200, tmp_path / "bank_L1.zarr", cpu)
+    level1 = _train(tmp_path / "bank_L1.zarr", tmp_path, "m1", 1, decoder=decoder, lower=[level0], sequences=sequences,
+                    **kw)  # fmt: skip
+    checkpoint = load_sweeper_checkpoint(level0)
+    assert checkpoint.state["codec_config"]["frame"] == (64, 64) and checkpoint.codec.encoder.in_features == 4096
+    assert load_sweeper_checkpoint(level1).state["depth_decoder_config"]["frame"] == (64, 64)
+    out = tmp_path / "roundtrip.parquet"
+    evaluate_roundtrip([level0, level1], sequences, DIM, 4, 12, out, cpu, "framewise")
+    frame = pd.read_parquet(out)
+    assert (frame["source"] == "moving_mnist").all()
+    mse = frame[frame["position"].isna() & (frame["metric"] == "mse")]["value"].item()
+    assert 0.0 < mse < 0.06  # 64x64 digits on black: the mean frame alone is about 0.036
+    with pytest.raises(ValueError, match="codes 64x64 frames, mnist's are 28x28"):
+        evaluate_roundtrip([level0, level1], mnist_sequences, DIM, 4, 4, out, cpu)
+
+
+def test_a_checkpoint_written_before_frames_were_recorded_loads_as_28x28(image_bank, tmp_path):
+    out = _train(image_bank, tmp_path, "old", epochs=0, architecture="pca")
+    state = torch.load(out, weights_only=False)
+    del state["codec_config"]["frame"]
+    torch.save(state, out)
+    assert Teacher.load([out]).frame == (28, 28)
 
 
 def test_same_seed_same_weights(image_bank, tmp_path):
     _assert_same_weights(_train(image_bank, tmp_path, "a"), _train(image_bank, tmp_path, "b"))
 
 
-def test_training_lowers_the_loss_and_builds_the_next_bank(image_bank, tmp_path):
+def test_training_lowers_the_loss_and_builds_the_next_bank(image_bank, mnist_sequences, tmp_path):
     out = _train(image_bank, tmp_path, "l0", epochs=4)
     curve = pd.read_parquet(tmp_path / "l0_loss.parquet")
     assert curve["epoch"].tolist() == [1, 2, 3, 4]
     assert curve["reconstruction"].iloc[-1] < curve["reconstruction"].iloc[0]
-    build_latent_bank(image_bank, out, 0, DIM, 1, None, tmp_path / "bank_L1.zarr", torch.device("cpu"))
+    build_latent_bank(mnist_sequences, [out], DIM, 1, 50, 1000, tmp_path / "bank_L1.zarr", torch.device("cpu"))
     latents = read_array(tmp_path / "bank_L1.zarr", "data")
-    assert latents.shape == (1000, DIM) and latents.dtype == np.float32 and np.isfinite(latents).all()
-    assert read_attrs(tmp_path / "bank_L1.zarr")["source_checkpoint"] == str(out)
+    assert latents.shape == (1000, 2, DIM) and latents.dtype == np.float32 and np.isfinite(latents).all()
+    assert read_attrs(tmp_path / "bank_L1.zarr")["source_checkpoints"] == [str(out)]
     assert not (tmp_path / ".l0.resume.pt").exists()  # removed once the level is complete
 
 
 def test_nan_loss_stops_with_a_clear_error_and_no_output(tmp_path, env_with_venv):
     bank = tmp_path / "bank_L1.zarr"
-    latents = np.random.default_rng(0).normal(size=(256, DIM)).astype(np.float32)
-    latents[17, 3] = np.nan
+    latents = np.random.default_rng(0).normal(size=(128, 2, DIM)).astype(np.float32)
+    latents[17, 1, 3] = np.nan
     write_arrays(bank, {"data": latents}, {"level": 1})
     with pytest.raises(NonFiniteLossError, match="level 1 .*loss became nan"):
         _train(bank, tmp_path, "nan", level=1, epochs=1)
@@ -142,10 +213,12 @@ def test_pca_architecture_starts_at_the_best_linear_codec_and_stays_healthy(imag
     assert 0.3 < health["unexplained_variance"] < 0.7
 
 
-def test_depth_decoders_learn_what_the_linear_read_out_cannot(image_bank, tmp_path):
+def test_depth_decoders_learn_what_the_linear_read_out_cannot(image_bank, mnist_sequences, tmp_path):
     decoder = DepthDecoderTraining(epochs=4, hidden=64, frames=2048, batch_size=64)
-    level0 = _train(image_bank, tmp_path, "d0", epochs=0, architecture="pca", decoder=decoder)
-    build_latent_bank(image_bank, level0, 0, DIM, 1, None, tmp_path / "bank_L1.zarr", torch.device("cpu"))
+    level0 = _train(
+        image_bank, tmp_path, "d0", epochs=0, architecture="pca", decoder=decoder, sequences=mnist_sequences
+    )
+    build_latent_bank(mnist_sequences, [level0], DIM, 1, 50, 1000, tmp_path / "bank_L1.zarr", torch.device("cpu"))
     _train(
         tmp_path / "bank_L1.zarr",
         tmp_path,
@@ -155,7 +228,7 @@ def test_depth_decoders_learn_what_the_linear_read_out_cannot(image_bank, tmp_pa
         architecture="pca",
         decoder=decoder,
         lower=[level0],
-        image_bank=image_bank,
+        sequences=mnist_sequences,
     )
     curve = pd.read_parquet(tmp_path / "d1_loss.parquet")
     assert curve["stage"].tolist() == ["depth_decoder"] * 4 and (curve["level"] == 1).all()
@@ -169,20 +242,18 @@ def test_depth_decoder_above_level_0_needs_the_levels_below(image_bank, tmp_path
         _train(image_bank, tmp_path, "x", level=1, epochs=0, architecture="pca", decoder=DepthDecoderTraining(epochs=1))
 
 
-def test_framewise_levels_train_their_merge_in_pixels_and_beat_the_pca_tree(image_bank, mnist_store, tmp_path):
+def test_framewise_levels_train_their_merge_in_pixels_and_beat_the_pca_tree(image_bank, mnist_sequences, tmp_path):
     from imfn.eval.roundtrip import evaluate_roundtrip
 
     decoder = DepthDecoderTraining(epochs=3, hidden=64, frames=2048, batch_size=64)
     cpu = torch.device("cpu")
     trees = {}
     for architecture in ("pca", "framewise"):
-        kw = {"architecture": architecture, "epochs": 0, "sweeper_hidden": 32}
-        level0 = _train(image_bank, tmp_path, f"{architecture}0", decoder=decoder, **kw)
+        kw = {"architecture": architecture, "epochs": 0, "sweeper_hidden": 32, "decoder": decoder}
+        level0 = _train(image_bank, tmp_path, f"{architecture}0", sequences=mnist_sequences, **kw)
         bank1 = tmp_path / f"{architecture}_bank_L1.zarr"
-        build_latent_bank(image_bank, level0, 0, DIM, 1, None, bank1, cpu)
-        level1 = _train(
-            bank1, tmp_path, f"{architecture}1", level=1, decoder=decoder, lower=[level0], image_bank=image_bank, **kw
-        )
+        build_latent_bank(mnist_sequences, [level0], DIM, 1, 50, 1000, bank1, cpu)
+        level1 = _train(bank1, tmp_path, f"{architecture}1", level=1, lower=[level0], sequences=mnist_sequences, **kw)
         trees[architecture] = [level0, level1]
     curve = pd.read_parquet(tmp_path / "framewise1_loss.parquet")
     assert curve["stage"].tolist() == ["level_and_decoder"] * 3
@@ -193,11 +264,10 @@ def test_framewise_levels_train_their_merge_in_pixels_and_beat_the_pca_tree(imag
     assert state["sweeper"]["merge_net.residual.4.weight"].abs().sum() > 0
     health = pd.read_parquet(tmp_path / "framewise1_health.parquet").iloc[0]
     assert not health["collapsed"]
-    mnist, split = mnist_store, image_bank.parent / "split.parquet"
     mse = {}
     for architecture, levels in trees.items():
         out = tmp_path / f"{architecture}_T4.parquet"
-        evaluate_roundtrip(levels, mnist, split, 0, DIM, 4, 40, out, cpu, architecture)
+        evaluate_roundtrip(levels, mnist_sequences, DIM, 4, 40, out, cpu, architecture)
         frame = pd.read_parquet(out)
         mse[architecture] = frame[frame["position"].isna() & (frame["metric"] == "mse")]["value"].item()
     assert mse["framewise"] < mse["pca"]  # 4 numbers per frame: learned merges beat PCA's linear ones

@@ -36,15 +36,18 @@ def planned_jobs(repo, workdir, env, *args) -> Counter:
 def test_default_config_plans_the_full_paper_grid(repo, tmp_path, env_with_venv):
     (tmp_path / "resources" / "UCF-101").mkdir(parents=True)  # video.root exists: the video branch is planned
     jobs = planned_jobs(repo, tmp_path, env_with_venv)
-    # 5 seeds x 5 dims: 9 sweepers each, banks for levels 1..8, roundtrip at 8 values of T.
-    assert jobs["train_sweeper"] == 25 * 9
-    assert jobs["build_bank"] == 25 * 8
-    assert jobs["roundtrip"] == 25 * 8
-    assert jobs["split"] == jobs["image_bank"] == jobs["pca_roundtrip"] == 5
+    # mnist, 5 seeds x 5 dims: 9 sweepers each, banks for levels 1..8, roundtrip at 8 values of T; moving_mnist
+    # at the same seeds and dims: 6 levels (T up to 64), banks for levels 1..5, roundtrip at 6 values of T
+    assert jobs["train_sweeper"] == 25 * 9 + 25 * 6
+    assert jobs["build_bank"] == 25 * 8 + 25 * 5
+    assert jobs["roundtrip"] == 25 * 8 + 25 * 6
+    assert jobs["split"] == jobs["clip_pca"] == 5  # the digits' split is shared; clip PCA is moving_mnist's
+    assert jobs["image_bank"] == jobs["pca_roundtrip"] == 2 * 5
     assert jobs["fetch_mnist"] == jobs["figures"] == 1
-    assert jobs["aggregate_metrics"] == 6  # teacher, teacher_health, autoencoder, pca, student, compressors
-    # the per-frame autoencoder per seed and k = d // T: k in {1, 2, 4, ..., 512} (d // T = 0 is PCA's mean image)
-    assert jobs["frame_autoencoder"] == 5 * 10
+    assert jobs["aggregate_metrics"] == 7  # teacher, teacher_health, autoencoder, pca, clip_pca, student, compressors
+    # the per-frame autoencoder per source, seed and k = d // T: k in {1, 2, 4, ..., 512} on both sources
+    # (d // T = 0 is PCA's mean image)
+    assert jobs["frame_autoencoder"] == 2 * 5 * 10
     # students at d=1024: 5 seeds x 5 T x 3 student variants, with a train and a test trajectory set per (seed, T)
     assert jobs["train_student"] == jobs["evaluate_online"] == 5 * 5 * 3
     assert jobs["trajectories"] == 5 * 5 * 2
@@ -112,8 +115,11 @@ def test_config_checks_beyond_the_schema(repo, tmp_path, env_with_venv):
     assert result.returncode != 0 and "[8]" in result.stdout + result.stderr
     bad.write_text(yaml.safe_dump({"compressors": {"dim": 999, "seeds": [7]}}))
     result = snakemake(repo, tmp_path, "-n", "--configfile", str(bad), env=env_with_venv, check=False)
-    assert result.returncode != 0 and "compressors.dim=999 is not one of dims" in result.stdout + result.stderr
-    assert "compressors.seeds [7] are not all in seeds" in result.stdout + result.stderr
+    assert (
+        result.returncode != 0
+        and "the compressors' d=999 on mnist is not one of its dims" in result.stdout + result.stderr
+    )
+    assert "compressors.seeds [7] are not all in mnist's seeds" in result.stdout + result.stderr
     bad.write_text(yaml.safe_dump({"student": {"train": ["slot", "lstm"]}}))
     result = snakemake(repo, tmp_path, "-n", "--configfile", str(bad), env=env_with_venv, check=False)
     assert result.returncode != 0 and "student.train names student variants ['lstm']" in result.stdout + result.stderr
@@ -123,6 +129,28 @@ def test_config_checks_beyond_the_schema(repo, tmp_path, env_with_venv):
     for target, message in (("ablation", "config ablation.dims [256, 1024]"), ("paper_sweep", "d = 256")):
         result = snakemake(repo, tmp_path, target, "-n", "--configfile", str(bad), env=env_with_venv, check=False)
         assert result.returncode != 0 and message in result.stdout + result.stderr
+
+
+def test_source_config_checks_run_before_any_job(repo, tmp_path, env_with_venv):
+    import numpy as np
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"sources": {"moving_mnist": {"canonical_test": str(tmp_path / "wrong.npy")}}}))
+    np.save(tmp_path / "wrong.npy", np.zeros((20, 3, 28, 28), dtype=np.uint8))
+    result = snakemake(repo, tmp_path, "-n", "--configfile", str(bad), env=env_with_venv, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "wrong.npy" in output and "(20, N, 64, 64) uint8" in output
+    np.save(tmp_path / "right.npy", np.zeros((20, 3, 64, 64), dtype=np.uint8))
+    bad.write_text(yaml.safe_dump({"sources": {"moving_mnist": {"canonical_test": str(tmp_path / "right.npy")}}}))
+    result = snakemake(repo, tmp_path, "-n", "--configfile", str(bad), env=env_with_venv, check=False)
+    assert result.returncode != 0 and "T [32, 64] with canonical_test" in result.stdout + result.stderr
+    right = {"T": [2, 4], "canonical_test": str(tmp_path / "right.npy")}  # T <= 16 with it: planned
+    bad.write_text(yaml.safe_dump({"sources": {"moving_mnist": right}}))
+    jobs = planned_jobs(repo, tmp_path, env_with_venv, "--configfile", str(bad))
+    assert jobs["roundtrip"] == 25 * 8 + 25 * 2
+    bad.write_text(yaml.safe_dump({"sources": {"kinetics": {}}}))
+    result = snakemake(repo, tmp_path, "-n", "--configfile", str(bad), env=env_with_venv, check=False)
+    assert result.returncode != 0 and "kinetics" in result.stdout + result.stderr
 
 
 def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, workdir_with_wheel, env_with_venv):
@@ -137,11 +165,18 @@ def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, wor
     metrics = pd.read_parquet(work / "results/metrics/teacher.parquet")
     overall = metrics[metrics["position"].isna()]
     assert sorted(overall["T"].unique()) == [2, 4] and set(overall["metric"]) == {"mse", "psnr", "ssim"}
-    assert set(overall["variant"]) == {"framewise"} and overall["value"].notna().all()
+    variants = set(zip(overall["source"], overall["variant"], strict=True))  # one table, a source column
+    assert variants == {("mnist", "framewise"), ("moving_mnist", "paper")} and overall["value"].notna().all()
+    assert (work / "results/moving_mnist/seed0/d16/paper/roundtrip_T4.parquet").exists()
     limit = pd.read_parquet(work / "results/metrics/autoencoder.parquet")  # k = 16 // T numbers per frame
     assert set(limit["model"]) == {"autoencoder"} and sorted(set(limit["T"])) == [2, 4] and limit["value"].notna().all()
+    assert set(limit["source"]) == {"mnist", "moving_mnist"}
+    clip = pd.read_parquet(work / "results/metrics/clip_pca.parquet")
+    assert set(clip["source"]) == {"moving_mnist"} and set(clip["model"]) == {"clip-pca", "mean-frame"}
     health = pd.read_parquet(work / "results/metrics/teacher_health.parquet")
-    assert sorted(health["level"]) == [0, 1] and not health["collapsed"].any()
+    assert sorted(health["level"]) == [0, 0, 1, 1]  # moving_mnist's paper tree at d = 16, 1 epoch: collapsed
+    health = health[health["source"] == "mnist"]
+    assert not health["collapsed"].any()
     level1 = health[health["level"] == 1].iloc[0]
     level0 = health[health["level"] == 0].iloc[0]
     assert level1["reconstruction_vs_below"] == pytest.approx(level1["reconstruction"] / level0["reconstruction"])

@@ -1,6 +1,7 @@
 """Online evaluation of the student against its teacher (method.md section 4, Fig. 4 and 5).
 
-On a held-out trajectory set, the student is rolled out from ``y_0`` over the stored leaf codes.
+On a held-out trajectory set (its frames drawn again from its source, :mod:`imfn.data.sequences`), the
+student is rolled out from ``y_0`` over the stored leaf codes.
 After k frames written its state is read back through the frozen teacher (inversion stack of depth
 log2 T, then the decoder for that depth) and the MSE is averaged over the first k frames
 (prefix retention). The teacher's own ``y_k`` (the stored targets) is scored the same way.
@@ -23,17 +24,19 @@ import pandas as pd
 import torch
 
 from imfn.atomic import atomic_output
+from imfn.data.sequences import Sequences
 from imfn.devices import autocast, batch_size
 from imfn.eval.metrics import mse_per_frame
 from imfn.models.memory import ReadOnlyMemory
 from imfn.models.student import load_student
 from imfn.models.teacher import Teacher
 from imfn.store import read_array, read_attrs
+from imfn.train.trajectories import trajectory_frames
 
 log = logging.getLogger(__name__)
 
 FRAMES_PER_BATCH = 8192
-COLUMNS = ["model", "variant", "teacher_variant", "seed", "dim", "T", "frames_written", "metric", "value"]
+COLUMNS = ["source", "model", "variant", "teacher_variant", "seed", "dim", "T", "frames_written", "metric", "value"]
 
 
 def prefix_grid(T: int) -> list[int]:
@@ -48,7 +51,7 @@ def prefix_grid(T: int) -> list[int]:
 
 @torch.no_grad()
 def prefix_mse_sums(teacher: Teacher, states: torch.Tensor, images: torch.Tensor, ks: list[int]) -> torch.Tensor:
-    """(N, T+1, d) states and (N, T, 784) images -> (len(ks),) sums over the N sequences of the MSE over
+    """(N, T+1, d) states and (N, T, pixels) images -> (len(ks),) sums over the N sequences of the MSE over
     the first k frames decoded from state k, for each k of ``ks``."""
     T = images.shape[1]
     sums = torch.zeros(len(ks), dtype=torch.float64)
@@ -62,8 +65,7 @@ def evaluate_online(
     teacher_checkpoints: Sequence[Path],
     student_path: Path,
     test_set_path: Path,
-    mnist: Path,
-    seed: int,
+    sequences: Sequences,
     T: int,
     out: Path,
     device: torch.device,
@@ -72,20 +74,21 @@ def evaluate_online(
 ) -> None:
     """Prefix retention and end-of-sequence MSE of a student (of the student variant ``variant``) and its
     teacher (of the teacher variant ``teacher_variant``)."""
+    seed, source = sequences.seed, sequences.source
     attrs = read_attrs(test_set_path)
-    if attrs.get("T") != T or attrs.get("seed") != seed or attrs.get("which") != "test":
+    if (attrs.get("T"), attrs.get("seed"), attrs.get("source"), attrs.get("part")) != (T, seed, source, "test"):
         raise ValueError(
-            f"{test_set_path} holds {attrs.get('which')!r} trajectories of seed {attrs.get('seed')}, "
-            f"T={attrs.get('T')}; expected held-out ('test') trajectories of seed {seed}, T={T}"
+            f"{test_set_path} holds {attrs.get('part')!r} trajectories of {attrs.get('source')} seed "
+            f"{attrs.get('seed')}, T={attrs.get('T')}; expected held-out ('test') trajectories of {source} seed "
+            f"{seed}, T={T}"
         )
     teacher = Teacher.load_for(T, teacher_checkpoints, device)
+    teacher.check_frame(sequences.frame, source)
     student = load_student(student_path, device).requires_grad_(False)
     if student.config.T != T:
         raise ValueError(f"{student_path} is a student for T={student.config.T}, not T={T}")
     targets = torch.from_numpy(read_array(test_set_path, "targets"))
     leaves = torch.from_numpy(read_array(test_set_path, "leaves"))
-    frame_index = torch.from_numpy(read_array(test_set_path, "frame_index"))
-    all_images = torch.from_numpy(read_array(mnist, "images"))
     n, dim = len(targets), targets.shape[-1]
     if student.config.dim != dim:
         raise ValueError(f"{student_path} has d={student.config.dim}, the trajectory set d={dim}")
@@ -95,7 +98,7 @@ def evaluate_online(
     with torch.no_grad(), autocast():
         for start in range(0, n, step):
             chunk = slice(start, start + step)
-            images = (all_images[frame_index[chunk]].float() / 255.0).to(device)
+            images = trajectory_frames(sequences, attrs, start, len(targets[chunk])).to(device)
             y = targets[chunk].float().to(device)
             states = {"student": student.rollout(y[:, 0], leaves[chunk].float().to(device)).float(), "teacher": y}
             for model, s in states.items():
@@ -103,12 +106,14 @@ def evaluate_online(
     rows = []
     for model, total in sums.items():
         own = variant if model == "student" else teacher_variant
-        base = {"model": model, "variant": own, "teacher_variant": teacher_variant, "seed": seed, "dim": dim, "T": T}
+        base = {"source": source, "model": model, "variant": own, "teacher_variant": teacher_variant, "seed": seed}
+        base |= {"dim": dim, "T": T}
         prefix = (total / n).tolist()
         rows += [
             {**base, "frames_written": k, "metric": "prefix_mse", "value": v} for k, v in zip(ks, prefix, strict=True)
         ]
         rows.append({**base, "frames_written": T, "metric": "mse", "value": prefix[-1]})
-        log.info("online %s (%s) seed %d d=%d T=%d: end-of-sequence MSE %.5f", model, own, seed, dim, T, prefix[-1])
+        log.info("online %s %s (%s) seed %d d=%d T=%d: end-of-sequence MSE %.5f", source, model, own, seed, dim, T,
+                 prefix[-1])  # fmt: skip
     with atomic_output(out) as tmp:
         pd.DataFrame(rows, columns=COLUMNS).to_parquet(tmp, index=False)

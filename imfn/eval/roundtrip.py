@@ -1,8 +1,9 @@
 """Teacher roundtrip evaluation (method.md section 3) as tidy Parquet.
 
-For one (variant, seed, d, T): held-out sequences of T random test images are encoded, merged to
-one root, inverted back and decoded. Rows are long format: one per (model, variant, seed,
-dim, T, position, metric); ``position`` is the frame index, or null for the average over frames.
+For one (source, variant, seed, d, T): the held-out sequences of the source (:mod:`imfn.data.sequences`,
+part ``test``, indices 0..sequences-1) are encoded, merged to one root, inverted back and decoded. Rows are
+long format: one per (source, model, variant, seed, dim, T, position, metric); ``position`` is the frame
+index, or null for the average over frames.
 ``variant`` is the model's named override set (config ``teacher.variants``), null for a model without one
 (the per-frame references, the compressors: their size is in a ``setup`` column).
 PSNR is computed per sequence (from that sequence's MSE) and then averaged.
@@ -18,10 +19,10 @@ import pandas as pd
 import torch
 
 from imfn.atomic import atomic_output
-from imfn.data.mnist import SplitImages, load_split_images
+from imfn.data.frame import FrameShape
+from imfn.data.sequences import Sequences
 from imfn.devices import autocast, batch_size
 from imfn.eval.metrics import mse_per_frame, psnr, ssim_per_frame
-from imfn.job import seeded_generator
 from imfn.models.teacher import Teacher
 from imfn.progress import progress
 
@@ -30,15 +31,8 @@ log = logging.getLogger(__name__)
 FRAMES_PER_BATCH = 8192
 
 
-def test_sequences(data: SplitImages, seed: int, T: int, sequences: int) -> torch.Tensor:
-    """(sequences, T, 784) float images in [0, 1], drawn from the seed's held-out split."""
-    test = torch.from_numpy(data.test)
-    images = torch.from_numpy(data.images)
-    picks = torch.randint(len(test), (sequences, T), generator=seeded_generator("roundtrip-sequences", seed, T))
-    return images[test[picks]].float() / 255.0
-
-
 def metric_rows(
+    source: str,
     model: str,
     variant: str | None,
     seed: int,
@@ -48,11 +42,11 @@ def metric_rows(
     ssim: torch.Tensor,
     setup: str | None = None,
 ) -> list[dict]:
-    """Long-format rows from per-frame MSE and SSIM, both (sequences, T). ``variant``: the model's named override
-    set, None for a model without one; ``setup`` (a column only when given): what else tells the model apart,
-    e.g. a compressor's size."""
-    base = {"model": model, "variant": variant, **({"setup": setup} if setup is not None else {}), "seed": seed}
-    base |= {"dim": dim, "T": T}
+    """Long-format rows from per-frame MSE and SSIM, both (sequences, T), of sequences of ``source``. ``variant``:
+    the model's named override set, None for a model without one; ``setup`` (a column only when given): what else
+    tells the model apart, e.g. a compressor's size."""
+    base = {"source": source, "model": model, "variant": variant, **({"setup": setup} if setup is not None else {})}
+    base |= {"seed": seed, "dim": dim, "T": T}
     rows = [
         {**base, "position": None, "metric": "mse", "value": mse.mean().item()},
         {**base, "position": None, "metric": "psnr", "value": psnr(mse.mean(dim=1)).mean().item()},
@@ -72,34 +66,42 @@ def to_frame(rows: list[dict]) -> pd.DataFrame:
     return frame
 
 
+def frame_ssim(reconstruction: torch.Tensor, target: torch.Tensor, frame: FrameShape) -> torch.Tensor:
+    """SSIM of each frame of ``frame``'s (square) shape."""
+    if frame.height != frame.width:
+        raise ValueError(f"SSIM here needs square frames, got {frame.height}x{frame.width}")
+    return ssim_per_frame(reconstruction, target, frame.height)
+
+
 def evaluate_roundtrip(
     checkpoints: Sequence[Path],
-    mnist: Path,
-    split: Path,
-    seed: int,
+    sequences: Sequences,
     dim: int,
     T: int,
-    sequences: int,
+    count: int,
     out: Path,
     device: torch.device,
     variant: str = "paper",
 ) -> None:
+    """The teacher's roundtrip on held-out sequences ``0 .. count - 1`` of ``sequences`` at ``T`` frames."""
     teacher = Teacher.load_for(T, checkpoints, device)
-    images = test_sequences(load_split_images(mnist, split), seed, T, sequences)
+    teacher.check_frame(sequences.frame, sequences.source)
     step = max(1, batch_size(FRAMES_PER_BATCH, device) // T)
     mse_parts, ssim_parts = [], []
-    for start in progress(range(0, sequences, step), f"roundtrip T={T}"):
-        batch = images[start : start + step].to(device)
+    for start in progress(range(0, count, step), f"roundtrip T={T}"):
+        batch = sequences.draw_float("test", start, min(step, count - start), T).to(device)
         with autocast():
             reconstruction = teacher.roundtrip(batch).float()
         mse_parts.append(mse_per_frame(reconstruction, batch).cpu())
-        ssim_parts.append(ssim_per_frame(reconstruction, batch).cpu())
+        ssim_parts.append(frame_ssim(reconstruction, batch, sequences.frame).cpu())
     mse, ssim = torch.cat(mse_parts), torch.cat(ssim_parts)
-    frame = to_frame(metric_rows("imfn-teacher", variant, seed, dim, T, mse, ssim))
+    seed = sequences.seed
+    frame = to_frame(metric_rows(sequences.source, "imfn-teacher", variant, seed, dim, T, mse, ssim))
     with atomic_output(out) as tmp:
         frame.to_parquet(tmp, index=False)
     log.info(
-        "roundtrip %s seed %d d=%d T=%d: MSE %.5f, PSNR %.2f, SSIM %.4f",
+        "roundtrip %s %s seed %d d=%d T=%d: MSE %.5f, PSNR %.2f, SSIM %.4f",
+        sequences.source,
         variant,
         seed,
         dim,

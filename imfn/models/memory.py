@@ -50,19 +50,19 @@ class Memory:
 
     @torch.no_grad()
     def write(self, frame: torch.Tensor) -> torch.Tensor:
-        """Append one (N, 784) image in [0, 1]; returns the new state."""
+        """Append one (N, pixels) image in [0, 1]; returns the new state."""
         return self.write_code(self.teacher.codec.encode(frame))
 
     @torch.no_grad()
     def reconstruct(self) -> torch.Tensor:
-        """(N, t, 784): every frame written so far, read back by inverting the whole tree."""
+        """(N, t, pixels): every frame written so far, read back by inverting the whole tree."""
         codes = invert_down(self.sweepers, self.state, self.T)[:, : self.t]
         N, t, d = codes.shape
         return self.teacher.decode(codes.reshape(N * t, d), self.depth).reshape(N, t, -1)
 
     @torch.no_grad()
     def recall(self, t: int) -> torch.Tensor:
-        """(N, 784): frame t (0-based) rebuilt from the state through log2(T) inversions only."""
+        """(N, pixels): frame t (0-based) rebuilt from the state through log2(T) inversions only."""
         if not 0 <= t < self.t:
             raise IndexError(f"frame {t} not written yet ({self.t} frames in memory)")
         state = self.state

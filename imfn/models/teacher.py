@@ -37,9 +37,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from imfn.data.frame import MNIST_FRAME, FrameShape
 from imfn.models.layers import mlp, parameter_count, zero_residual
 
-N_PIXELS = 784
+# The frame of a checkpoint written before frames were recorded (and the paper's): an MNIST digit.
+DEFAULT_FRAME = (MNIST_FRAME.height, MNIST_FRAME.width)
 ARCHITECTURES = ("mlp", "pca", "framewise")  # config teacher.training.architecture
 
 
@@ -72,10 +74,11 @@ def init_pair_from_pca(merge: nn.Linear, invert: nn.Linear, codes: torch.Tensor)
     """Set a merge (2d -> d) to keep the top d/2 principal components of each child and the
     inverter (d -> 2d) to map them back.
 
-    The two children of a merge are independent draws from the same bank, so the covariance of
-    the pair is block-diagonal with two equal blocks, and the best linear merge keeps the top
-    half of each child's components. Fitting one child's PCA on the bank estimates that exactly,
-    without the noise of estimating cross-covariances that are zero.
+    ``codes``: both children of a sample of the level's pairs. When the two children are independent (the
+    ``mnist`` source's frames) the covariance of the pair is block-diagonal with two equal blocks, and the
+    best linear merge keeps the top half of each child's components. Fitting one child's PCA estimates that
+    exactly, without the noise of estimating cross-covariances that are zero; on a source whose adjacent
+    windows share content it ignores what they share.
     """
     d = codes.shape[1]
     half_encode, half_decode = nn.Linear(d, d // 2).double(), nn.Linear(d // 2, d).double()
@@ -90,26 +93,42 @@ def init_pair_from_pca(merge: nn.Linear, invert: nn.Linear, codes: torch.Tensor)
         invert.bias[children] = half_decode.bias
 
 
+def _frame(frame) -> tuple[int, int]:
+    """(height, width) as a tuple of two positive ints (a checkpoint may hold a list)."""
+    height, width = (int(side) for side in frame)
+    if height < 1 or width < 1:
+        raise ValueError(f"a frame needs a positive height and width, got {tuple(frame)}")
+    return height, width
+
+
 @dataclass(frozen=True)
 class CodecConfig:
     dim: int
     hidden: int = 1024
     architecture: str = "mlp"
+    frame: tuple[int, int] = DEFAULT_FRAME  # (height, width) of the frames it codes: the source's geometry
+
+    def __post_init__(self):
+        object.__setattr__(self, "frame", _frame(self.frame))
+
+    @property
+    def pixels(self) -> int:
+        return self.frame[0] * self.frame[1]
 
 
 class LeafCodec(nn.Module):
-    """Image encoder E (784 -> d) and decoder D (d -> 784, pixels in [0, 1])."""
+    """Image encoder E (pixels -> d) and decoder D (d -> pixels in [0, 1]), for frames of ``config.frame``."""
 
     def __init__(self, config: CodecConfig):
         super().__init__()
         self.config = config
-        h, d = config.hidden, config.dim
+        h, d, p = config.hidden, config.dim, config.pixels
         if config.architecture == "mlp":
-            self.encoder = mlp([N_PIXELS, h, h, d])
-            self.decoder = mlp([d, h, h, N_PIXELS], nn.Sigmoid())
+            self.encoder = mlp([p, h, h, d])
+            self.decoder = mlp([d, h, h, p], nn.Sigmoid())
         elif config.architecture in ("pca", "framewise"):
-            self.encoder = nn.Linear(N_PIXELS, d)
-            self.decoder = nn.Linear(d, N_PIXELS)
+            self.encoder = nn.Linear(p, d)
+            self.decoder = nn.Linear(d, p)
         else:
             raise ValueError(f"unknown teacher architecture {config.architecture!r}; expected one of {ARCHITECTURES}")
 
@@ -210,6 +229,10 @@ class DepthDecoderConfig:
     dim: int
     hidden: int
     depth: int  # number of tree levels the codes went through (T = 2**depth)
+    frame: tuple[int, int] = DEFAULT_FRAME  # (height, width) of the frames it decodes
+
+    def __post_init__(self):
+        object.__setattr__(self, "frame", _frame(self.frame))
 
 
 class DepthDecoder(nn.Module):
@@ -219,7 +242,7 @@ class DepthDecoder(nn.Module):
     def __init__(self, config: DepthDecoderConfig):
         super().__init__()
         self.config = config
-        self.residual = zero_residual([config.dim, config.hidden, config.hidden, N_PIXELS])
+        self.residual = zero_residual([config.dim, config.hidden, config.hidden, config.frame[0] * config.frame[1]])
 
     def forward(self, codec: LeafCodec, codes: torch.Tensor) -> torch.Tensor:
         return (codec.decoder(codes) + self.residual(codes)).clamp(0.0, 1.0)
@@ -357,15 +380,26 @@ class Teacher(torch.nn.Module):
     def zero_leaf(self) -> torch.Tensor:
         """(d,) code of an all-zero image: the leaf every frame not yet seen is padded with."""
         device = next(self.codec.parameters()).device
-        return self.codec.encode(torch.zeros(1, N_PIXELS, device=device))[0]
+        return self.codec.encode(torch.zeros(1, self.codec.config.pixels, device=device))[0]
+
+    @property
+    def frame(self) -> tuple[int, int]:
+        """(height, width) of the frames this teacher codes."""
+        return self.codec.config.frame
+
+    def check_frame(self, frame: FrameShape, source: str) -> None:
+        """Stop, naming both, when ``source``'s frames (``frame``) are not the ones this teacher codes."""
+        if self.frame != (frame.height, frame.width):
+            raise ValueError(f"the teacher codes {self.frame[0]}x{self.frame[1]} frames, {source}'s are "
+                             f"{frame.height}x{frame.width}")  # fmt: skip
 
     def encode_leaves(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, T, 784) images -> (N, T, d) leaf codes."""
+        """(N, T, pixels) images -> (N, T, d) leaf codes."""
         N, T, P = images.shape
         return self.codec.encode(images.reshape(N * T, P)).reshape(N, T, -1)
 
     def read_back(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, T, 784) images -> (N, T, d) leaf codes as the tree gives them back from its root."""
+        """(N, T, pixels) images -> (N, T, d) leaf codes as the tree gives them back from its root."""
         T = images.shape[1]
         return invert_down(self.sweepers, merge_up(self.sweepers, self.encode_leaves(images)), T)
 
@@ -376,7 +410,7 @@ class Teacher(torch.nn.Module):
 
     @torch.no_grad()
     def roundtrip(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, T, 784) images in [0, 1] -> their reconstruction through the tree's root."""
+        """(N, T, pixels) images in [0, 1] -> their reconstruction through the tree's root."""
         N, T, P = images.shape
         codes = self.read_back(images)
         return self.decode(codes.reshape(N * T, -1), depth_for(T)).reshape(N, T, P)

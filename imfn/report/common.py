@@ -16,6 +16,15 @@ from imfn.atomic import atomic_output
 log = logging.getLogger(__name__)
 
 
+REPORTED_SOURCE = "mnist"  # the sequence source these figures and tables show (results/{source}/...)
+
+
+def read_metrics(path: Path, source: str = REPORTED_SOURCE) -> pd.DataFrame:
+    """A metric table's rows of one sequence source (a table written before sources were a column: all rows)."""
+    frame = pd.read_parquet(path)
+    return frame[frame["source"] == source].reset_index(drop=True) if "source" in frame else frame
+
+
 def seed_summary(frame: pd.DataFrame, metric: str, by: list[str]) -> pd.DataFrame:
     """Mean and std over seeds of a sequence-level metric (rows with a null position)."""
     rows = frame[(frame["metric"] == metric) & frame["position"].isna()]

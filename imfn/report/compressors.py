@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from imfn.atomic import atomic_output
-from imfn.report.common import write_table
+from imfn.report.common import REPORTED_SOURCE, read_metrics, write_table
 from imfn.report.paper import PAPER_PARAMS, PAPER_TABLE1
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def _summary(frame: pd.DataFrame, T: int, dim: int) -> pd.DataFrame:
 
 def table1(metrics: Sequence[Path], teacher_variant: str, T: int, dim: int, out: Path) -> pd.DataFrame:
     """Table 1 as Markdown from the teacher, compressor and per-frame reference metric Parquet files."""
-    frame = pd.concat([pd.read_parquet(p) for p in metrics], ignore_index=True)
+    frame = pd.concat([read_metrics(p) for p in metrics], ignore_index=True)
     frame = frame[(frame["model"] != "imfn-teacher") | (frame["variant"] == teacher_variant)]
     summary = _summary(frame, T, dim)
     if summary.empty:
@@ -159,15 +159,15 @@ def figure6(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from imfn.data.mnist import load_split_images
+    from imfn.data.sequences import open_sequences
     from imfn.eval.pca import fit_pca, pca_roundtrip
-    from imfn.eval.roundtrip import test_sequences
     from imfn.models.compressors import load_compressor
     from imfn.models.teacher import Teacher
     from imfn.report.common import save_figure
 
-    data = load_split_images(mnist, split)
-    frames = test_sequences(data, seed, T, 1)  # (1, T, 784), the same sequence every model saw
+    sequences = open_sequences(REPORTED_SOURCE, mnist, split, seed)
+    data = sequences.digits
+    frames = sequences.draw_float("test", 0, 1, T)  # (1, T, pixels), the first held-out sequence every model saw
     rows = [("original", frames)]
     with torch.no_grad():
         teacher = Teacher.load_for(T, teacher_sweepers, torch.device("cpu"))
@@ -184,7 +184,8 @@ def figure6(
     for r, (label, sequence) in enumerate(rows):
         for c, t in enumerate(positions):
             ax = axes[r, c]
-            ax.imshow(sequence[0, t].reshape(28, 28).clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
+            image = sequence[0, t].reshape(sequences.frame.height, sequences.frame.width).clamp(0, 1)
+            ax.imshow(image.numpy(), cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:

@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from imfn.atomic import atomic_output
+from imfn.report.common import read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,7 @@ def headline(metrics: Path) -> tuple[str, pd.DataFrame] | None:
     if not teacher_path.exists():
         return None
     tables = {
-        name: pd.read_parquet(metrics / f"{name}.parquet")
+        name: read_metrics(metrics / f"{name}.parquet")
         for name in ("teacher", "student", "autoencoder", "pca", "compressors")
         if (metrics / f"{name}.parquet").exists()
     }

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from imfn.atomic import atomic_output
-from imfn.report.common import save_figure, seed_summary
+from imfn.report.common import read_metrics, save_figure, seed_summary
 
 STREAMING = {"autoencoder": "per-frame autoencoder, streaming", "pca": "per-frame PCA, streaming"}
 REFERENCE_STYLE = {"teacher": dict(ls="--", color="black")} | {
@@ -76,7 +76,7 @@ def student_figures(
     Figure 5 (end-of-sequence MSE vs T), a student per variant against its teacher and the per-frame
     references (``references``: model name -> metric Parquet) read as streaming memories; and the table
     ``tables_dir/student.md`` (:func:`student_table`)."""
-    frame = pd.read_parquet(student_metrics)
+    frame = read_metrics(student_metrics)
     # the teacher's rows repeat once per student variant: they are the same numbers
     teacher = frame[frame["model"] == "teacher"].drop_duplicates(
         ["variant", "seed", "dim", "T", "frames_written", "metric"]
@@ -87,7 +87,7 @@ def student_figures(
         [
             teacher.assign(curve="teacher"),
             frame[frame["model"] == "student"].assign(curve=lambda f: "student (" + f["variant"] + ")"),
-            *(streaming_rows(pd.read_parquet(path), STREAMING[model], dim, Ts) for model, path in references.items()),
+            *(streaming_rows(read_metrics(path), STREAMING[model], dim, Ts) for model, path in references.items()),
         ]
     )
     n_seeds = frame["seed"].nunique()

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from imfn.report.common import save_figure, seed_summary, write_table
+from imfn.report.common import read_metrics, save_figure, seed_summary, write_table
 from imfn.report.paper import PAPER_TEACHER_MSE
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,8 @@ def _lines(
 def teacher_figures(teacher_metrics: Path, autoencoder_metrics: Path, figures_dir: Path) -> list[Path]:
     """Figure 2 (MSE vs d, a curve per T) and Figure 3 (MSE vs T, a curve per d), PNG and PDF, each
     teacher curve beside the per-frame autoencoder at the same memory."""
-    summary = seed_summary(pd.read_parquet(teacher_metrics), "mse", ["dim", "T"])
-    limit = seed_summary(pd.read_parquet(autoencoder_metrics), "mse", ["dim", "T"])
+    summary = seed_summary(read_metrics(teacher_metrics), "mse", ["dim", "T"])
+    limit = seed_summary(read_metrics(autoencoder_metrics), "mse", ["dim", "T"])
     outputs = []
     for name, fig_args in {
         "fig2_mse_vs_dim": ("dim", "T", "memory size d", "T", "Fig. 2: teacher MSE vs memory size"),
@@ -68,7 +68,7 @@ def teacher_figures(teacher_metrics: Path, autoencoder_metrics: Path, figures_di
 
 def health_figure(health: Path, out_dir: Path, name: str = "teacher_health") -> list[Path]:
     """Per level: unexplained variance and effective rank of the merged codes, a curve per d."""
-    frame = pd.read_parquet(health)
+    frame = read_metrics(health)
     fig, (ax_fvu, ax_rank) = plt.subplots(1, 2, figsize=(10, 4))
     for (variant, dim), part in frame.groupby(["variant", "dim"]):
         stats = part.groupby("level").agg(
@@ -112,7 +112,7 @@ def reference_summary(teacher: pd.DataFrame, references: dict[str, list[Path]]) 
     teacher rows' seeds, d and T."""
     rows = [teacher.assign(curve=teacher["variant"])]
     for model, paths in references.items():
-        reference = pd.concat([pd.read_parquet(path) for path in paths])
+        reference = pd.concat([read_metrics(path) for path in paths])
         reference = reference[
             reference["dim"].isin(teacher["dim"].unique())
             & reference["seed"].isin(teacher["seed"].unique())
@@ -137,11 +137,11 @@ def ablation_report(
 ) -> None:
     """Per d: every variant's roundtrip MSE beside the per-frame references and the paper, then each
     variant's ratio to the per-frame autoencoder (the limit at equal memory)."""
-    summary = reference_summary(pd.read_parquet(ablation), {m: [path] for m, path in references.items()})
-    health = pd.read_parquet(ablation_health)
+    summary = reference_summary(read_metrics(ablation), {m: [path] for m, path in references.items()})
+    health = read_metrics(ablation_health)
     Ts = sorted(summary["T"].unique())
     dims = sorted(summary["dim"].unique(), reverse=True)
-    variants = list(dict.fromkeys(pd.read_parquet(ablation)["variant"]))
+    variants = list(dict.fromkeys(read_metrics(ablation)["variant"]))
     order = variants + [REFERENCES[m] for m in references]
     n_seeds = int(summary["count"].max())
     header = "| " + " | ".join(f"T={T}" for T in Ts) + " |"
@@ -215,13 +215,13 @@ def paper_sweep_report(
     """The paper variant with its lost values changed (one teacher variant each, one seed and d): roundtrip MSE
     per T beside the per-frame references (``references``: their roundtrip files for that seed), and how much of
     its input's variance each level loses."""
-    summary = reference_summary(pd.read_parquet(sweep), references)
-    health = pd.read_parquet(sweep_health)
+    summary = reference_summary(read_metrics(sweep), references)
+    health = read_metrics(sweep_health)
     (dim,) = summary["dim"].unique()
     seeds = sorted(health["seed"].unique())
     Ts = sorted(summary["T"].unique())
     levels = sorted(health["level"].unique())
-    variants = list(dict.fromkeys(pd.read_parquet(sweep)["variant"]))
+    variants = list(dict.fromkeys(read_metrics(sweep)["variant"]))
     lines = [
         f"# The paper variant's lost values: roundtrip MSE (d = {dim}, seed {', '.join(map(str, seeds))})",
         "",

@@ -1,7 +1,8 @@
 """Pixel-space supervision through the frozen stack: a decoder per tree depth.
 
-After level l is trained, sequences of T = 2^(l+1) images from bank 0 are pushed through the
-frozen levels 0..l up to the root and read back down; the leaf codes that come back have lost
+After level l is trained, training sequences of T = 2^(l+1) frames (the first ones of the level's
+bank, zero-padded where its rows are, :mod:`imfn.train.bank`) are pushed through the frozen levels 0..l
+up to the root and read back down; the leaf codes that come back have lost
 what the tree could not keep. A decoder trained on exactly those codes (the codec's decoder
 plus a zero-initialized MLP residual) learns the best images they can stand for, which a
 linear read-out cannot.
@@ -14,12 +15,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from imfn.data.sequences import Sequences
 from imfn.devices import batch_size
 from imfn.job import seed_torch, seeded_generator
 from imfn.models.teacher import DepthDecoder, DepthDecoderConfig, Teacher, invert_down
+from imfn.train.bank import draw_padded
 from imfn.train.harness import Run
 
 log = logging.getLogger(__name__)
@@ -39,17 +43,26 @@ class DepthDecoderTraining:
     lr: float = 1e-3
 
 
+def _chunks(sequences: Sequences, cut: np.ndarray, T: int, frames: int, device: torch.device):
+    """Training sequences 0..S-1 of ``T`` frames (S = frames // T, at most the bank's rows), zero-padded as the
+    bank's ``cut`` says, as float pixels on ``device`` in chunks of about :data:`READ_BACK_FRAMES` frames."""
+    count = min(max(1, frames // T), len(cut))
+    if count < frames // T:
+        log.info("the bank holds %d rows: %d sequences of T=%d instead of %d", len(cut), count, T, frames // T)
+    step = max(1, batch_size(READ_BACK_FRAMES, device) // T)
+    for start in range(0, count, step):
+        chunk = draw_padded(sequences, start, cut[start : min(start + step, count)], T)
+        yield torch.from_numpy(chunk).to(device).float() / 255.0
+
+
 @torch.no_grad()
 def read_back_frames(
-    teacher: Teacher, images: torch.Tensor, T: int, frames: int, generator: torch.Generator, device: torch.device
+    teacher: Teacher, sequences: Sequences, cut: np.ndarray, T: int, frames: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Leaf codes read back through the tree and their target pixels, for random T-sequences."""
-    sequences = max(1, frames // T)
-    picks = torch.randint(len(images), (sequences, T), generator=generator)
+    """Leaf codes read back through the tree and their target pixels, (S * T, d) and (S * T, pixels), for the
+    training sequences of :func:`_chunks`."""
     codes, targets = [], []
-    images = images.to(device)  # uint8, on the device once
-    for chunk in picks.split(max(1, batch_size(READ_BACK_FRAMES, device) // T)):
-        batch = images[chunk.to(device)].float() / 255.0
+    for batch in _chunks(sequences, cut, T, frames, device):
         codes.append(teacher.read_back(batch).reshape(-1, teacher.codec.config.dim))
         targets.append(batch.reshape(-1, batch.shape[-1]))
     return torch.cat(codes), torch.cat(targets)
@@ -57,17 +70,13 @@ def read_back_frames(
 
 @torch.no_grad()
 def children_and_frames(
-    teacher: Teacher, images: torch.Tensor, T: int, frames: int, generator: torch.Generator, device: torch.device
+    teacher: Teacher, sequences: Sequences, cut: np.ndarray, T: int, frames: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """For random T-sequences: the two children the top level merges, (S, 2, d), computed by the frozen
-    levels below it, and the sequences' pixels (S, T, 784)."""
-    sequences = max(1, frames // T)
-    picks = torch.randint(len(images), (sequences, T), generator=generator)
+    """For the training sequences of :func:`_chunks`: the two children the top level merges, (S, 2, d), computed
+    by the frozen levels below it, and the sequences' pixels (S, T, pixels)."""
     children, targets = [], []
-    images = images.to(device)
     lower = teacher.sweepers[:-1]
-    for chunk in picks.split(max(1, batch_size(READ_BACK_FRAMES, device) // T)):
-        batch = images[chunk.to(device)].float() / 255.0
+    for batch in _chunks(sequences, cut, T, frames, device):
         nodes = teacher.encode_leaves(batch)
         for sweeper in lower:
             nodes = sweeper.merge(nodes[:, 0::2], nodes[:, 1::2])
@@ -78,8 +87,8 @@ def children_and_frames(
 
 def train_depth_decoder(
     teacher: Teacher,
-    images: torch.Tensor,
-    seed: int,
+    sequences: Sequences,
+    cut: np.ndarray,
     level: int,
     hp: DepthDecoderTraining,
     device: torch.device,
@@ -89,29 +98,31 @@ def train_depth_decoder(
     labels: Mapping[str, object] | None = None,
     with_sweeper: bool = False,
 ) -> tuple[DepthDecoder, Run]:
-    """Train the decoder for depth ``level + 1`` on codes read back through ``teacher`` (levels 0..level).
+    """Train the decoder for depth ``level + 1`` on codes read back through ``teacher`` (levels 0..level), from
+    training sequences of ``sequences`` zero-padded as the level's bank (its ``cut`` array).
     ``with_sweeper`` (the ``framewise`` architecture) trains the top level's sweeper with it, end to end in pixels:
     its merge and inverter between the frozen levels below and the decoder.
 
     ``inputs`` and ``after`` (the fingerprint of the sweeper stage it follows) guard its resume checkpoint."""
-    depth, T = level + 1, 2 ** (level + 1)
+    depth, T, seed = level + 1, 2 ** (level + 1), sequences.seed
     teacher.eval().requires_grad_(False)
-    generator = seeded_generator("decoder-sequences", seed, level)
+    teacher.check_frame(sequences.frame, sequences.source)
     seed_torch("decoder-weights", seed, level)
-    decoder = DepthDecoder(DepthDecoderConfig(teacher.codec.config.dim, hp.hidden, depth)).to(device)
+    config = DepthDecoderConfig(teacher.codec.config.dim, hp.hidden, depth, teacher.frame)
+    decoder = DepthDecoder(config).to(device)
     top = teacher.sweepers[level]
     if with_sweeper:
-        children, targets = children_and_frames(teacher, images, T, hp.frames, generator, device)
+        children, targets = children_and_frames(teacher, sequences, cut, T, hp.frames, device)
         top.train().requires_grad_(True)
         parameters = [*decoder.parameters(), *top.parameters()]
         state = {"model": decoder, "sweeper": top}
     else:
-        codes, targets = read_back_frames(teacher, images, T, hp.frames, generator, device)
+        codes, targets = read_back_frames(teacher, sequences, cut, T, hp.frames, device)
         parameters = list(decoder.parameters())
         state = {"model": decoder}
 
     def pixels(idx: torch.Tensor) -> torch.Tensor:
-        """(batch, 784) pixels of the rows (frames, or with the sweeper sequences) ``idx``."""
+        """(batch, pixels) pixels of the rows (frames, or with the sweeper sequences) ``idx``."""
         if not with_sweeper:
             return decoder(teacher.codec, codes[idx])
         root = top.merge(children[idx, 0], children[idx, 1])
@@ -124,7 +135,7 @@ def train_depth_decoder(
     rows = len(children) if with_sweeper else len(codes)
     step = max(1, hp.batch_size // T) if with_sweeper else hp.batch_size  # frames per step either way
     optimizer = torch.optim.Adam(parameters, lr=hp.lr, fused=True)
-    with torch.no_grad():  # on the first START_FRAMES frames: the rows are in random order
+    with torch.no_grad():  # on the first START_FRAMES frames: independent sequences, like any others
         first = torch.arange(min(rows, max(1, START_FRAMES // T) if with_sweeper else START_FRAMES), device=device)
         sample = target(first)
         start_mse = F.mse_loss(pixels(first), sample).item()

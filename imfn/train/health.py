@@ -74,7 +74,7 @@ def collapse_reasons(health: dict, limits: HealthLimits) -> list[str]:
 
 
 def with_level_ratios(frame):
-    """Add, per (variant, seed, d), each level's error relative to the level below it, and the health
+    """Add, per (source, variant, seed, d), each level's error relative to the level below it, and the health
     of the tree up to that level.
 
     A ratio far above 1 is how a collapse shows in the loss curve (method.md 3b: 0.039 at level 4
@@ -83,16 +83,13 @@ def with_level_ratios(frame):
     the tree still explains is the product over levels of (1 - unexplained variance). The tree up
     to a level has collapsed (``tree_collapsed``) when that share falls under 1 - the threshold.
     """
-    frame = frame.sort_values(["variant", "seed", "dim", "level"]).reset_index(drop=True)
-    groups = frame.groupby(["variant", "seed", "dim"])
+    keys = [key for key in ("source", "variant", "seed", "dim") if key in frame]  # source: absent in old tables
+    frame = frame.sort_values([*keys, "level"]).reset_index(drop=True)
+    groups = frame.groupby(keys)
     below = groups[["reconstruction", "unexplained_variance"]].shift(1)
     frame["reconstruction_vs_below"] = frame["reconstruction"] / below["reconstruction"]
     frame["unexplained_variance_vs_below"] = frame["unexplained_variance"] / below["unexplained_variance"]
-    explained = (
-        (1.0 - frame["unexplained_variance"].clip(0.0, 1.0))
-        .groupby([frame["variant"], frame["seed"], frame["dim"]])
-        .cumprod()
-    )
+    explained = (1.0 - frame["unexplained_variance"].clip(0.0, 1.0)).groupby([frame[key] for key in keys]).cumprod()
     frame["tree_unexplained_variance"] = 1.0 - explained
     frame["tree_collapsed"] = frame["tree_unexplained_variance"] > frame["max_unexplained_variance"]
     return frame

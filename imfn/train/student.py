@@ -209,8 +209,8 @@ def train_student(
     per-epoch loss ``loss_out``. ``teacher_checkpoints`` (the teacher's sweepers) are read only for
     ``intermediate`` supervision. A non-finite loss stops the job before anything is written."""
     targets, leaves, attrs = load_train_set(train_set_path)
-    if attrs.get("which", "train") != "train":
-        raise ValueError(f"{train_set_path} is a {attrs['which']!r} trajectory set, not a train set")
+    if attrs.get("part", "train") != "train":
+        raise ValueError(f"{train_set_path} is a {attrs['part']!r} trajectory set, not a train set")
     n, T, dim = leaves.shape
     sweepers = None
     if hp.intermediate:

@@ -1,11 +1,10 @@
 """Train one tree level, locally, on its own bank (method.md section 2).
 
-Per minibatch the *right* element comes from the minibatch and the *left* element is an
-independent random partner from the same bank. Level 0 trains the leaf codec with its
-sweeper on pixel MSE; level l >= 1 trains only its sweeper on latent MSE. Both add
-Gaussian noise to the merged code during training and a norm penalty on it. With a depth
-decoder (pixel-space supervision, :mod:`imfn.train.depth_decoder`) the job then trains the
-decoder for its depth through the frozen stack.
+A bank row is a training pair: two adjacent windows of one sequence (:mod:`imfn.train.bank`), the left
+window first. Level 0 trains the leaf codec with its sweeper on pixel MSE; level l >= 1 trains only its
+sweeper on latent MSE. Both add Gaussian noise to the merged code during training and a norm penalty on it.
+With a depth decoder (pixel-space supervision, :mod:`imfn.train.depth_decoder`) the job then trains the
+decoder for its depth through the frozen stack, on training sequences of the level's source.
 
 Both stages run in the training harness (:mod:`imfn.train.harness`): resumable after every
 epoch, every epoch's randomness from a generator seeded by (seed, level, epoch), a
@@ -24,8 +23,10 @@ import torch
 import torch.nn.functional as F
 
 from imfn.atomic import atomic_output
+from imfn.data.sequences import Sequences
 from imfn.job import seed_torch, seeded_generator
 from imfn.models.teacher import (
+    DEFAULT_FRAME,
     CodecConfig,
     LeafCodec,
     Sweeper,
@@ -34,6 +35,7 @@ from imfn.models.teacher import (
     load_sweeper_checkpoint,
     sweeper_checkpoint,
 )
+from imfn.store import read_array, read_attrs
 from imfn.train.bank import load_bank
 from imfn.train.depth_decoder import DepthDecoderTraining, train_depth_decoder
 from imfn.train.harness import Run, resume_path, write_rows
@@ -41,8 +43,8 @@ from imfn.train.health import HealthLimits, LevelCollapseError, code_health, col
 
 log = logging.getLogger(__name__)
 
-INIT_SAMPLES = 16384
-HEALTH_SAMPLES = 4096
+INIT_SAMPLES = 16384  # bank rows (pairs: twice as many frames or codes) that a pca / framewise level starts from
+HEALTH_SAMPLES = 4096  # bank rows a level's health is measured on
 
 
 @dataclass(frozen=True)
@@ -67,11 +69,13 @@ class SweeperTraining:
 class LevelModel(torch.nn.Module):
     """What one level trains: its sweeper, plus the leaf codec at level 0."""
 
-    def __init__(self, hp: SweeperTraining):
+    def __init__(self, hp: SweeperTraining, frame: tuple[int, int] = DEFAULT_FRAME):
+        """``frame``: (height, width) of the bank's frames, which level 0's codec is built for."""
         super().__init__()
         self.level = hp.level
         self.sweeper = Sweeper(SweeperConfig.for_dim(hp.dim, hp.sweeper_hidden, hp.architecture, hp.level))
-        self.codec = LeafCodec(CodecConfig(hp.dim, hp.codec_hidden, hp.architecture)) if hp.level == 0 else None
+        codec = CodecConfig(hp.dim, hp.codec_hidden, hp.architecture, tuple(frame))
+        self.codec = LeafCodec(codec) if hp.level == 0 else None
 
     def inputs(self, rows: torch.Tensor) -> torch.Tensor:
         """Bank rows as the sweeper's inputs: pixels in [0, 1] at level 0, codes above."""
@@ -85,11 +89,12 @@ class LevelModel(torch.nn.Module):
 
     @torch.no_grad()
     def init_from_bank(self, data: torch.Tensor, hp: SweeperTraining) -> None:
-        """Data-dependent initialization (``pca``, ``framewise``); ``mlp`` sweepers start from random weights."""
+        """Data-dependent initialization (``pca``, ``framewise``) from both sides of a sample of the bank's pairs;
+        ``mlp`` sweepers start from random weights."""
         if hp.architecture == "mlp":
             return
         gen = seeded_generator("sweeper-init-sample", hp.seed, hp.level)
-        inputs = self.inputs(data[torch.randperm(len(data), generator=gen)[:INIT_SAMPLES]])
+        inputs = self.inputs(data[torch.randperm(len(data), generator=gen)[:INIT_SAMPLES]].flatten(0, 1))
         if self.codec is not None:
             self.codec.init_from_data(inputs)
         self.sweeper.init_from_data(self.codes(inputs))
@@ -98,8 +103,8 @@ class LevelModel(torch.nn.Module):
     def health(self, data: torch.Tensor, hp: SweeperTraining) -> dict:
         """Health of the codes this level merges, on a fixed sample of pairs from its bank."""
         gen = seeded_generator("sweeper-health", hp.seed, hp.level)
-        left = self.inputs(data[torch.randint(len(data), (HEALTH_SAMPLES,), generator=gen)])
-        right = self.inputs(data[torch.randint(len(data), (HEALTH_SAMPLES,), generator=gen)])
+        pairs = data[torch.randint(len(data), (HEALTH_SAMPLES,), generator=gen).to(data.device)]
+        left, right = self.inputs(pairs[:, 0]), self.inputs(pairs[:, 1])
         merged = self.sweeper.merge(self.codes(left), self.codes(right))
         left_hat, right_hat = (self.reconstruct(x) for x in self.sweeper.invert(merged))
         mse = 0.5 * (F.mse_loss(left_hat, left) + F.mse_loss(right_hat, right)).item()
@@ -117,6 +122,7 @@ class LevelModel(torch.nn.Module):
 
 
 LOSS_COLUMNS = [
+    "source",
     "variant",
     "seed",
     "dim",
@@ -142,25 +148,30 @@ def train_sweeper(
     limits: HealthLimits | None = None,
     decoder: DepthDecoderTraining | None = None,
     lower: Sequence[Path] = (),
-    image_bank: Path | None = None,
+    sequences: Sequences | None = None,
 ) -> None:
-    """Train level ``hp.level`` on ``bank``; write the checkpoint ``out``, its loss curve ``loss_out``
+    """Train level ``hp.level`` on the pairs of ``bank``; write the checkpoint ``out``, its loss curve ``loss_out``
     and its health ``health_out``. A collapsed level warns loudly or, with ``limits.on_collapse="fail"``,
     stops before writing anything.
 
-    With ``decoder`` (and, above level 0, the ``lower`` levels' checkpoints and the ``image_bank``),
+    With ``decoder`` (and the ``lower`` levels' checkpoints and the ``sequences`` the bank was drawn from),
     the level also trains the decoder for its depth through the frozen stack below it."""
     limits = limits or HealthLimits()
     train_decoder = decoder is not None and decoder.epochs > 0
-    if train_decoder and (len(lower) != hp.level or (hp.level > 0 and image_bank is None)):
+    if train_decoder and (len(lower) != hp.level or sequences is None):
         raise ValueError(
             f"the depth decoder of level {hp.level} needs the {hp.level} lower levels' checkpoints "
-            f"(got {len(lower)}) and, above level 0, the image bank"
+            f"(got {len(lower)}) and the sequences its bank was drawn from"
         )
     data = load_bank(bank, hp.level, hp.dim)
+    attrs = read_attrs(bank)
+    if sequences is not None and (attrs.get("source"), attrs.get("seed")) != (sequences.source, sequences.seed):
+        raise ValueError(f"{bank} holds pairs of {attrs.get('source')} seed {attrs.get('seed')}, not of "
+                         f"{sequences.source} seed {sequences.seed}")  # fmt: skip
     n = len(data)
     seed_torch("sweeper-weights", hp.seed, hp.level)  # weight init: same seed, same weights
-    model = LevelModel(hp)
+    model = LevelModel(hp, attrs.get("frame", DEFAULT_FRAME))
+    labels = {"source": attrs.get("source"), "variant": hp.variant, "seed": hp.seed, "dim": hp.dim, "level": hp.level}
     model.init_from_bank(data, hp)
     model.to(device)
     # Fused Adam is the same update in one kernel per step: at d=1024 it cuts a CPU step by ~20%.
@@ -172,7 +183,7 @@ def train_sweeper(
         inputs=[bank],
         state={"model": model, "optimizer": optimizer},
         device=device,
-        labels={"variant": hp.variant, "seed": hp.seed, "dim": hp.dim, "level": hp.level, "stage": "sweeper"},
+        labels={**labels, "stage": "sweeper"},
         hint=f"Lower lr (now {hp.lr}) or check the bank {bank}.",
     )
     data_on_device = data.to(device)
@@ -180,12 +191,11 @@ def train_sweeper(
     def epoch(e: int) -> dict:
         gen = seeded_generator("sweeper-train", hp.seed, hp.level, e)
         order = torch.randperm(n, generator=gen)
-        partners = torch.randint(n, (n,), generator=gen)
         totals = torch.zeros(3, device=device)
         model.train()
         for idx in run.batches(order.split(hp.batch_size)):
-            right = data_on_device[idx.to(device)]
-            left = data_on_device[partners[idx].to(device)]
+            pairs = data_on_device[idx.to(device)]
+            left, right = pairs[:, 0], pairs[:, 1]
             noise = torch.randn(len(idx), hp.dim, generator=gen).to(device)
             with run.autocast():
                 loss, reconstruction, norm = model.loss(left, right, noise, hp)
@@ -203,23 +213,23 @@ def train_sweeper(
         below = [load_sweeper_checkpoint(path, device) for path in lower]
         codec = model.codec if hp.level == 0 else below[0].codec
         teacher = Teacher(codec, [level.sweeper for level in below] + [model.sweeper])
-        images = data if hp.level == 0 else load_bank(image_bank, 0, hp.dim)
         depth_decoder, decoder_run = train_depth_decoder(
             teacher,
-            images,
-            hp.seed,
+            sequences,
+            read_array(bank, "cut"),
             hp.level,
             decoder,
             device,
             resume=resume_path(out, "decoder-resume"),
-            inputs=[bank, *lower, *([image_bank] if image_bank else [])],
+            inputs=[bank, *lower],
             after=run.fingerprint,
-            labels={"variant": hp.variant, "seed": hp.seed, "dim": hp.dim, "level": hp.level},
+            labels=labels,
             with_sweeper=hp.architecture == "framewise",
         )
         rows = rows + decoder_run.rows
     # health last: with the framewise architecture the decoder stage trains the sweeper too
     health = {
+        "source": attrs.get("source"),
         "variant": hp.variant,
         "seed": hp.seed,
         "level": hp.level,

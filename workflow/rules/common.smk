@@ -6,53 +6,98 @@ import re
 import shlex
 import sys
 
+from imfn.data import moving_mnist
+from imfn.data.sequences import SOURCES as KNOWN_SOURCES, frame_shape
+
 # How every network job computes (imfn/devices.py): the device, and bf16 autocast + TF32 on CUDA.
 DEVICE = f"--device {config['device']} --mixed-precision {str(config['mixed_precision']).lower()}"
 
-# --- MNIST and the teacher -------------------------------------------------------------------------
+# --- Sequence sources, MNIST and the teacher ------------------------------------------------------
+# Every result of a sequence source (config `sources`, imfn/data/sequences.py) lies under results/{source}/...;
+# the split is the digits' split of a seed, shared by every source, and lies with mnist's results.
 MNIST = "resources/mnist.zarr"
 SPLIT = "results/mnist/seed{seed}/split.parquet"
-IMAGE_BANK = "results/mnist/seed{seed}/bank_L0.zarr"
-CELL = "results/mnist/seed{seed}/d{dim}/{variant}"  # one teacher: a (seed, d) grid cell trained by one variant
+IMAGE_BANK = "results/{source}/seed{seed}/bank_L0.zarr"
+CELL = "results/{source}/seed{seed}/d{dim}/{variant}"  # one teacher: a (source, seed, d) cell trained by one variant
 LATENT_BANK = f"{CELL}/bank_L{{level}}.zarr"
 SWEEPER = f"{CELL}/sweeper_L{{level}}.pt"
 SWEEPER_LOSS = f"{CELL}/sweeper_L{{level}}_loss.parquet"
 SWEEPER_HEALTH = f"{CELL}/sweeper_L{{level}}_health.parquet"
 ROUNDTRIP = f"{CELL}/roundtrip_T{{T}}.parquet"
-PCA_ROUNDTRIP = "results/mnist/seed{seed}/pca_roundtrip.parquet"
-AUTOENCODER = "results/mnist/seed{seed}/autoencoder_k{k}.pt"  # the per-frame autoencoder of k numbers
-AUTOENCODER_LOSS = "results/mnist/seed{seed}/autoencoder_k{k}_loss.parquet"
-AUTOENCODER_ROUNDTRIP = "results/mnist/seed{seed}/autoencoder_k{k}_roundtrip.parquet"
+PCA_ROUNDTRIP = "results/{source}/seed{seed}/pca_roundtrip.parquet"
+AUTOENCODER = "results/{source}/seed{seed}/autoencoder_k{k}.pt"  # the per-frame autoencoder of k numbers
+AUTOENCODER_LOSS = "results/{source}/seed{seed}/autoencoder_k{k}_loss.parquet"
+AUTOENCODER_ROUNDTRIP = "results/{source}/seed{seed}/autoencoder_k{k}_roundtrip.parquet"
+CLIP_PCA = "results/{source}/seed{seed}/clip_pca.parquet"  # clip PCA and the mean frame at equal memory
 TRAJECTORIES = f"{CELL}/trajectories_T{{T}}_{{which}}.zarr"
 STUDENT = f"{CELL}/student_{{student_variant}}_T{{T}}.pt"  # one per (seed, T, variant of `student.variants`)
 STUDENT_LOSS = f"{CELL}/student_{{student_variant}}_T{{T}}_loss.parquet"
 ONLINE = f"{CELL}/online_{{student_variant}}_T{{T}}.parquet"
-LOGS = "logs/mnist/seed{seed}/d{dim}/{variant}"
-BENCHMARKS = "benchmarks/mnist/seed{seed}/d{dim}/{variant}"
+SOURCE_LOGS = "logs/{source}/seed{seed}"
+SOURCE_BENCHMARKS = "benchmarks/{source}/seed{seed}"
+LOGS = f"{SOURCE_LOGS}/d{{dim}}/{{variant}}"
+BENCHMARKS = f"{SOURCE_BENCHMARKS}/d{{dim}}/{{variant}}"
 
 TEACHER = config["teacher"]
 LEVELS = TEACHER["levels"]
-VARIANT = TEACHER["variant"]
-SEEDS, DIMS, TS = config["seeds"], config["dims"], config["evaluation"]["T"]
 ABLATION_VARIANTS = config["ablation"]["variants"]
 ABLATION_DIMS = config["ablation"]["dims"]
 PAPER_SWEEP = config["paper_sweep"]
 STUDENT_CONFIG = config["student"]
-# The per-frame references keep k = d // T numbers per frame (at most a frame's 784 pixels; k = 0 is the mean image,
-# which per-frame PCA shows): one per-frame autoencoder per (seed, k).
-AUTOENCODER_KS = sorted({min(d // T, 784) for d in DIMS for T in TS} - {0})
+# The student, the ablation, the paper sweep, Figures 2-6 and Tables 1-2 are of this source's results.
+PAPER_SOURCE = "mnist"
+
+
+def _source_grid(name):
+    """A source's grid: its entry in `sources`, each key unset there taken from the top-level settings."""
+    entry = config["sources"][name] or {}
+    return {
+        "seeds": entry.get("seeds", config["seeds"]),
+        "dims": entry.get("dims", config["dims"]),
+        "T": entry.get("T", config["evaluation"]["T"]),
+        "variant": entry.get("teacher_variant", TEACHER["variant"]),
+        "levels": entry.get("levels", LEVELS),
+        "canonical_test": entry.get("canonical_test"),
+    }
+
+
+SOURCES = {name: _source_grid(name) for name in config["sources"]}
+# The paper source's grid: what the student, the ablation and the paper sweep run beside.
+SEEDS, DIMS, TS = (SOURCES.get(PAPER_SOURCE, {}).get(key, []) for key in ("seeds", "dims", "T"))
+VARIANT = SOURCES.get(PAPER_SOURCE, {}).get("variant", TEACHER["variant"])
+
+
+def autoencoder_ks(source, dims=None, Ts=None):
+    """The per-frame references keep k = d // T numbers per frame (at most a frame's pixels; k = 0 is the mean
+    frame, which per-frame PCA shows): one per-frame autoencoder per (source, seed, k)."""
+    pixels = frame_shape(source).pixels
+    dims, Ts = dims or SOURCES[source]["dims"], Ts or SOURCES[source]["T"]
+    return sorted({min(d // T, pixels) for d in dims for T in Ts} - {0})
+
+
+# Clip PCA and the mean frame: the references of a source whose frames share content (not mnist's).
+CLIP_PCA_SOURCES = [name for name in SOURCES if name != PAPER_SOURCE]
 
 # --- The end-to-end sequence compressors (Transformer, Mamba; method.md section 5) ------------------
 COMPRESSORS = config["compressors"]
-COMPRESSOR = "results/mnist/seed{seed}/d{dim}/compressor_{model}.pt"
-COMPRESSOR_LOSS = "results/mnist/seed{seed}/d{dim}/compressor_{model}_loss.parquet"
-COMPRESSOR_ROUNDTRIP = "results/mnist/seed{seed}/d{dim}/compressor_{model}_roundtrip.parquet"
-COMPRESSOR_LOGS = "logs/mnist/seed{seed}/d{dim}"
-COMPRESSOR_BENCHMARKS = "benchmarks/mnist/seed{seed}/d{dim}"
+# Per source: its d and T (`compressors.sources.<source>`, falling back to compressors.dim and T).
+COMPRESSOR_SOURCES = {
+    name: {key: (entry or {}).get(key, COMPRESSORS[key]) for key in ("dim", "T")}
+    for name, entry in COMPRESSORS["sources"].items()
+} if COMPRESSORS["models"] else {}
+# Tables 1-2 and Figure 6 are of the paper source, at its d and T.
+PAPER_COMPRESSORS = COMPRESSOR_SOURCES.get(PAPER_SOURCE, {key: COMPRESSORS[key] for key in ("dim", "T")})
+COMPRESSOR = "results/{source}/seed{seed}/d{dim}/compressor_{model}.pt"
+COMPRESSOR_LOSS = "results/{source}/seed{seed}/d{dim}/compressor_{model}_loss.parquet"
+COMPRESSOR_ROUNDTRIP = "results/{source}/seed{seed}/d{dim}/compressor_{model}_roundtrip.parquet"
+COMPRESSOR_LOGS = f"{SOURCE_LOGS}/d{{dim}}"
+COMPRESSOR_BENCHMARKS = f"{SOURCE_BENCHMARKS}/d{{dim}}"
 COMPRESSOR_TABLE1 = "results/tables/table1_compressors.md"
 COMPRESSOR_TABLE2 = "results/tables/table2_params.md"
 COMPRESSOR_FIGURES = expand("results/figures/fig6_sequence.{ext}", ext=["png", "pdf"])
-COMPRESSOR_OUTPUTS = [COMPRESSOR_TABLE1, COMPRESSOR_TABLE2, *COMPRESSOR_FIGURES] if COMPRESSORS["models"] else []
+COMPRESSOR_REPORT = [COMPRESSOR_TABLE1, COMPRESSOR_TABLE2, *COMPRESSOR_FIGURES] \
+    if PAPER_SOURCE in COMPRESSOR_SOURCES else []
+COMPRESSOR_OUTPUTS = COMPRESSOR_REPORT + (["results/metrics/compressors.parquet"] if COMPRESSOR_SOURCES else [])
 
 # --- The video hierarchy (method.md section 6) ------------------------------------------------------
 # Paths carry the dataset (config video.dataset), so a demo run and a UCF-101 run do not overwrite each other.
@@ -102,10 +147,10 @@ TIME_SUMMARY = ["results/metrics/time_summary.parquet", "results/figures/time_su
 # independent jobs of one pattern (group-components) and gives every group one GPU, on which its jobs run
 # one after another. A failed group job loses the outputs of all its jobs, so long training jobs are grouped
 # only with a short job that precedes them (a level's bank), never with their evaluation.
-GROUP_LEVEL = "level_s{seed}_d{dim}_{variant}_L{level}"  # a level's bank, then its sweeper
-GROUP_ROUNDTRIPS = "roundtrips_s{seed}_d{dim}_{variant}"  # a cell's roundtrips at every T
-GROUP_TRAJECTORIES = "trajectories_s{seed}_d{dim}_{variant}_T{T}"  # a student's training and test sets
-GROUP_ONLINE = "online_s{seed}_d{dim}_{variant}_T{T}"  # the online evaluation of its students (all variants)
+GROUP_LEVEL = "level_{source}_s{seed}_d{dim}_{variant}_L{level}"  # a level's bank, then its sweeper
+GROUP_ROUNDTRIPS = "roundtrips_{source}_s{seed}_d{dim}_{variant}"  # a cell's roundtrips at every T
+GROUP_TRAJECTORIES = "trajectories_{source}_s{seed}_d{dim}_{variant}_T{T}"  # a student's training and test sets
+GROUP_ONLINE = "online_{source}_s{seed}_d{dim}_{variant}_T{T}"  # the online evaluation of its students (all variants)
 
 # The levels of a cell train one after another, and its students (trajectories, training, evaluation) come
 # after the last: the longest chain of the run. Its jobs go first when several are ready, so that the jobs
@@ -114,6 +159,7 @@ GROUP_ONLINE = "online_s{seed}_d{dim}_{variant}_T{T}"  # the online evaluation o
 CHAIN_PRIORITY = 10
 
 wildcard_constraints:
+    source="|".join(re.escape(name) for name in SOURCES),
     seed=r"\d+",
     dim=r"\d+",
     level=r"\d+",
@@ -162,8 +208,36 @@ def variant_settings(name):
 
 
 # --- Config checks beyond the schema ----------------------------------------------------------------
+def _check_sources():
+    """Every source is known, runs a grid its teacher can reach, and a canonical test file has its layout."""
+    unknown = sorted(set(SOURCES) - set(KNOWN_SOURCES))
+    if unknown:
+        raise ValueError(f"config sources names {unknown}; the sources are {list(KNOWN_SOURCES)}")
+    if PAPER_SOURCE not in SOURCES:
+        raise ValueError(f"config sources must hold {PAPER_SOURCE}: the student, the ablation, the paper sweep and "
+                         "Figures 2-6 are of its results")
+    for name, grid_ in SOURCES.items():
+        if grid_["levels"] > LEVELS:
+            raise ValueError(f"config sources.{name}.levels={grid_['levels']} is more than teacher.levels={LEVELS}")
+        too_long = [T for T in grid_["T"] if int(math.log2(T)) > grid_["levels"]]
+        if too_long:
+            raise ValueError(f"config T {too_long} of source {name} need more than its {grid_['levels']} teacher "
+                             "levels")
+        canonical = grid_["canonical_test"]
+        if canonical is None:
+            continue
+        if name != "moving_mnist":
+            raise ValueError(f"config sources.{name}.canonical_test: a canonical test file is for moving_mnist only")
+        moving_mnist.open_canonical(canonical)  # its layout, before any job runs
+        too_long = [T for T in grid_["T"] if T > moving_mnist.CANONICAL_FRAMES]
+        if too_long:
+            raise ValueError(f"config sources.{name}: T {too_long} with canonical_test {canonical}, whose sequences "
+                             f"hold {moving_mnist.CANONICAL_FRAMES} frames (T up to 16)")
+
+
 def _check_config():
-    unknown = sorted({VARIANT, *ABLATION_VARIANTS, *PAPER_SWEEP["variants"]} - set(TEACHER["variants"]))
+    unknown = sorted({VARIANT, *(g["variant"] for g in SOURCES.values()), *ABLATION_VARIANTS,
+                      *PAPER_SWEEP["variants"]} - set(TEACHER["variants"]))
     if unknown:
         raise ValueError(f"config names teacher variants {unknown} that teacher.variants does not define "
                          f"(defined: {sorted(TEACHER['variants'])})")
@@ -178,24 +252,30 @@ def _check_config():
     if unknown:
         raise ValueError(f"config student.train names student variants {unknown} that student.variants does not "
                          f"define (defined: {sorted(STUDENT_CONFIG['variants'])})")
-    too_long = [T for T in TS + STUDENT_CONFIG["T"] if int(math.log2(T)) > LEVELS]
+    paper_levels = SOURCES.get(PAPER_SOURCE, {"levels": LEVELS})["levels"]
+    too_long = [T for T in STUDENT_CONFIG["T"] if int(math.log2(T)) > paper_levels]
     if too_long:
-        raise ValueError(f"config evaluation.T / student.T have {too_long}, which need more than "
-                         f"teacher.levels={LEVELS} levels")
+        raise ValueError(f"config student.T has {too_long}, which need more than teacher.levels={LEVELS} levels")
+    if TEACHER["bank_size"] is not None and TEACHER["zero_padded"] >= TEACHER["bank_size"]:
+        raise ValueError(f"config teacher.zero_padded={TEACHER['zero_padded']} must be less than teacher.bank_size="
+                         f"{TEACHER['bank_size']}: a bank's zero-padded rows are some of its rows")
 
 
 def _check_compressors():
-    if not COMPRESSORS["models"]:
-        return
     problems = []
-    if not set(COMPRESSORS["seeds"]) <= set(SEEDS):
-        problems.append(f"compressors.seeds {COMPRESSORS['seeds']} are not all in seeds {SEEDS} (they use its splits)")
-    if COMPRESSORS["dim"] not in DIMS:
-        problems.append(f"compressors.dim={COMPRESSORS['dim']} is not one of dims {DIMS}")
-    if COMPRESSORS["T"] not in TS:
-        problems.append(f"compressors.T={COMPRESSORS['T']} is not one of evaluation.T {TS}")
+    for name, setting in COMPRESSOR_SOURCES.items():
+        if name not in SOURCES:
+            problems.append(f"compressors.sources names {name}, which is not one of sources {list(SOURCES)}")
+            continue
+        grid_ = SOURCES[name]
+        if not set(COMPRESSORS["seeds"]) <= set(grid_["seeds"]):
+            problems.append(f"compressors.seeds {COMPRESSORS['seeds']} are not all in {name}'s seeds {grid_['seeds']}")
+        if setting["dim"] not in grid_["dims"]:
+            problems.append(f"the compressors' d={setting['dim']} on {name} is not one of its dims {grid_['dims']}")
+        if setting["T"] not in grid_["T"]:
+            problems.append(f"the compressors' T={setting['T']} on {name} is not one of its T {grid_['T']}")
     if problems:
-        raise ValueError("config: " + "; ".join(problems) + " (Table 1 compares them with the teacher there)")
+        raise ValueError("config: " + "; ".join(problems) + " (the compressors are compared with the teacher there)")
 
 
 def _check_video_config():
@@ -214,63 +294,119 @@ def _check_video_config():
 
 
 _check_config()
+_check_sources()
 _check_compressors()
 _check_video_config()
 
 
+# --- The sequences a job reads ----------------------------------------------------------------------
+def sequence_inputs(w, held_out=True):
+    """What `imfn`'s SEQUENCES flags of source ``w.source`` read: the MNIST store, the seed's split and, for a job
+    that reads the held-out part, the source's canonical test file if one is configured."""
+    inputs = {"mnist": MNIST, "split": SPLIT.format(seed=w.seed)}
+    canonical = SOURCES[w.source]["canonical_test"]
+    if held_out and canonical is not None:
+        inputs["canonical"] = canonical
+    return inputs
+
+
+def training_sequence_inputs(w):
+    return sequence_inputs(w, held_out=False)
+
+
+def sequence_flags(w, held_out=True):
+    """`--source --mnist --split [--canonical-test]`: the sequences of :func:`sequence_inputs`."""
+    inputs = sequence_inputs(w, held_out)
+    return (f"--source {w.source} --mnist {inputs['mnist']} --split {inputs['split']}"
+            + (f" --canonical-test {inputs['canonical']}" if "canonical" in inputs else ""))
+
+
+def training_sequence_flags(w):
+    return sequence_flags(w, held_out=False)
+
+
+def source_list(w, key):
+    """A source's dims or T, as space-separated flag values."""
+    return " ".join(map(str, SOURCES[w.source][key]))
+
+
 # --- Teacher and student inputs ---------------------------------------------------------------------
-def bank_path(seed, dim, variant, level):
-    """Level 0's bank holds images and is shared by every d and variant; higher banks hold d-dim codes."""
+def bank_path(source, seed, dim, variant, level):
+    """Level 0's bank holds frame pairs and is shared by every d and variant; higher banks hold d-dim codes."""
     level = int(level)
     if level == 0:
-        return IMAGE_BANK.format(seed=seed)
-    return LATENT_BANK.format(seed=seed, dim=dim, variant=variant, level=level)
+        return IMAGE_BANK.format(source=source, seed=seed)
+    return LATENT_BANK.format(source=source, seed=seed, dim=dim, variant=variant, level=level)
 
 
-def sweeper_paths(seed, dim, variant, levels):
-    return [SWEEPER.format(seed=seed, dim=dim, variant=variant, level=level) for level in range(levels)]
+def sweeper_paths(source, seed, dim, variant, levels):
+    return [SWEEPER.format(source=source, seed=seed, dim=dim, variant=variant, level=level) for level in range(levels)]
+
+
+def lower_levels(w):
+    """The checkpoints of the levels below ``w.level``."""
+    return sweeper_paths(w.source, w.seed, w.dim, w.variant, int(w.level))
 
 
 def train_inputs(w):
-    """A level trains on its bank; with a depth decoder it also reads the images and the levels below."""
-    inputs = {"bank": bank_path(w.seed, w.dim, w.variant, w.level)}
+    """A level trains on its bank; with a depth decoder it also reads the training sequences and the levels below."""
+    inputs = {"bank": bank_path(w.source, w.seed, w.dim, w.variant, w.level)}
     if variant_settings(w.variant)["decoder"]["epochs"] > 0:
-        inputs["image_bank"] = IMAGE_BANK.format(seed=w.seed)
-        inputs["lower"] = sweeper_paths(w.seed, w.dim, w.variant, int(w.level))
+        inputs |= training_sequence_inputs(w)
+        inputs["lower"] = lower_levels(w)
     return inputs
 
 
 def decoder_inputs(w):
-    """`--image-bank` and `--lower` for a variant with depth decoders (nothing without them)."""
+    """The sequences' flags and `--lower` for a variant with depth decoders (nothing without them)."""
     inputs = train_inputs(w)
-    if "image_bank" not in inputs:
+    if "lower" not in inputs:
         return ""
     lower = " ".join(inputs["lower"])
-    return f"--image-bank {inputs['image_bank']}" + (f" --lower {lower}" if lower else "")
+    return training_sequence_flags(w) + (f" --lower {lower}" if lower else "")
 
 
 def teacher_for_T(w):
     """The teacher levels a sequence of length T goes through."""
-    return sweeper_paths(w.seed, w.dim, w.variant, int(math.log2(int(w.T))))
+    return sweeper_paths(w.source, w.seed, w.dim, w.variant, int(math.log2(int(w.T))))
 
 
 # --- Target lists -----------------------------------------------------------------------------------
-def cells(variants, dims, seeds):
-    return [dict(seed=s, dim=d, variant=v) for v in variants for s in seeds for d in dims]
+def cells(source, variants, dims, seeds):
+    return [dict(source=source, seed=s, dim=d, variant=v) for v in variants for s in seeds for d in dims]
 
 
-def grid(pattern, variants=(VARIANT,), dims=DIMS, seeds=SEEDS):
-    """``pattern`` over seeds x dims x variants, and over levels / T when it has those wildcards."""
+def grid(pattern, source=PAPER_SOURCE, variants=None, dims=None, seeds=None):
+    """``pattern`` over a source's seeds x dims x variants (unset: the source's grid and teacher variant), and
+    over its levels / T when it has those wildcards."""
+    config_ = SOURCES[source]
+    cells_ = cells(source, variants or [config_["variant"]], dims or config_["dims"], seeds or config_["seeds"])
     if "{level}" in pattern:
-        return [pattern.format(**c, level=l) for c in cells(variants, dims, seeds) for l in range(LEVELS)]
+        return [pattern.format(**c, level=l) for c in cells_ for l in range(config_["levels"])]
     if "{T}" in pattern:
-        return [pattern.format(**c, T=T) for c in cells(variants, dims, seeds) for T in TS]
-    return [pattern.format(**c) for c in cells(variants, dims, seeds)]
+        return [pattern.format(**c, T=T) for c in cells_ for T in config_["T"]]
+    return [pattern.format(**c) for c in cells_]
+
+
+def source_grids(pattern):
+    """:func:`grid` of every source, each at its own grid."""
+    return [path for source in SOURCES for path in grid(pattern, source)]
+
+
+def per_source_seed(pattern, sources=None):
+    """``pattern`` (wildcards source and seed) for every seed of each of ``sources`` (unset: all)."""
+    return [pattern.format(source=source, seed=seed) for source in (sources or SOURCES)
+            for seed in SOURCES[source]["seeds"]]
+
+
+def autoencoder_roundtrips():
+    return [AUTOENCODER_ROUNDTRIP.format(source=source, seed=seed, k=k) for source in SOURCES
+            for seed in SOURCES[source]["seeds"] for k in autoencoder_ks(source)]
 
 
 def paper_sweep_grid(pattern):
     """``pattern`` over the paper sweep's variants at its one seed and d."""
-    return grid(pattern, PAPER_SWEEP["variants"], [PAPER_SWEEP["dim"]], [PAPER_SWEEP["seed"]])
+    return grid(pattern, PAPER_SOURCE, PAPER_SWEEP["variants"], [PAPER_SWEEP["dim"]], [PAPER_SWEEP["seed"]])
 
 
 def ablation_inputs(wildcards):
@@ -287,13 +423,15 @@ def paper_sweep_autoencoders(wildcards):
     if PAPER_SWEEP["dim"] not in DIMS or PAPER_SWEEP["seed"] not in SEEDS:
         raise ValueError(f"config paper_sweep runs at seed {PAPER_SWEEP['seed']} and d = {PAPER_SWEEP['dim']}, which "
                          f"must be in seeds {SEEDS} and dims {DIMS} (the per-frame references are computed there)")
-    ks = sorted({min(PAPER_SWEEP["dim"] // T, 784) for T in TS} - {0})
-    return [AUTOENCODER_ROUNDTRIP.format(seed=PAPER_SWEEP["seed"], k=k) for k in ks]
+    ks = autoencoder_ks(PAPER_SOURCE, [PAPER_SWEEP["dim"]])
+    return [AUTOENCODER_ROUNDTRIP.format(source=PAPER_SOURCE, seed=PAPER_SWEEP["seed"], k=k) for k in ks]
 
 
 def student_grid(pattern):
-    """``pattern`` over seeds x student T x the trained student variants, for the grid's teacher at d = student.dim."""
-    return [pattern.format(seed=s, dim=STUDENT_CONFIG["dim"], variant=VARIANT, T=T, student_variant=name)
+    """``pattern`` over seeds x student T x the trained student variants, for the grid's teacher at d = student.dim
+    (of the paper source)."""
+    return [pattern.format(source=PAPER_SOURCE, seed=s, dim=STUDENT_CONFIG["dim"], variant=VARIANT, T=T,
+                           student_variant=name)
             for s in SEEDS for T in STUDENT_CONFIG["T"] for name in STUDENT_CONFIG["train"]]
 
 
@@ -307,22 +445,29 @@ def student_flags(wildcards):
     return flags({**STUDENT_CONFIG["training"], **STUDENT_CONFIG["variants"][wildcards.student_variant]})
 
 
-def compressor_grid(pattern):
-    return [pattern.format(seed=s, dim=COMPRESSORS["dim"], model=m)
-            for s in COMPRESSORS["seeds"] for m in COMPRESSORS["models"]]
+def compressor_grid(pattern, sources=None):
+    """``pattern`` over the compressors' seeds and models on each of ``sources`` (unset: all of theirs)."""
+    return [pattern.format(source=source, seed=s, dim=COMPRESSOR_SOURCES[source]["dim"], model=m)
+            for source in (sources or COMPRESSOR_SOURCES) for s in COMPRESSORS["seeds"] for m in COMPRESSORS["models"]]
+
+
+def compressor_setting(w, key):
+    """The compressors' d or T on source ``w.source``."""
+    return COMPRESSOR_SOURCES[w.source][key]
 
 
 def metric_inputs(w):
-    """The files one tidy table under results/metrics concatenates."""
+    """The files one tidy table under results/metrics concatenates (every source's rows, with a source column)."""
     return {
-        "teacher": grid(ROUNDTRIP),
-        "teacher_health": grid(SWEEPER_HEALTH),
-        "teacher_ablation": grid(ROUNDTRIP, ABLATION_VARIANTS, ABLATION_DIMS),
-        "teacher_ablation_health": grid(SWEEPER_HEALTH, ABLATION_VARIANTS, ABLATION_DIMS),
+        "teacher": source_grids(ROUNDTRIP),
+        "teacher_health": source_grids(SWEEPER_HEALTH),
+        "teacher_ablation": grid(ROUNDTRIP, PAPER_SOURCE, ABLATION_VARIANTS, ABLATION_DIMS),
+        "teacher_ablation_health": grid(SWEEPER_HEALTH, PAPER_SOURCE, ABLATION_VARIANTS, ABLATION_DIMS),
         "paper_sweep": paper_sweep_grid(ROUNDTRIP),
         "paper_sweep_health": paper_sweep_grid(SWEEPER_HEALTH),
-        "pca": expand(PCA_ROUNDTRIP, seed=SEEDS),
-        "autoencoder": expand(AUTOENCODER_ROUNDTRIP, seed=SEEDS, k=AUTOENCODER_KS),
+        "pca": per_source_seed(PCA_ROUNDTRIP),
+        "autoencoder": autoencoder_roundtrips(),
+        "clip_pca": per_source_seed(CLIP_PCA, CLIP_PCA_SOURCES),
         "student": student_grid(ONLINE),
         "compressors": compressor_grid(COMPRESSOR_ROUNDTRIP),
     }[w.table]

@@ -1,11 +1,11 @@
 # End-to-end sequence compressors (method.md section 5): Transformer and Mamba, trained end to end at
-# T frames -> d numbers and evaluated on the teacher's held-out sequences; Tables 1-2 and Figure 6.
+# T frames -> d numbers on each source of compressors.sources and evaluated on the teacher's held-out sequences;
+# Tables 1-2 and Figure 6 (of the paper source).
 
 
 rule train_compressor:
     input:
-        mnist=MNIST,
-        split=SPLIT,
+        unpack(training_sequence_inputs),
     output:
         model=COMPRESSOR,
         loss=COMPRESSOR_LOSS,
@@ -16,7 +16,8 @@ rule train_compressor:
     benchmark:
         f"{COMPRESSOR_BENCHMARKS}/train_compressor_{{model}}.tsv"
     params:
-        T=COMPRESSORS["T"],
+        sequences=training_sequence_flags,
+        T=lambda w: compressor_setting(w, "T"),
         training=flags(COMPRESSORS["training"]),
         model=lambda w: flags(COMPRESSORS[w.model]),
         device=DEVICE,
@@ -27,16 +28,15 @@ rule train_compressor:
     conda:
         "../envs/imfn.yaml"
     shell:
-        "imfn train-compressor --model {wildcards.model} --mnist {input.mnist} --split {input.split}"
+        "imfn train-compressor --model {wildcards.model} {params.sequences}"
         " --seed {wildcards.seed} --dim {wildcards.dim} --T {params.T} {params.training} {params.model}"
         " {params.device} {params.allow_slow_mamba} --threads {threads} --out {output.model} --loss-out {output.loss} --log {log}"
 
 
 rule evaluate_compressor:
     input:
+        unpack(sequence_inputs),
         model=COMPRESSOR,
-        mnist=MNIST,
-        split=SPLIT,
     output:
         COMPRESSOR_ROUNDTRIP,
     wildcard_constraints:
@@ -46,6 +46,7 @@ rule evaluate_compressor:
     benchmark:
         f"{COMPRESSOR_BENCHMARKS}/evaluate_compressor_{{model}}.tsv"
     params:
+        sequences_flags=sequence_flags,
         sequences=config["evaluation"]["sequences"],
         device=DEVICE,
         allow_slow_mamba="--allow-slow-mamba" if COMPRESSORS["allow_slow_mamba"] else "",
@@ -55,7 +56,7 @@ rule evaluate_compressor:
     conda:
         "../envs/imfn.yaml"
     shell:
-        "imfn evaluate-compressor --checkpoint {input.model} --mnist {input.mnist} --split {input.split}"
+        "imfn evaluate-compressor --checkpoint {input.model} {params.sequences_flags}"
         " --seed {wildcards.seed} --sequences {params.sequences} {params.device} {params.allow_slow_mamba}"
         " --threads {threads}"
         " --out {output} --log {log}"
@@ -81,9 +82,10 @@ rule compressor_report:
         metrics=["results/metrics/teacher.parquet", "results/metrics/compressors.parquet",
                  "results/metrics/autoencoder.parquet", "results/metrics/pca.parquet"],
         param_counts="results/metrics/param_counts.parquet",
-        sweepers=sweeper_paths(COMPRESSORS["seeds"][0], COMPRESSORS["dim"], VARIANT, int(math.log2(COMPRESSORS["T"]))),
-        compressors=[COMPRESSOR.format(seed=COMPRESSORS["seeds"][0], dim=COMPRESSORS["dim"], model=m)
-                     for m in COMPRESSORS["models"]],
+        sweepers=sweeper_paths(PAPER_SOURCE, COMPRESSORS["seeds"][0], PAPER_COMPRESSORS["dim"], VARIANT,
+                               int(math.log2(PAPER_COMPRESSORS["T"]))),
+        compressors=[COMPRESSOR.format(source=PAPER_SOURCE, seed=COMPRESSORS["seeds"][0], dim=PAPER_COMPRESSORS["dim"],
+                                       model=m) for m in COMPRESSORS["models"]],
         mnist=MNIST,
         split=SPLIT.format(seed=COMPRESSORS["seeds"][0]),
     output:
@@ -94,8 +96,8 @@ rule compressor_report:
         "logs/compressor_report.log",
     params:
         teacher_variant=VARIANT,
-        T=COMPRESSORS["T"],
-        dim=COMPRESSORS["dim"],
+        T=PAPER_COMPRESSORS["T"],
+        dim=PAPER_COMPRESSORS["dim"],
         seed=COMPRESSORS["seeds"][0],
         figures=lambda w, output: os.path.dirname(output.figure[0]),
     threads: config["threads"]["eval"]

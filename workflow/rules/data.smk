@@ -30,18 +30,18 @@ rule split:
 
 
 rule image_bank:
-    """Bank 0: every training image of the seed's split and teacher.zero_images all-zero images, shuffled."""
+    """Bank 0: the adjacent frame pairs of the source's training sequences, teacher.zero_padded of them cut."""
     input:
-        mnist=MNIST,
-        split=SPLIT,
+        unpack(training_sequence_inputs),
     output:
         directory(IMAGE_BANK),
     log:
-        "logs/mnist/seed{seed}/image_bank.log",
+        f"{SOURCE_LOGS}/image_bank.log",
     params:
-        zero_images=TEACHER["zero_images"],
+        sequences=training_sequence_flags,
+        zero_padded=TEACHER["zero_padded"],
     conda:
         "../envs/imfn.yaml"
     shell:
-        "imfn image-bank --mnist {input.mnist} --split {input.split} --seed {wildcards.seed}"
-        " --zero-images {params.zero_images} --out {output} --log {log}"
+        "imfn image-bank {params.sequences} --seed {wildcards.seed} --zero-padded {params.zero_padded}"
+        " --out {output} --log {log}"

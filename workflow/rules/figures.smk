@@ -38,7 +38,7 @@ rule paper_sweep_report:
         sweep="results/metrics/paper_sweep.parquet",
         health="results/metrics/paper_sweep_health.parquet",
         autoencoders=paper_sweep_autoencoders,
-        pca=PCA_ROUNDTRIP.format(seed=PAPER_SWEEP["seed"]),
+        pca=PCA_ROUNDTRIP.format(source=PAPER_SOURCE, seed=PAPER_SWEEP["seed"]),
     output:
         table=reported(PAPER_SWEEP_OUTPUTS[0], "Paper variant sweep"),
         figures=reported(PAPER_SWEEP_OUTPUTS[1:], "Paper variant sweep"),

@@ -13,6 +13,13 @@ RENAMED_KEYS = [
     ("teacher.variants.*.architecture", "paper", "teacher.variants.*.architecture", "mlp", ARCHITECTURE_VALUES),
     ("student.recipes", None, "student.variants", None, "the same variant names; student.train lists those trained"),
     (
+        "teacher.zero_images",
+        None,
+        "teacher.zero_padded",
+        None,
+        "rows of every bank whose sequence is zero from a random frame on, not zero images added to bank 0",
+    ),
+    (
         "student.variants.*.architecture",
         "paper",
         "student.variants.*.architecture",

@@ -3,9 +3,8 @@ rule trajectories:
     group: GROUP_TRAJECTORIES
     priority: CHAIN_PRIORITY
     input:
+        unpack(sequence_inputs),
         sweepers=teacher_for_T,
-        mnist=MNIST,
-        split=SPLIT,
     output:
         directory(TRAJECTORIES),
     log:
@@ -13,6 +12,7 @@ rule trajectories:
     benchmark:
         f"{BENCHMARKS}/trajectories_T{{T}}_{{which}}.tsv"
     params:
+        sequences=sequence_flags,
         n=trajectories_n,
         device=DEVICE,
     threads: config["threads"]["student"]
@@ -21,8 +21,8 @@ rule trajectories:
     conda:
         "../envs/imfn.yaml"
     shell:
-        "imfn trajectories --sweepers {input.sweepers} --mnist {input.mnist} --split {input.split}"
-        " --which {wildcards.which} --seed {wildcards.seed} --T {wildcards.T} --n {params.n}"
+        "imfn trajectories --sweepers {input.sweepers} {params.sequences}"
+        " --part {wildcards.which} --seed {wildcards.seed} --T {wildcards.T} --n {params.n}"
         " {params.device} --threads {threads} --out {output} --log {log}"
 
 
@@ -57,10 +57,10 @@ rule evaluate_online:
     group: GROUP_ONLINE
     priority: CHAIN_PRIORITY
     input:
+        unpack(sequence_inputs),
         sweepers=teacher_for_T,
         student=STUDENT,
         trajectories=lambda w: TRAJECTORIES.format(**w, which="test"),
-        mnist=MNIST,
     output:
         ONLINE,
     log:
@@ -68,6 +68,7 @@ rule evaluate_online:
     benchmark:
         f"{BENCHMARKS}/evaluate_online_{{student_variant}}_T{{T}}.tsv"
     params:
+        sequences=sequence_flags,
         device=DEVICE,
     threads: config["threads"]["eval"]
     resources:
@@ -76,6 +77,6 @@ rule evaluate_online:
         "../envs/imfn.yaml"
     shell:
         "imfn evaluate-online --sweepers {input.sweepers} --student {input.student}"
-        " --trajectories {input.trajectories} --mnist {input.mnist} --seed {wildcards.seed} --T {wildcards.T}"
+        " --trajectories {input.trajectories} {params.sequences} --seed {wildcards.seed} --T {wildcards.T}"
         " --variant {wildcards.student_variant} --teacher-variant {wildcards.variant}"
         " {params.device} --threads {threads} --out {output} --log {log}"

@@ -32,8 +32,8 @@ rule build_bank:
     group: GROUP_LEVEL
     priority: CHAIN_PRIORITY
     input:
-        previous=lambda w: bank_path(w.seed, w.dim, w.variant, int(w.level) - 1),
-        sweeper=lambda w: SWEEPER.format(seed=w.seed, dim=w.dim, variant=w.variant, level=int(w.level) - 1),
+        unpack(training_sequence_inputs),
+        lower=lower_levels,
     output:
         directory(LATENT_BANK),
     wildcard_constraints:
@@ -43,6 +43,8 @@ rule build_bank:
     benchmark:
         f"{BENCHMARKS}/build_bank_L{{level}}.tsv"
     params:
+        sequences=training_sequence_flags,
+        zero_padded=TEACHER["zero_padded"],
         bank_size=optional("--bank-size", TEACHER["bank_size"]),
         device=DEVICE,
     threads: config["threads"]["bank"]
@@ -51,17 +53,16 @@ rule build_bank:
     conda:
         "../envs/imfn.yaml"
     shell:
-        "imfn build-bank --previous-bank {input.previous} --sweeper {input.sweeper} --seed {wildcards.seed}"
-        " --dim {wildcards.dim} --level {wildcards.level} {params.bank_size}"
+        "imfn build-bank {params.sequences} --lower {input.lower} --seed {wildcards.seed} --dim {wildcards.dim}"
+        " --level {wildcards.level} --zero-padded {params.zero_padded} {params.bank_size}"
         " {params.device} --threads {threads} --out {output} --log {log}"
 
 
 rule roundtrip:
     group: GROUP_ROUNDTRIPS
     input:
+        unpack(sequence_inputs),
         sweepers=teacher_for_T,
-        mnist=MNIST,
-        split=SPLIT,
     output:
         ROUNDTRIP,
     log:
@@ -69,6 +70,7 @@ rule roundtrip:
     benchmark:
         f"{BENCHMARKS}/roundtrip_T{{T}}.tsv"
     params:
+        sequences_flags=sequence_flags,
         sequences=config["evaluation"]["sequences"],
         device=DEVICE,
     threads: config["threads"]["eval"]
@@ -77,51 +79,51 @@ rule roundtrip:
     conda:
         "../envs/imfn.yaml"
     shell:
-        "imfn roundtrip --sweepers {input.sweepers} --mnist {input.mnist} --split {input.split}"
+        "imfn roundtrip --sweepers {input.sweepers} {params.sequences_flags}"
         " --seed {wildcards.seed} --dim {wildcards.dim} --T {wildcards.T} --variant {wildcards.variant}"
         " --sequences {params.sequences} {params.device} --threads {threads} --out {output} --log {log}"
 
 
 rule pca_roundtrip:
-    """Per-frame PCA at equal memory (k = d // T per frame), every d and T of the grid."""
+    """Per-frame PCA at equal memory (k = d // T per frame), every d and T of the source's grid."""
     input:
-        mnist=MNIST,
-        split=SPLIT,
+        unpack(sequence_inputs),
     output:
         PCA_ROUNDTRIP,
     log:
-        "logs/mnist/seed{seed}/pca_roundtrip.log",
+        f"{SOURCE_LOGS}/pca_roundtrip.log",
     benchmark:
-        "benchmarks/mnist/seed{seed}/pca_roundtrip.tsv"
+        f"{SOURCE_BENCHMARKS}/pca_roundtrip.tsv"
     params:
-        dims=" ".join(map(str, DIMS)),
-        Ts=" ".join(map(str, TS)),
+        sequences_flags=sequence_flags,
+        dims=lambda w: source_list(w, "dims"),
+        Ts=lambda w: source_list(w, "T"),
         sequences=config["evaluation"]["sequences"],
     threads: config["threads"]["eval"]
     conda:
         "../envs/imfn.yaml"
     shell:
-        "imfn pca-roundtrip --mnist {input.mnist} --split {input.split} --seed {wildcards.seed} --dims {params.dims}"
+        "imfn pca-roundtrip {params.sequences_flags} --seed {wildcards.seed} --dims {params.dims}"
         " --T {params.Ts} --sequences {params.sequences} --threads {threads} --out {output} --log {log}"
 
 
 rule frame_autoencoder:
-    """The per-frame autoencoder of k numbers (the limit at equal memory), evaluated at every (d, T) with d // T = k."""
+    """The per-frame autoencoder of k numbers, evaluated at every (d, T) of the source's grid with d // T = k."""
     input:
-        mnist=MNIST,
-        split=SPLIT,
+        unpack(sequence_inputs),
     output:
         model=AUTOENCODER,
         loss=AUTOENCODER_LOSS,
         roundtrip=AUTOENCODER_ROUNDTRIP,
     log:
-        "logs/mnist/seed{seed}/autoencoder_k{k}.log",
+        f"{SOURCE_LOGS}/autoencoder_k{{k}}.log",
     benchmark:
-        "benchmarks/mnist/seed{seed}/autoencoder_k{k}.tsv"
+        f"{SOURCE_BENCHMARKS}/autoencoder_k{{k}}.tsv"
     params:
+        sequences_flags=sequence_flags,
         training=flags(config["reference"]["autoencoder"]),
-        dims=" ".join(map(str, DIMS)),
-        Ts=" ".join(map(str, TS)),
+        dims=lambda w: source_list(w, "dims"),
+        Ts=lambda w: source_list(w, "T"),
         sequences=config["evaluation"]["sequences"],
         device=DEVICE,
     threads: config["threads"]["train"]
@@ -130,14 +132,39 @@ rule frame_autoencoder:
     conda:
         "../envs/imfn.yaml"
     shell:
-        "imfn frame-autoencoder --mnist {input.mnist} --split {input.split} --seed {wildcards.seed} --k {wildcards.k}"
+        "imfn frame-autoencoder {params.sequences_flags} --seed {wildcards.seed} --k {wildcards.k}"
         " {params.training} --dims {params.dims} --T {params.Ts} --sequences {params.sequences} {params.device}"
         " --threads {threads} --out {output.model} --loss-out {output.loss} --roundtrip-out {output.roundtrip}"
         " --log {log}"
 
 
+rule clip_pca:
+    """Clip PCA (the d principal components of whole T-frame clips) and the mean frame, at every (d, T) of the
+    source's grid: the best linear code of a sequence whose frames share content."""
+    input:
+        unpack(sequence_inputs),
+    output:
+        CLIP_PCA,
+    log:
+        f"{SOURCE_LOGS}/clip_pca.log",
+    benchmark:
+        f"{SOURCE_BENCHMARKS}/clip_pca.tsv"
+    params:
+        sequences_flags=sequence_flags,
+        dims=lambda w: source_list(w, "dims"),
+        Ts=lambda w: source_list(w, "T"),
+        sequences=config["evaluation"]["sequences"],
+        fit_clips=config["reference"]["clip_pca"]["fit_clips"],
+    threads: config["threads"]["eval"]
+    conda:
+        "../envs/imfn.yaml"
+    shell:
+        "imfn clip-pca {params.sequences_flags} --seed {wildcards.seed} --dims {params.dims} --T {params.Ts}"
+        " --sequences {params.sequences} --fit-clips {params.fit_clips} --threads {threads} --out {output} --log {log}"
+
+
 rule aggregate_metrics:
-    """Tidy tables under results/metrics: one per model family."""
+    """Tidy tables under results/metrics: one per model family, every source's rows in it (a source column)."""
     localrule: True
     input:
         metric_inputs,
@@ -145,7 +172,7 @@ rule aggregate_metrics:
         report("results/metrics/{table}.parquet", caption="../report/metrics.rst", category="Metrics (Parquet)"),
     wildcard_constraints:
         table="teacher|teacher_health|teacher_ablation|teacher_ablation_health|paper_sweep|paper_sweep_health|pca|autoencoder|"
-        "student|compressors",
+        "clip_pca|student|compressors",
     log:
         "logs/metrics/{table}.log",
     params:
