@@ -39,6 +39,7 @@ def test_sequences(data: SplitImages, seed: int, T: int, sequences: int) -> torc
 
 
 def metric_rows(
+    source: str,
     model: str,
     variant: str | None,
     seed: int,
@@ -51,7 +52,8 @@ def metric_rows(
     """Long-format rows from per-frame MSE and SSIM, both (sequences, T). ``variant``: the model's named override
     set, None for a model without one; ``setup`` (a column only when given): what else tells the model apart,
     e.g. a compressor's size."""
-    base = {"model": model, "variant": variant, **({"setup": setup} if setup is not None else {}), "seed": seed}
+    base = {"source": source, "model": model, "variant": variant}
+    base |= {**({"setup": setup} if setup is not None else {}), "seed": seed}
     base |= {"dim": dim, "T": T}
     rows = [
         {**base, "position": None, "metric": "mse", "value": mse.mean().item()},
@@ -95,7 +97,7 @@ def evaluate_roundtrip(
         mse_parts.append(mse_per_frame(reconstruction, batch).cpu())
         ssim_parts.append(ssim_per_frame(reconstruction, batch).cpu())
     mse, ssim = torch.cat(mse_parts), torch.cat(ssim_parts)
-    frame = to_frame(metric_rows("imfn-teacher", variant, seed, dim, T, mse, ssim))
+    frame = to_frame(metric_rows("mnist", "imfn-teacher", variant, seed, dim, T, mse, ssim))
     with atomic_output(out) as tmp:
         frame.to_parquet(tmp, index=False)
     log.info(
