@@ -41,7 +41,7 @@ def test_roundtrip_metrics_are_tidy_and_consistent(two_levels):
     out = folder / "roundtrip_T4.parquet"
     evaluate_roundtrip(sweepers, mnist, split, 1, 8, 4, 30, out, torch.device("cpu"), "paper")
     frame = pd.read_parquet(out)
-    assert set(frame.columns) == {"model", "variant", "seed", "dim", "T", "position", "metric", "value"}
+    assert set(frame.columns) == {"source", "model", "variant", "seed", "dim", "T", "position", "metric", "value"}
     overall = frame[frame["position"].isna()].set_index("metric")["value"]
     per_position = frame[frame["position"].notna() & (frame["metric"] == "mse")]
     assert per_position["position"].tolist() == [0, 1, 2, 3]
@@ -56,59 +56,3 @@ def test_roundtrip_needs_enough_levels(two_levels):
     mnist, split, sweepers, folder = two_levels
     with pytest.raises(ValueError, match="T=8 needs 3 teacher levels"):
         evaluate_roundtrip(sweepers, mnist, split, 1, 8, 8, 10, folder / "x.parquet", torch.device("cpu"), "paper")
-
-
-def test_per_frame_pca_keeps_d_over_T_components(two_levels):
-    from imfn.eval.pca import evaluate_pca, fit_pca, pca_roundtrip
-
-    mnist, split, _, folder = two_levels
-    frames = torch.rand(10, 784)
-    mean, basis = fit_pca(frames)
-    torch.testing.assert_close(pca_roundtrip(frames, mean, basis, 784), frames, atol=1e-4, rtol=0)
-    out = folder / "pca.parquet"
-    evaluate_pca(mnist, split, 1, [64, 256], [2, 8], 20, out)
-    frame = pd.read_parquet(out)
-    mse = frame[frame["position"].isna() & (frame["metric"] == "mse")].set_index(["dim", "T"])["value"]
-    assert (frame["model"] == "pca").all()
-    # more components per frame, less error: d=256,T=2 (k=128) < d=64,T=2 (k=32) < d=64,T=8 (k=8)
-    assert mse[(256, 2)] < mse[(64, 2)] < mse[(64, 8)]
-
-
-def test_the_untrained_per_frame_autoencoder_is_per_frame_pca_and_training_beats_it(two_levels):
-    from imfn.eval.frame_autoencoder import cells_for, evaluate_frame_autoencoder
-    from imfn.eval.pca import evaluate_pca, fit_pca, pca_roundtrip
-    from imfn.models.frame_autoencoder import FrameAutoencoder, FrameAutoencoderConfig, load_frame_autoencoder
-    from imfn.train.frame_autoencoder import FrameAutoencoderTraining, train_frame_autoencoder
-
-    mnist, split, _, folder = two_levels
-    images = torch.rand(300, 784)
-    untrained = FrameAutoencoder(FrameAutoencoderConfig(k=16, hidden=32))
-    untrained.init_from_data(images)
-    mean, basis = fit_pca(images)
-    torch.testing.assert_close(untrained(images), pca_roundtrip(images, mean, basis, 16), atol=1e-4, rtol=0)
-
-    assert cells_for(8, [64, 256, 1024], [2, 8, 32, 128]) == [(64, 8), (256, 32), (1024, 128)]
-    assert cells_for(784, [1024, 2048], [2]) == [(2048, 2)]  # a frame holds at most 784 numbers
-    outs = {name: folder / f"ae_{name}" for name in ("model.pt", "loss.parquet", "roundtrip.parquet")}
-    cpu = torch.device("cpu")
-    runs = {}
-    for epochs in (0, 2):
-        hp = FrameAutoencoderTraining(seed=1, k=8, hidden=64, epochs=epochs, batch_size=64)
-        train_frame_autoencoder(hp, mnist, split, outs["model.pt"], outs["loss.parquet"], cpu)
-        evaluate_frame_autoencoder(
-            outs["model.pt"], mnist, split, 1, [64, 256], [2, 8, 32], 20, outs["roundtrip.parquet"], cpu
-        )
-        runs[epochs] = pd.read_parquet(outs["roundtrip.parquet"])
-    frame = runs[2]
-    assert (frame["model"] == "autoencoder").all() and frame["variant"].isna().all()  # a reference has no variant
-    assert sorted(set(zip(frame["dim"], frame["T"], strict=True))) == [(64, 8), (256, 32)]
-    evaluate_pca(mnist, split, 1, [64], [8], 20, folder / "pca_k8.parquet")
-    pca = pd.read_parquet(folder / "pca_k8.parquet")
-
-    def mse(f, dim, T):
-        return f[f["position"].isna() & (f["metric"] == "mse") & (f["dim"] == dim) & (f["T"] == T)]["value"].item()
-
-    # zero epochs is per-frame PCA on the same held-out sequences; two epochs on 800 images improve on it
-    assert mse(runs[0], 64, 8) == pytest.approx(mse(pca, 64, 8), rel=1e-4)
-    assert mse(frame, 64, 8) < mse(runs[0], 64, 8)
-    assert load_frame_autoencoder(outs["model.pt"]).config == FrameAutoencoderConfig(k=8, hidden=64)
