@@ -86,7 +86,7 @@ def test_held_out_scoring_draws_the_test_part_in_chunks(mnist_store, split, monk
 
     sequences = open_sequences("moving_mnist", mnist_store, split, 1)
     whole = score_held_out(sequences, 4, 10, lambda frames: frames * 0.5)
-    monkeypatch.setattr(metrics, "FRAMES_PER_CHUNK", 12)  # 3 sequences of T = 4 at a time
+    monkeypatch.setattr(metrics, "CHUNK_PIXELS", 3 * 4 * 64 * 64)  # 3 sequences of T = 4 at a time
     chunked = score_held_out(sequences, 4, 10, lambda frames: frames * 0.5)
     frames = sequences.draw_float("test", 0, 10, 4)
     torch.testing.assert_close(chunked[0], whole[0])

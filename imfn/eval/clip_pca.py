@@ -36,7 +36,7 @@ from imfn.eval.roundtrip import metric_rows, to_frame
 
 log = logging.getLogger(__name__)
 
-CHUNK_VALUES = 2**24  # fit-clip values centred at once (as float64: 128 MB)
+CHUNK_VALUES = 2**23  # fit-clip values centred at once (as float64: 64 MB)
 RANK_TOLERANCE = 1e-10  # eigenvalues of G below this fraction of the largest span no direction
 
 
