@@ -31,7 +31,7 @@ import torch
 from imfn.atomic import atomic_output
 from imfn.data.sequences import Sequences
 from imfn.eval.metrics import score_held_out
-from imfn.eval.pca import training_frames
+from imfn.eval.pca import mean_image, training_frames
 from imfn.eval.roundtrip import metric_rows, to_frame
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def evaluate_clip_pca(
     """Rows of model ``clip-pca`` (d components of the whole clip) and ``mean-frame`` (no variant) at every
     (d, T), on held-out sequences ``0 .. count - 1``; clip PCA fit on training sequences ``0 .. fit_clips - 1``."""
     source, seed, pixels = sequences.source, sequences.seed, sequences.frame.pixels
-    mean_frame = _pixels(training_frames(sequences)).mean(dim=0).float()
+    mean_frame = mean_image(training_frames(sequences)).float()
     rows = []
     for T in Ts:
         clips = torch.from_numpy(sequences.draw("train", 0, fit_clips, T)).reshape(fit_clips, T * pixels)

@@ -43,6 +43,11 @@ def _pixels(images: torch.Tensor) -> torch.Tensor:
     return images.double() / 255.0 if images.dtype == torch.uint8 else images.double()
 
 
+def mean_image(images: torch.Tensor) -> torch.Tensor:
+    """(P,) float64: the mean of ``images`` (N, P), uint8 pixels or floats in [0, 1], ``PCA_CHUNK`` at a time."""
+    return sum(_pixels(chunk).sum(dim=0) for chunk in images.split(PCA_CHUNK)) / len(images)
+
+
 def fit_pca(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean (P,) and principal directions (P, r), columns by decreasing variance, of ``images`` (N, P): uint8
     pixels or floats in [0, 1]; r = P, or the directions N < P images span. With more images than pixels the
@@ -50,7 +55,7 @@ def fit_pca(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     exactly and more cheaply from the images' Gram matrix (N x N)."""
     if len(images) < 2:
         raise ValueError(f"PCA needs at least 2 images, got {len(images)}")
-    mean = sum(_pixels(chunk).sum(dim=0) for chunk in images.split(PCA_CHUNK)) / len(images)
+    mean = mean_image(images)
     if len(images) < images.shape[1]:
         centered = _pixels(images) - mean
         eigenvalues, eigenvectors = torch.linalg.eigh(centered @ centered.T)
