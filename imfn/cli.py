@@ -150,6 +150,11 @@ def sequences(a: argparse.Namespace):
     return open_sequences(a.source, a.mnist, a.split, a.seed, a.canonical_test)
 
 
+def sequence_inputs(a: argparse.Namespace) -> list[Path]:
+    """The files a verb's ``SEQUENCES`` flags read: what a training run's resume point is checked against."""
+    return [a.mnist, a.split] + ([a.canonical_test] if a.canonical_test else [])
+
+
 @verb("fetch-mnist", "write MNIST's 60,000 training images to a Zarr store", "--source:str --download-dir --out")
 def _fetch_mnist(a):
     from imfn.data.mnist import fetch_mnist
@@ -259,19 +264,31 @@ def _evaluate_online(a):
 @verb(
     "pca-roundtrip",
     "evaluate per-frame PCA at equal memory (k = d // T per frame)",
-    "--mnist --split --seed:int --dims:int+ --T:int+ --sequences:int --out",
+    f"{SEQUENCES} --seed:int --dims:int+ --T:int+ --sequences:int --out",
     threads=True,
 )
 def _pca_roundtrip(a):
     from imfn.eval.pca import evaluate_pca
 
-    evaluate_pca(a.mnist, a.split, a.seed, a.dims, a.T, a.sequences, a.out)
+    evaluate_pca(sequences(a), a.dims, a.T, a.sequences, a.out)
+
+
+@verb(
+    "clip-pca",
+    "evaluate clip PCA (d components of the whole T-frame clip) and the mean frame at equal memory",
+    f"{SEQUENCES} --seed:int --dims:int+ --T:int+ --sequences:int --fit-clips:int --out",
+    threads=True,
+)
+def _clip_pca(a):
+    from imfn.eval.clip_pca import evaluate_clip_pca
+
+    evaluate_clip_pca(sequences(a), a.dims, a.T, a.sequences, a.fit_clips, a.out)
 
 
 @verb(
     "frame-autoencoder",
     "train the per-frame autoencoder of k numbers and evaluate it at every (d, T) with d // T = k",
-    "--mnist --split --dims:int+ --T:int+ --sequences:int --out --loss-out --roundtrip-out",
+    f"{SEQUENCES} --dims:int+ --T:int+ --sequences:int --out --loss-out --roundtrip-out",
     hyper=[(FRAME_AUTOENCODER, "")],
     device=True,
 )
@@ -280,16 +297,15 @@ def _frame_autoencoder(a):
     from imfn.train.frame_autoencoder import train_frame_autoencoder
 
     training = hp(a, FRAME_AUTOENCODER)
-    train_frame_autoencoder(training, a.mnist, a.split, a.out, a.loss_out, a.device)
-    evaluate_frame_autoencoder(
-        a.out, a.mnist, a.split, training.seed, a.dims, a.T, a.sequences, a.roundtrip_out, a.device
-    )  # fmt: skip
+    source = sequences(a)
+    train_frame_autoencoder(training, source, a.out, a.loss_out, a.device, sequence_inputs(a))
+    evaluate_frame_autoencoder(a.out, source, a.dims, a.T, a.sequences, a.roundtrip_out, a.device)
 
 
 @verb(
     "train-compressor",
     "train a Transformer or Mamba sequence compressor (its size: config compressors.<model>)",
-    "--model:str --mnist --split --dim:int --out --loss-out --allow-slow-mamba:bool "
+    f"--model:str {SEQUENCES} --dim:int --out --loss-out --allow-slow-mamba:bool "
     + " ".join(f"--{name.replace('_', '-')}:{'float' if name == 'dropout' else 'int'}?" for name in COMPRESSOR_SIZE),
     hyper=[(COMPRESSOR, "")],
     device=True,
@@ -298,21 +314,24 @@ def _train_compressor(a):
     from imfn.train.compressor import model_config, train_compressor
 
     training = hp(a, COMPRESSOR)
+    source = sequences(a)
     size = {name: getattr(a, name) for name in COMPRESSOR_SIZE if getattr(a, name) is not None}
-    config = model_config(a.model, a.dim, training.T, size)
-    train_compressor(a.model, config, training, a.mnist, a.split, a.out, a.loss_out, a.device, a.allow_slow_mamba)
+    config = model_config(a.model, a.dim, training.T, size, tuple(source.frame.as_list()))
+    train_compressor(
+        a.model, config, training, source, a.out, a.loss_out, a.device, a.allow_slow_mamba, sequence_inputs(a)
+    )
 
 
 @verb(
     "evaluate-compressor",
     "MSE/PSNR/SSIM of a compressor on the held-out sequences",
-    "--checkpoint --mnist --split --seed:int --sequences:int --out --allow-slow-mamba:bool",
+    f"--checkpoint {SEQUENCES} --seed:int --sequences:int --out --allow-slow-mamba:bool",
     device=True,
 )
 def _evaluate_compressor(a):
     from imfn.eval.compressor import evaluate_compressor
 
-    evaluate_compressor(a.checkpoint, a.mnist, a.split, a.seed, a.sequences, a.out, a.device, a.allow_slow_mamba)
+    evaluate_compressor(a.checkpoint, sequences(a), a.sequences, a.out, a.device, a.allow_slow_mamba)
 
 
 @verb("doctor", "print what this machine gives the pipeline (torch, CUDA, GPUs, Mamba kernels) and what to fix", "")

@@ -1,4 +1,4 @@
-"""Training, evaluation and reporting of the sequence compressors, on real MNIST at tiny sizes."""
+"""Training, evaluation and reporting of the sequence compressors, on real MNIST sequences at tiny sizes."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from imfn.data.mnist import load_split_images, write_split
+from imfn.data.mnist import write_split
+from imfn.data.sequences import open_sequences
 from imfn.eval.compressor import evaluate_compressor
-from imfn.eval.roundtrip import test_sequences as held_out_sequences
 from imfn.models.compressors import TransformerCompressor, load_compressor
 from imfn.report.compressors import param_counts, table1, table2
 from imfn.train.compressor import CompressorTraining, model_config, train_compressor
@@ -34,10 +34,12 @@ def split(mnist_store, tmp_path_factory):
     return out
 
 
-def _train(model, mnist, split, folder, epochs=2, name="m"):
+def _train(model, mnist, split, folder, epochs=2, name="m", source="mnist"):
     hp = CompressorTraining(seed=0, epochs=epochs, T=T, sequences_per_epoch=48, batch_size=16, lr=1e-3)
     out, loss_out = folder / f"{name}.pt", folder / f"{name}_loss.parquet"
-    train_compressor(model, model_config(model, 16, T, SIZES[model]), hp, mnist, split, out, loss_out, "cpu")
+    sequences = open_sequences(source, mnist, split, 0)
+    config = model_config(model, 16, T, SIZES[model], tuple(sequences.frame.as_list()))
+    train_compressor(model, config, hp, sequences, out, loss_out, "cpu")
     return out, loss_out
 
 
@@ -64,17 +66,22 @@ def test_nan_loss_stops_with_a_clear_error_and_no_output(mnist_store, split, tmp
     assert not list(tmp_path.glob("nan*"))
 
 
-def test_evaluation_uses_the_teachers_held_out_sequences(mnist_store, split, tmp_path):
-    checkpoint, _ = _train("mamba", mnist_store, split, tmp_path, epochs=1)
+@pytest.mark.parametrize("source", ["mnist", "moving_mnist"])
+def test_evaluation_uses_the_teachers_held_out_sequences(source, mnist_store, split, tmp_path):
+    checkpoint, _ = _train("mamba", mnist_store, split, tmp_path, epochs=1, source=source)
     out = tmp_path / "eval.parquet"
-    evaluate_compressor(checkpoint, mnist_store, split, 0, 20, out, torch.device("cpu"))
+    sequences = open_sequences(source, mnist_store, split, 0)
+    evaluate_compressor(checkpoint, sequences, 20, out, torch.device("cpu"))
     rows = pd.read_parquet(out)
     overall = rows[rows["position"].isna()].set_index("metric")["value"]
-    frames = held_out_sequences(load_split_images(mnist_store, split), 0, T, 20)
+    frames = sequences.draw_float("test", 0, 20, T)  # held-out sequences 0..19, as the teacher's roundtrip reads
+    model = load_compressor(checkpoint)
     with torch.no_grad():
-        expected = F.mse_loss(load_compressor(checkpoint)(frames), frames).item()
+        expected = F.mse_loss(model(frames), frames).item()
     assert overall["mse"] == pytest.approx(expected, rel=1e-5)
+    assert model.source == source and model.config.frame == tuple(sequences.frame.as_list())
     assert set(rows["model"]) == {"mamba"} and set(rows["T"]) == {T} and set(rows["dim"]) == {16}
+    assert set(rows["source"]) == {source}
     assert rows["variant"].isna().all()  # a compressor has no variant: its size is its setup
     assert "width 24, 1 layers" in rows["setup"].iloc[0]
     assert rows["setup"].iloc[0].endswith("pure-PyTorch scan")  # Table 1's setup names the implementation
@@ -128,7 +135,34 @@ def test_paper_size_counts_on_meta_modules_equal_instantiated_ones(tmp_path):
 
 
 def test_unknown_compressor_or_setting_is_a_clear_error():
+    frame = (28, 28)
     with pytest.raises(ValueError, match="unknown compressor 'lstm'"):
-        model_config("lstm", 16, T, {})
+        model_config("lstm", 16, T, {}, frame)
     with pytest.raises(ValueError, match=r"transformer has no setting \['d_state'\]"):
-        model_config("transformer", 16, T, {"d_state": 4})
+        model_config("transformer", 16, T, {"d_state": 4}, frame)
+    with pytest.raises(ValueError, match=r"transformer has no setting \['frame'\]"):  # the source sets it
+        model_config("transformer", 16, T, {"frame": [64, 64]}, frame)
+
+
+def test_a_compressor_of_one_source_is_not_evaluated_on_another(mnist_store, split, tmp_path):
+    checkpoint, _ = _train("transformer", mnist_store, split, tmp_path, epochs=1)
+    moving = open_sequences("moving_mnist", mnist_store, split, 0)
+    with pytest.raises(ValueError, match="was trained on mnist sequences, not moving_mnist"):
+        evaluate_compressor(checkpoint, moving, 4, tmp_path / "x.parquet", torch.device("cpu"))
+    hp = CompressorTraining(seed=0, epochs=1, T=T, sequences_per_epoch=16)
+    with pytest.raises(ValueError, match=r"transformer built for \(28, 28\) frames; moving_mnist's are \(64, 64\)"):
+        train_compressor("transformer", model_config("transformer", 16, T, SIZES["transformer"], (28, 28)), hp,
+                         moving, tmp_path / "y.pt", tmp_path / "y.parquet", "cpu")  # fmt: skip
+    assert not list(tmp_path.glob("[xy]*"))
+
+
+def test_every_epoch_trains_on_new_training_sequences(mnist_store, split, monkeypatch, tmp_path):
+    from imfn.data.sequences import Sequences
+
+    drawn = []
+    draw = Sequences.draw_float
+    monkeypatch.setattr(Sequences, "draw_float", lambda self, part, start, count, T: drawn.append(
+        (part, start, count)) or draw(self, part, start, count, T))  # fmt: skip
+    _train("transformer", mnist_store, split, tmp_path, epochs=2)
+    # 48 sequences an epoch in batches of 16: epoch 0 reads 0..47, epoch 1 reads 48..95
+    assert drawn == [("train", start, 16) for start in range(0, 96, 16)]

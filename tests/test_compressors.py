@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from imfn import provenance
+from imfn.data.frame import MNIST_FRAME
 from imfn.models import compressors
 from imfn.models.compressors import (
     MambaBlock,
@@ -23,6 +24,7 @@ from imfn.models.compressors import (
 from imfn.models.layers import parameter_count
 
 D, T, N = 32, 8, 3
+PIXELS = MNIST_FRAME.pixels  # the default frame: an MNIST digit
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +40,7 @@ def tiny(kind: str, **overrides):
 
 
 def frames(n: int = N, t: int = T, seed: int = 1) -> torch.Tensor:
-    return torch.rand(n, t, 784, generator=torch.Generator().manual_seed(seed))
+    return torch.rand(n, t, PIXELS, generator=torch.Generator().manual_seed(seed))
 
 
 @pytest.mark.parametrize("kind", ["transformer", "mamba"])
@@ -49,13 +51,13 @@ def test_shapes_and_bottleneck(kind):
         memory = model.encode(x)
         assert memory.shape == (N, D)  # the whole sequence goes through one d-vector
         decoded = model.decode(memory, T)
-        assert decoded.shape == (N, T, 784)
+        assert decoded.shape == (N, T, PIXELS)
         assert decoded.min() >= 0 and decoded.max() <= 1
         # forward is encode then decode: nothing but the memory reaches the decoder
         torch.testing.assert_close(model(x), decoded, rtol=0, atol=0)
         # and the memory matters: another sequence's memory decodes to other frames
         assert not torch.allclose(model.decode(memory.roll(1, dims=0), T), decoded)
-        assert model.decode(memory, T - 3).shape == (N, T - 3, 784)
+        assert model.decode(memory, T - 3).shape == (N, T - 3, PIXELS)
     with pytest.raises(ValueError):
         model.decode(memory, T + 1)
 
@@ -155,7 +157,7 @@ def test_mamba_encoder_is_causal():
     x = frames()
     changed = x.clone()
     t = 5
-    changed[:, t] = torch.rand(N, 784)
+    changed[:, t] = torch.rand(N, PIXELS)
     with torch.no_grad():
         before, after = model.encode_sequence(x), model.encode_sequence(changed)
     torch.testing.assert_close(after[:, :t], before[:, :t], rtol=0, atol=0)
@@ -179,6 +181,11 @@ def test_checkpoint_round_trip(kind, tmp_path):
     assert type(loaded) is type(model) and loaded.config == model.config and not loaded.training
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), expected, rtol=0, atol=0)
+    old = compressor_checkpoint(model)
+    old["config"].pop("frame")  # a checkpoint from before frames had a shape: MNIST digits
+    torch.save(old, tmp_path / "old.pt")
+    assert load_compressor(tmp_path / "old.pt").config.frame == (MNIST_FRAME.height, MNIST_FRAME.width)
+    assert load_compressor(tmp_path / "old.pt").source == "mnist"
     torch.save({"kind": "something-else"}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not an IMFN compressor"):
         load_compressor(tmp_path / "other.pt")
@@ -202,6 +209,19 @@ def test_paper_size_parameter_counts(kind):
         f"difference to paper {PAPER[kind] - count:,} = {(PAPER[kind] - count) / 1024:g} * 1024)"
     )
     assert math.isclose(count, PAPER[kind], rel_tol=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["transformer", "mamba"])
+def test_frames_of_another_shape_in_and_out_and_in_the_checkpoint(kind, tmp_path):
+    model = tiny(kind, frame=(12, 20)).eval()
+    x = torch.rand(N, T, 12 * 20, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert model(x).shape == (N, T, 12 * 20)
+    torch.save(compressor_checkpoint(model, source="moving_mnist"), tmp_path / "model.pt")
+    loaded = load_compressor(tmp_path / "model.pt")
+    assert loaded.config.frame == (12, 20) and loaded.source == "moving_mnist"
+    with pytest.raises(RuntimeError):  # frames of the wrong size do not fit the embedding
+        model(frames())
 
 
 def test_transformer_memory_depends_on_frame_order():

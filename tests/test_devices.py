@@ -154,6 +154,8 @@ def test_a_fake_cuda_less_slurm_job_fails_at_once_and_records_why(tmp_path):
         "evaluate-compressor",
         "--checkpoint",
         missing,
+        "--source",
+        "mnist",
         "--mnist",
         missing,
         "--split",

@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from imfn.eval.metrics import mse_per_frame, psnr, ssim_per_frame
@@ -33,3 +34,22 @@ def test_ssim_equals_torchmetrics_standard_ssim():
         blurred.reshape(-1, 1, 28, 28), frames.reshape(-1, 1, 28, 28), data_range=1.0, reduction="none"
     )
     torch.testing.assert_close(ssim_per_frame(blurred, frames), expected, atol=1e-5, rtol=0)
+
+
+def test_ssim_on_the_frame_shape_of_each_source_equals_torchmetrics():
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    from imfn.data.sequences import frame_shape
+
+    generator = torch.Generator().manual_seed(2)
+    for height, width in [(frame_shape("moving_mnist").height, frame_shape("moving_mnist").width), (20, 36)]:
+        frames = torch.rand(6, height * width, generator=generator)
+        noisy = (frames + 0.2 * torch.randn(6, height * width, generator=generator)).clamp(0, 1)
+        expected = structural_similarity_index_measure(
+            noisy.reshape(-1, 1, height, width), frames.reshape(-1, 1, height, width), data_range=1.0, reduction="none"
+        )
+        torch.testing.assert_close(ssim_per_frame(noisy, frames, (height, width)), expected, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="frames of 720 pixels are not square"):
+        ssim_per_frame(frames, frames)
+    with pytest.raises(ValueError, match="frames of 720 pixels are not 28x28"):
+        ssim_per_frame(frames, frames, (28, 28))

@@ -59,7 +59,8 @@ def world(mnist_store, tmp_path_factory):
 
 def _jobs(w) -> dict[str, tuple[list[str], int]]:
     """verb and flags (without --out / --loss-out) of each kind of training job, and its epochs."""
-    compressor = ["train-compressor", "--mnist", w["mnist"], "--split", w["split"], "--seed", 0, "--dim", 16]
+    compressor = ["train-compressor", "--source", "mnist", "--mnist", w["mnist"], "--split", w["split"], "--seed", 0]
+    compressor += ["--dim", 16]
     compressor += ["--T", 4, "--sequences-per-epoch", 32, "--batch-size", 8, "--lr", 1e-3, "--width", 16]
     compressor += ["--layers", 1, "--heads", 2, "--ffn-mult", 2]
     video = ["train-video", "--bank", w["folder"] / "clips.zarr", "--split", w["folder"] / "clip_split.parquet"]

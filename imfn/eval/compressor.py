@@ -1,8 +1,8 @@
 """Evaluate a trained sequence compressor on exactly the teacher's held-out sequences.
 
-Same sequences (``test_sequences`` of the seed at T), same metric code and the same long-format
-rows as the teacher's roundtrip, so every model lands in one comparable table; a compressor has no variant,
-its size is the column ``setup`` (:func:`size_label`).
+Same sequences (part ``test`` of the source, indices 0 .. sequences - 1, at the model's T), same metric code
+and the same long-format rows as the teacher's roundtrip, so every model lands in one comparable table; a
+compressor has no variant, its size is the column ``setup`` (:func:`size_label`).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 
 from imfn.atomic import atomic_output
-from imfn.data.mnist import load_split_images
+from imfn.data.sequences import Sequences
 from imfn.devices import autocast, batch_size
-from imfn.eval.metrics import mse_per_frame, psnr, ssim_per_frame
-from imfn.eval.roundtrip import metric_rows, test_sequences, to_frame
+from imfn.eval.metrics import psnr, score_held_out
+from imfn.eval.roundtrip import metric_rows, to_frame
 from imfn.models.compressors import load_compressor
 from imfn.models.layers import parameter_count
 
@@ -34,7 +34,7 @@ def size_label(model) -> str:
 
 @torch.no_grad()
 def reconstruct(model, frames: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """(N, T, 784) frames -> reconstructions, in batches, on ``device``; returned on the CPU."""
+    """(N, T, pixels) frames -> reconstructions, in batches, on ``device``; returned on the CPU."""
     with autocast():
         parts = [
             model(batch.to(device)).float().cpu() for batch in frames.split(batch_size(SEQUENCES_PER_BATCH, device))
@@ -44,25 +44,29 @@ def reconstruct(model, frames: torch.Tensor, device: torch.device) -> torch.Tens
 
 def evaluate_compressor(
     checkpoint: Path,
-    mnist: Path,
-    split: Path,
-    seed: int,
-    sequences: int,
+    sequences: Sequences,
+    count: int,
     out: Path,
     device: torch.device,
     allow_slow_mamba: bool = False,
 ) -> None:
+    """Rows of the compressor on held-out sequences ``0 .. count - 1`` of ``sequences`` (the source it was
+    trained on: a checkpoint of another source or frame shape is an error)."""
     model = load_compressor(checkpoint, device, allow_slow_mamba)
-    dim, T = model.config.dim, model.config.T
-    frames = test_sequences(load_split_images(mnist, split), seed, T, sequences)
-    reconstruction = reconstruct(model, frames, device)
-    mse, ssim = mse_per_frame(reconstruction, frames), ssim_per_frame(reconstruction, frames)
-    frame = to_frame(metric_rows(model.kind, None, seed, dim, T, mse, ssim, setup=size_label(model)))
+    if model.source != sequences.source:
+        raise ValueError(f"{checkpoint} was trained on {model.source} sequences, not {sequences.source}")
+    if tuple(model.config.frame) != tuple(sequences.frame.as_list()):
+        raise ValueError(f"{checkpoint} codes {model.config.frame} frames; {sequences.source}'s are "
+                         f"{tuple(sequences.frame.as_list())}")  # fmt: skip
+    dim, T, seed = model.config.dim, model.config.T, sequences.seed
+    mse, ssim = score_held_out(sequences, T, count, lambda frames: reconstruct(model, frames, device))
+    frame = to_frame(metric_rows(sequences.source, model.kind, None, seed, dim, T, mse, ssim, setup=size_label(model)))
     with atomic_output(out) as tmp:
         frame.to_parquet(tmp, index=False)
     log.info(
-        "%s seed %d d=%d T=%d: MSE %.5f, PSNR %.2f, SSIM %.4f",
+        "%s %s seed %d d=%d T=%d: MSE %.5f, PSNR %.2f, SSIM %.4f",
         model.kind,
+        sequences.source,
         seed,
         dim,
         T,

@@ -10,50 +10,54 @@ from pathlib import Path
 import torch
 
 from imfn.atomic import atomic_output
-from imfn.data.mnist import load_split_images
+from imfn.data.sequences import Sequences
 from imfn.devices import autocast, batch_size
-from imfn.eval.metrics import mse_per_frame, ssim_per_frame
-from imfn.eval.roundtrip import metric_rows, test_sequences, to_frame
-from imfn.models.frame_autoencoder import load_frame_autoencoder
+from imfn.eval.metrics import score_held_out
+from imfn.eval.roundtrip import metric_rows, to_frame
+from imfn.models.frame_autoencoder import FrameAutoencoder, load_frame_autoencoder
 
 log = logging.getLogger(__name__)
 
 FRAMES_PER_BATCH = 8192
-MAX_K = 784  # a frame has 784 pixels: more numbers than that keep nothing more
 
 
-def cells_for(k: int, dims: Sequence[int], Ts: Sequence[int]) -> list[tuple[int, int]]:
-    """The (d, T) of the grid whose memory holds k numbers per frame."""
-    return [(d, T) for d in dims for T in Ts if min(d // T, MAX_K) == k]
+def cells_for(k: int, dims: Sequence[int], Ts: Sequence[int], pixels: int) -> list[tuple[int, int]]:
+    """The (d, T) of the grid whose memory holds k numbers per frame (a frame of ``pixels`` pixels holds at
+    most that many: more keep nothing more)."""
+    return [(d, T) for d in dims for T in Ts if min(d // T, pixels) == k]
+
+
+@torch.no_grad()
+def reconstruct_frames(model: FrameAutoencoder, frames: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """(..., pixels) frames -> their reconstructions, in batches on ``device``, returned on the CPU."""
+    flat = frames.reshape(-1, frames.shape[-1])
+    with autocast():
+        parts = [model(chunk.to(device)).float().cpu() for chunk in flat.split(batch_size(FRAMES_PER_BATCH, device))]
+    return torch.cat(parts).reshape(frames.shape)
 
 
 def evaluate_frame_autoencoder(
     checkpoint: Path,
-    mnist: Path,
-    split: Path,
-    seed: int,
+    sequences: Sequences,
     dims: Sequence[int],
     Ts: Sequence[int],
-    sequences: int,
+    count: int,
     out: Path,
     device: torch.device,
 ) -> None:
     model = load_frame_autoencoder(checkpoint, device)
+    if model.config.frame != tuple(sequences.frame.as_list()):
+        raise ValueError(f"{checkpoint} codes {model.config.frame} frames; {sequences.source}'s are "
+                         f"{tuple(sequences.frame.as_list())}")  # fmt: skip
     k = model.config.k
-    cells = cells_for(k, dims, Ts)
+    cells = cells_for(k, dims, Ts, sequences.frame.pixels)
     if not cells:
         raise ValueError(f"no (d, T) of dims {list(dims)} x T {list(Ts)} keeps k={k} numbers per frame")
-    data = load_split_images(mnist, split)
     rows = []
     for dim, T in cells:
-        frames = test_sequences(data, seed, T, sequences)
-        flat = frames.reshape(-1, frames.shape[-1])
-        with torch.no_grad(), autocast():
-            reconstruction = torch.cat(
-                [model(chunk.to(device)).float().cpu() for chunk in flat.split(batch_size(FRAMES_PER_BATCH, device))]
-            ).reshape(frames.shape)
-        mse, ssim = mse_per_frame(reconstruction, frames), ssim_per_frame(reconstruction, frames)
-        rows += metric_rows("autoencoder", None, seed, dim, T, mse, ssim)
-        log.info("per-frame autoencoder seed %d d=%d T=%d (k=%d): MSE %.5f", seed, dim, T, k, mse.mean().item())
+        mse, ssim = score_held_out(sequences, T, count, lambda frames: reconstruct_frames(model, frames, device))
+        rows += metric_rows(sequences.source, "autoencoder", None, sequences.seed, dim, T, mse, ssim)
+        log.info("per-frame autoencoder %s seed %d d=%d T=%d (k=%d): MSE %.5f", sequences.source, sequences.seed,
+                 dim, T, k, mse.mean())  # fmt: skip
     with atomic_output(out) as tmp:
         to_frame(rows).to_parquet(tmp, index=False)

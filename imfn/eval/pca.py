@@ -1,9 +1,10 @@
-"""Per-frame PCA at equal memory: the reference every learned memory stands beside (MNIST and video).
+"""Per-frame PCA at equal memory: the reference every learned memory stands beside (sequences and video).
 
-A sequence of T frames with memory d keeps k = d // T principal components per frame
-(fit on the seed's training split), so it stores the same d numbers as the tree's root.
+A sequence of T frames with memory d keeps k = d // T principal components per frame (fit on frames of the
+source's training sequences, :func:`training_frames`), so it stores the same d numbers as the tree's root.
 Reconstructions are clipped to the pixel range [0, 1], as the teacher's decoder output is.
-It is evaluated on exactly the teacher's held-out sequences with the same metric code.
+It is evaluated on exactly the teacher's held-out sequences (part ``test``, indices 0 .. sequences - 1) with the
+same metric code.
 """
 
 from __future__ import annotations
@@ -16,20 +17,58 @@ import pandas as pd
 import torch
 
 from imfn.atomic import atomic_output
-from imfn.data.mnist import load_split_images
-from imfn.eval.metrics import mse_per_frame, psnr, ssim_per_frame
-from imfn.eval.roundtrip import metric_rows, test_sequences, to_frame
+from imfn.data.sequences import Sequences
+from imfn.eval.metrics import psnr, score_held_out
+from imfn.eval.roundtrip import metric_rows, to_frame
 from imfn.store import read_attrs
 
 log = logging.getLogger(__name__)
 
+PCA_CHUNK = 4096  # frames per step of the covariance sum: 64x64 frames never sit in memory as float64 all at once
+RANK_TOLERANCE = 1e-10  # Gram eigenvalues below this fraction of the largest span no direction
+
+
+def training_frames(sequences: Sequences, count: int | None = None) -> torch.Tensor:
+    """(count, pixels) uint8: the frames the per-frame references learn from, the first frame of training
+    sequences 0 .. count - 1 (one frame per sequence: as independent as the source's frames get). None: as many
+    frames as the seed's split has training digits (for ``mnist`` that many draws from them)."""
+    count = len(sequences.digits.train) if count is None else count
+    if count < 2:
+        raise ValueError(f"per-frame references need at least 2 training frames, got {count}")
+    return torch.from_numpy(sequences.draw("train", 0, count, 1)[:, 0])
+
+
+def _pixels(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> float64 in [0, 1]; float images as they are, in float64."""
+    return images.double() / 255.0 if images.dtype == torch.uint8 else images.double()
+
+
+def mean_image(images: torch.Tensor) -> torch.Tensor:
+    """(P,) float64: the mean of ``images`` (N, P), uint8 pixels or floats in [0, 1], ``PCA_CHUNK`` at a time."""
+    return sum(_pixels(chunk).sum(dim=0) for chunk in images.split(PCA_CHUNK)) / len(images)
+
 
 def fit_pca(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean (P,) and principal directions (P, P), columns by decreasing variance."""
-    x = images.double()
-    mean = x.mean(dim=0)
-    centered = x - mean
-    eigenvalues, eigenvectors = torch.linalg.eigh(centered.T @ centered / (len(x) - 1))
+    """Mean (P,) and principal directions (P, r), columns by decreasing variance, of ``images`` (N, P): uint8
+    pixels or floats in [0, 1]; r = P, or the directions N < P images span. With more images than pixels the
+    covariance (P x P) is summed in float64, ``PCA_CHUNK`` images at a time; with fewer, the same directions come
+    exactly and more cheaply from the images' Gram matrix (N x N)."""
+    if len(images) < 2:
+        raise ValueError(f"PCA needs at least 2 images, got {len(images)}")
+    mean = mean_image(images)
+    if len(images) < images.shape[1]:
+        centered = _pixels(images) - mean
+        eigenvalues, eigenvectors = torch.linalg.eigh(centered @ centered.T)
+        order = torch.argsort(eigenvalues, descending=True)
+        eigenvalues, eigenvectors = eigenvalues[order], eigenvectors[:, order]
+        spanned = eigenvalues > eigenvalues[0] * RANK_TOLERANCE if eigenvalues[0] > 0 else eigenvalues > 0
+        basis = centered.T @ eigenvectors[:, spanned] / eigenvalues[spanned].sqrt()
+        return mean.float(), basis.float()
+    covariance = torch.zeros(images.shape[1], images.shape[1], dtype=torch.float64)
+    for chunk in images.split(PCA_CHUNK):
+        centered = _pixels(chunk) - mean
+        covariance += centered.T @ centered
+    eigenvalues, eigenvectors = torch.linalg.eigh(covariance / (len(images) - 1))
     order = torch.argsort(eigenvalues, descending=True)
     return mean.float(), eigenvectors[:, order].float()
 
@@ -40,20 +79,17 @@ def pca_roundtrip(frames: torch.Tensor, mean: torch.Tensor, basis: torch.Tensor,
     return ((frames - mean) @ components @ components.T + mean).clamp(0.0, 1.0)
 
 
-def evaluate_pca(
-    mnist: Path, split: Path, seed: int, dims: Sequence[int], Ts: Sequence[int], sequences: int, out: Path
-) -> None:
-    data = load_split_images(mnist, split)
-    mean, basis = fit_pca(torch.from_numpy(data.images)[torch.from_numpy(data.train)].float() / 255.0)
+def evaluate_pca(sequences: Sequences, dims: Sequence[int], Ts: Sequence[int], count: int, out: Path) -> None:
+    """Per-frame PCA at every (d, T): rows of model ``pca`` on held-out sequences ``0 .. count - 1``."""
+    mean, basis = fit_pca(training_frames(sequences))
+    source, seed = sequences.source, sequences.seed
     rows = []
     for T in Ts:
-        frames = test_sequences(data, seed, T, sequences)
         for dim in dims:
             k = min(dim // T, basis.shape[1])
-            reconstruction = pca_roundtrip(frames, mean, basis, k)
-            mse, ssim = mse_per_frame(reconstruction, frames), ssim_per_frame(reconstruction, frames)
-            rows += metric_rows("pca", None, seed, dim, T, mse, ssim)
-            log.info("per-frame PCA seed %d d=%d T=%d (k=%d): MSE %.5f", seed, dim, T, k, mse.mean().item())
+            mse, ssim = score_held_out(sequences, T, count, lambda frames, k=k: pca_roundtrip(frames, mean, basis, k))
+            rows += metric_rows(source, "pca", None, seed, dim, T, mse, ssim)
+            log.info("per-frame PCA %s seed %d d=%d T=%d (k=%d): MSE %.5f", source, seed, dim, T, k, mse.mean())
     frame = to_frame(rows)
     with atomic_output(out) as tmp:
         frame.to_parquet(tmp, index=False)

@@ -19,7 +19,6 @@ import pandas as pd
 import torch
 
 from imfn.atomic import atomic_output
-from imfn.data.frame import FrameShape
 from imfn.data.sequences import Sequences
 from imfn.devices import autocast, batch_size
 from imfn.eval.metrics import mse_per_frame, psnr, ssim_per_frame
@@ -66,13 +65,6 @@ def to_frame(rows: list[dict]) -> pd.DataFrame:
     return frame
 
 
-def frame_ssim(reconstruction: torch.Tensor, target: torch.Tensor, frame: FrameShape) -> torch.Tensor:
-    """SSIM of each frame of ``frame``'s (square) shape."""
-    if frame.height != frame.width:
-        raise ValueError(f"SSIM here needs square frames, got {frame.height}x{frame.width}")
-    return ssim_per_frame(reconstruction, target, frame.height)
-
-
 def evaluate_roundtrip(
     checkpoints: Sequence[Path],
     sequences: Sequences,
@@ -93,7 +85,7 @@ def evaluate_roundtrip(
         with autocast():
             reconstruction = teacher.roundtrip(batch).float()
         mse_parts.append(mse_per_frame(reconstruction, batch).cpu())
-        ssim_parts.append(frame_ssim(reconstruction, batch, sequences.frame).cpu())
+        ssim_parts.append(ssim_per_frame(reconstruction, batch, sequences.frame).cpu())
     mse, ssim = torch.cat(mse_parts), torch.cat(ssim_parts)
     seed = sequences.seed
     frame = to_frame(metric_rows(sequences.source, "imfn-teacher", variant, seed, dim, T, mse, ssim))

@@ -1,6 +1,6 @@
 """End-to-end sequence compressors, the paper's baselines (method.md section 5).
 
-Both squeeze T frames (784 pixels each) into one d-dim memory and decode all T frames back
+Both squeeze T frames (of the source's frame shape, ``config.frame``) into one d-dim memory and decode all T frames back
 from it; the memory of shape (N, d) is the only path from input to output (the bottleneck).
 
 - :class:`TransformerCompressor`: frame embedding, a learnable [CLS] token and learned positions,
@@ -31,33 +31,37 @@ import torch.nn.functional as F
 from torch import nn
 
 from imfn import provenance
+from imfn.data.frame import MNIST_FRAME, FrameShape
 from imfn.devices import mamba_kernels_problem
 
 log = logging.getLogger(__name__)
 
-N_PIXELS = 784
+# A checkpoint from before frames had a shape holds 28x28 MNIST digits.
+DEFAULT_FRAME = (MNIST_FRAME.height, MNIST_FRAME.width)
+
+
+def frame_pixels(frame: tuple[int, int]) -> int:
+    return FrameShape(*frame).pixels
 
 
 class FrameEmbedding(nn.Module):
-    """Per-frame MLP 784 -> d: three linear layers, GELU between, hidden width d."""
+    """Per-frame MLP pixels -> d: three linear layers, GELU between, hidden width d."""
 
-    def __init__(self, dim: int):
+    def __init__(self, pixels: int, dim: int):
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(N_PIXELS, dim), nn.GELU(), nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim)
-        )
+        self.net = nn.Sequential(nn.Linear(pixels, dim), nn.GELU(), nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return self.net(frames)
 
 
 class FrameDecoder(nn.Module):
-    """Per-frame MLP d -> 784: three linear layers, GELU between, hidden width d, sigmoid output."""
+    """Per-frame MLP d -> pixels: three linear layers, GELU between, hidden width d, sigmoid output."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, pixels: int):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, N_PIXELS), nn.Sigmoid()
+            nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, pixels), nn.Sigmoid()
         )
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
@@ -92,14 +96,14 @@ class Bottleneck(nn.Module):
 
 
 class QueryDecoder(nn.Module):
-    """Memory (N, d) -> frames (N, T, 784): learned per-timestep queries (T, d) through a Transformer
+    """Memory (N, d) -> frames (N, T, pixels): learned per-timestep queries (T, d) through a Transformer
     decoder cross-attending to the single memory token, then :class:`FrameDecoder` on every step."""
 
-    def __init__(self, dim: int, T: int, layers: int, heads: int, ffn_mult: int, dropout: float):
+    def __init__(self, dim: int, T: int, pixels: int, layers: int, heads: int, ffn_mult: int, dropout: float):
         super().__init__()
         self.queries = nn.Parameter(0.02 * torch.randn(T, dim))
         self.transformer = transformer_decoder(dim, layers, heads, ffn_mult, dropout)
-        self.frames = FrameDecoder(dim)
+        self.frames = FrameDecoder(dim, pixels)
 
     def forward(self, memory: torch.Tensor, T: int) -> torch.Tensor:
         if len(self.queries) < T:
@@ -121,6 +125,10 @@ class TransformerConfig:
     heads: int = 8
     ffn_mult: int = 4
     dropout: float = 0.1
+    frame: tuple[int, int] = DEFAULT_FRAME  # (height, width) of the frames, the sequence source's
+
+    def __post_init__(self):
+        object.__setattr__(self, "frame", tuple(self.frame))
 
 
 class TransformerCompressor(nn.Module):
@@ -131,15 +139,15 @@ class TransformerCompressor(nn.Module):
         self.config = config
         c = config
         w = c.width or c.dim
-        self.embed = FrameEmbedding(w)
+        self.embed = FrameEmbedding(frame_pixels(c.frame), w)
         self.cls = nn.Parameter(0.02 * torch.randn(1, 1, w))
         self.positions = nn.Parameter(0.02 * torch.randn(c.T + 1, w))
         self.encoder = transformer_encoder(w, c.layers, c.heads, c.ffn_mult, c.dropout)
         self.bottleneck = Bottleneck(w, c.dim)
-        self.decoder = QueryDecoder(w, c.T, c.layers, c.heads, c.ffn_mult, c.dropout)
+        self.decoder = QueryDecoder(w, c.T, frame_pixels(c.frame), c.layers, c.heads, c.ffn_mult, c.dropout)
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
-        """Frames (N, T, 784) -> memory (N, d), the [CLS] output."""
+        """Frames (N, T, pixels) -> memory (N, d), the [CLS] output."""
         N, T, _ = frames.shape
         if T > self.config.T:
             raise ValueError(f"got {T} frames; this model has positions for {self.config.T}")
@@ -292,6 +300,10 @@ class MambaConfig:
     heads: int = 8
     ffn_mult: int = 4
     dropout: float = 0.1
+    frame: tuple[int, int] = DEFAULT_FRAME  # (height, width) of the frames, the sequence source's
+
+    def __post_init__(self):
+        object.__setattr__(self, "frame", tuple(self.frame))
 
 
 class MambaCompressor(nn.Module):
@@ -307,23 +319,23 @@ class MambaCompressor(nn.Module):
         self.use_kernels = use_kernels
         self.implementation = KERNELS if use_kernels else SLOW_SCAN
         w = c.width or c.dim
-        self.embed = FrameEmbedding(w)
+        self.embed = FrameEmbedding(frame_pixels(c.frame), w)
         self.layers = nn.ModuleList(
             ResidualMambaLayer(w, c.d_state, c.rms_norm, self.use_kernels) for _ in range(c.layers)
         )
         self.norm_f = norm_layer(w, c.rms_norm)  # final norm, as mamba_ssm's MixerModel
         self.bottleneck = Bottleneck(w, c.dim)
-        self.decoder = QueryDecoder(w, c.T, c.decoder_layers, c.heads, c.ffn_mult, c.dropout)
+        self.decoder = QueryDecoder(w, c.T, frame_pixels(c.frame), c.decoder_layers, c.heads, c.ffn_mult, c.dropout)
 
     def encode_sequence(self, frames: torch.Tensor) -> torch.Tensor:
-        """Frames (N, T, 784) -> per-timestep states (N, T, width); causal in time."""
+        """Frames (N, T, pixels) -> per-timestep states (N, T, width); causal in time."""
         x = self.embed(frames)
         for layer in self.layers:
             x = layer(x)
         return self.norm_f(x)
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
-        """Frames (N, T, 784) -> memory (N, d), the last timestep's output."""
+        """Frames (N, T, pixels) -> memory (N, d), the last timestep's output."""
         return self.bottleneck.down(self.encode_sequence(frames)[:, -1])
 
     def decode(self, memory: torch.Tensor, T: int) -> torch.Tensor:
@@ -352,7 +364,8 @@ def compressor_checkpoint(model: TransformerCompressor | MambaCompressor, **extr
 def load_compressor(
     path, device: torch.device | str = "cpu", allow_slow_mamba: bool = False
 ) -> TransformerCompressor | MambaCompressor:
-    """A compressor from :func:`compressor_checkpoint`, in eval mode (Mamba: see :func:`choose_mamba_kernels`)."""
+    """A compressor from :func:`compressor_checkpoint`, in eval mode (Mamba: see :func:`choose_mamba_kernels`),
+    with ``source``: the sequence source it was trained on."""
     state = torch.load(path, map_location=device, weights_only=False)
     if not isinstance(state, dict) or state.get("kind") != "imfn-compressor":
         raise ValueError(f"{path} is not an IMFN compressor checkpoint")
@@ -364,4 +377,5 @@ def load_compressor(
         model = model_cls(config)
     model = model.to(device)
     model.load_state_dict(state["state"])
+    model.source = state.get("source", "mnist")  # the sequence source it was trained on (before sources: mnist)
     return model.eval()

@@ -1,16 +1,20 @@
-"""The per-frame autoencoder: the best code of k numbers for one frame, the limit at equal memory.
+"""The per-frame autoencoder: the best code of k numbers for one frame, the limit at equal memory for sequences
+of independent frames.
 
-The paper's sequences are T independent digits, so a memory of d numbers can beat the best
-per-frame code of k = d // T numbers only by giving hard frames more of them than easy ones
-(method.md section 3c). This is that per-frame code: the top k principal components of the
-frame plus a nonlinear residual on each side,
+On the paper's sequences (T independent digits) a memory of d numbers can beat the best per-frame code of
+k = d // T numbers only by giving hard frames more of them than easy ones (method.md section 3c). This is that
+per-frame code: the top k principal components of the frame plus a nonlinear residual on each side,
 
-    encode(x) = P(x) + MLP_e(x)            784 -> h -> h -> k
-    decode(z) = clip(P^T(z) + MLP_d(z))    k -> h -> h -> 784, pixels in [0, 1]
+    encode(x) = P(x) + MLP_e(x)            pixels -> h -> h -> k
+    decode(z) = clip(P^T(z) + MLP_d(z))    k -> h -> h -> pixels, in [0, 1]
 
-with ``P`` set in closed form from the training images and both MLPs starting at zero. Untrained it
-is per-frame PCA; training can only move it from there, so at every k it is at least as good as the
-PCA reference beside it, and it needs far fewer epochs than the same MLPs from random weights.
+with ``P`` set in closed form from training frames and both MLPs starting at zero. Untrained it is per-frame
+PCA; training can only move it from there, so at every k it is at least as good as the PCA reference beside it,
+and it needs far fewer epochs than the same MLPs from random weights. Frames that share content across time
+(``moving_mnist``) can be coded jointly, so there it is a reference, not the limit.
+
+The frame's height and width are part of the config (and so of the checkpoint); a checkpoint without them is
+from before frames had a shape and holds 28x28 MNIST digits.
 """
 
 from __future__ import annotations
@@ -20,29 +24,50 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from imfn.data.frame import MNIST_FRAME, FrameShape
 from imfn.models.layers import zero_residual
-from imfn.models.teacher import N_PIXELS, init_from_pca
 
 
 @dataclass(frozen=True)
 class FrameAutoencoderConfig:
     k: int  # numbers per frame
     hidden: int = 1024
+    frame: tuple[int, int] = (MNIST_FRAME.height, MNIST_FRAME.width)  # (height, width) in pixels
+
+    def __post_init__(self):
+        object.__setattr__(self, "frame", tuple(self.frame))  # a checkpoint's list or a FrameShape's values
+        if self.k < 1 or self.hidden < 1 or len(self.frame) != 2 or min(self.frame) < 1:
+            raise ValueError(f"a per-frame autoencoder needs k, hidden and frame sides >= 1, got {self}")
+
+    @property
+    def pixels(self) -> int:
+        return FrameShape(*self.frame).pixels
 
 
 class FrameAutoencoder(nn.Module):
     def __init__(self, config: FrameAutoencoderConfig):
         super().__init__()
         self.config = config
-        k, h = config.k, config.hidden
-        self.project = nn.Linear(N_PIXELS, k)
-        self.unproject = nn.Linear(k, N_PIXELS)
-        self.encoder_residual = zero_residual([N_PIXELS, h, h, k])
-        self.decoder_residual = zero_residual([k, h, h, N_PIXELS])
+        k, h, pixels = config.k, config.hidden, config.pixels
+        self.project = nn.Linear(pixels, k)
+        self.unproject = nn.Linear(k, pixels)
+        self.encoder_residual = zero_residual([pixels, h, h, k])
+        self.decoder_residual = zero_residual([k, h, h, pixels])
 
-    def init_from_data(self, images: torch.Tensor) -> None:
-        """Set the linear part to per-frame PCA of ``images`` (N, 784)."""
-        init_from_pca(self.project, self.unproject, images)
+    @torch.no_grad()
+    def init_from_pca(self, mean: torch.Tensor, basis: torch.Tensor) -> None:
+        """Set the linear part to per-frame PCA: ``mean`` (pixels,) and principal directions ``basis``
+        (pixels, >= k) by decreasing variance (:func:`imfn.eval.pca.fit_pca`); codes beyond the basis are zero."""
+        pixels, k = self.config.pixels, self.config.k
+        if mean.shape != (pixels,) or basis.shape[0] != pixels:
+            raise ValueError(f"PCA {tuple(basis.shape)}, mean {tuple(mean.shape)} is not of {pixels}-pixel frames")
+        kept = min(k, basis.shape[1])
+        components = torch.zeros(pixels, k)
+        components[:, :kept] = basis[:, :kept].float()
+        self.project.weight.copy_(components.T)
+        self.project.bias.copy_(-(components.T @ mean.float()))
+        self.unproject.weight.copy_(components)
+        self.unproject.bias.copy_(mean.float())
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return self.project(images) + self.encoder_residual(images)

@@ -1,16 +1,18 @@
 """Train an end-to-end sequence compressor, the paper's baselines (method.md section 5).
 
-Every epoch draws ``sequences_per_epoch`` sequences of T images from the seed's train split
-(a generator seeded by (seed, model, epoch)); the loss is the reconstruction MSE of all T
-frames. AdamW, a cosine schedule over all optimizer steps (no warmup: the paper gives none),
-gradient clipping. Dropout draws from torch's global generator, seeded once per job and saved
-with the resume checkpoint. Training runs in the harness (:mod:`imfn.train.harness`).
+Epoch e (from 0) trains on the source's training sequences e * per_epoch .. (e + 1) * per_epoch - 1
+(``per_epoch`` = ``sequences_per_epoch``), drawn a batch at a time, so every epoch sees new sequences and a
+rerun the same ones; the loss is the reconstruction MSE of all T frames. AdamW, a cosine schedule over all
+optimizer steps (no warmup: the paper gives none), gradient clipping. Dropout draws from torch's global
+generator, seeded once per job and saved with the resume checkpoint.
+Training runs in the harness (:mod:`imfn.train.harness`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -18,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from imfn.atomic import atomic_output
-from imfn.data.mnist import load_split_images
-from imfn.job import seed_torch, seeded_generator
+from imfn.data.sequences import Sequences
+from imfn.job import seed_torch
 from imfn.models.compressors import MODELS, choose_mamba_kernels, compressor_checkpoint
 from imfn.models.layers import parameter_count
 from imfn.train.harness import Run, resume_path, write_rows
@@ -34,7 +36,7 @@ class CompressorTraining:
     seed: int
     T: int = 128
     epochs: int = 200
-    sequences_per_epoch: int | None = None  # None: len(train split) // T, every image about once
+    sequences_per_epoch: int | None = None  # None: training digits // T (mnist: every digit about once an epoch)
     batch_size: int = 16
     lr: float = 1e-4
     weight_decay: float = 0.01
@@ -44,39 +46,45 @@ class CompressorTraining:
 LOSS_COLUMNS = ["model", "seed", "epoch", "loss", "lr", "samples", "seconds", "samples_per_second"]
 
 
-def model_config(model_name: str, dim: int, T: int, settings: dict):
-    """The model's config dataclass from ``settings`` (config ``compressors.<model>``); unknown keys are an error."""
+def model_config(model_name: str, dim: int, T: int, settings: dict, frame: tuple[int, int]):
+    """The model's config dataclass from ``settings`` (config ``compressors.<model>``) for frames of ``frame``
+    (height, width); unknown keys are an error."""
     if model_name not in MODELS:
         raise ValueError(f"unknown compressor {model_name!r}; choose one of {sorted(MODELS)}")
     config_cls = MODELS[model_name][1]
     known = {f.name for f in fields(config_cls)}
-    unknown = sorted(set(settings) - known)
-    if unknown:
-        raise ValueError(f"{model_name} has no setting {unknown}; its settings are {sorted(known - {'dim', 'T'})}")
-    return config_cls(dim=dim, T=T, **settings)
+    unknown = sorted(set(settings) - known - {"frame"})
+    if unknown or "frame" in settings:
+        bad = unknown or ["frame"]
+        raise ValueError(f"{model_name} has no setting {bad}; its settings are {sorted(known - {'dim', 'T', 'frame'})}")
+    return config_cls(dim=dim, T=T, frame=tuple(frame), **settings)
 
 
 def train_compressor(
     model_name: str,
     config,
     hp: CompressorTraining,
-    mnist: Path,
-    split: Path,
+    sequences: Sequences,
     out: Path,
     loss_out: Path,
     device: torch.device,
     allow_slow_mamba: bool = False,
+    inputs: Sequence[Path] = (),
 ) -> None:
-    """Train ``model_name`` (transformer | mamba) built from ``config`` (:func:`model_config`); write the
-    checkpoint ``out`` and the per-epoch loss ``loss_out``. ``allow_slow_mamba``: see
-    :func:`~imfn.models.compressors.choose_mamba_kernels`."""
+    """Train ``model_name`` (transformer | mamba) built from ``config`` (:func:`model_config`) on the training
+    sequences of ``sequences``; write the checkpoint ``out`` (it records the source and its frame shape) and the
+    per-epoch loss ``loss_out``. ``allow_slow_mamba``: see :func:`~imfn.models.compressors.choose_mamba_kernels`.
+    ``inputs``: the files the sequences are read from (a resume point from other files is not resumed)."""
     model_cls = MODELS[model_name][0]
-    data = load_split_images(mnist, split)
-    train = torch.from_numpy(data.train).to(device)
-    images = torch.from_numpy(data.images).to(device)  # (n, 784) uint8, on the device for the whole run
-    per_epoch = hp.sequences_per_epoch or len(train) // hp.T
+    if sequences.seed != hp.seed:
+        raise ValueError(f"training seed {hp.seed} but the sequences are seed {sequences.seed}'s")
+    if tuple(config.frame) != tuple(sequences.frame.as_list()):
+        raise ValueError(f"{model_name} built for {config.frame} frames; {sequences.source}'s are "
+                         f"{tuple(sequences.frame.as_list())}")  # fmt: skip
+    training_digits = len(sequences.digits.train)
+    per_epoch = hp.sequences_per_epoch or training_digits // hp.T
     if per_epoch < 1:
-        raise ValueError(f"train split of {len(train)} images holds no sequence of T = {hp.T}")
+        raise ValueError(f"train split of {training_digits} images holds no sequence of T = {hp.T}")
     batches = math.ceil(per_epoch / hp.batch_size)
 
     seed_torch("compressor-weights-and-dropout", hp.seed, model_name)
@@ -85,8 +93,9 @@ def train_compressor(
     optimizer = torch.optim.AdamW(model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=hp.epochs * batches)
     log.info(
-        "%s seed %d: %s parameters, %d sequences of T=%d per epoch, %d epochs, device %s",
+        "%s %s seed %d: %s parameters, %d sequences of T=%d per epoch, %d epochs, device %s",
         model_name,
+        sequences.source,
         hp.seed,
         f"{parameter_count(model):,}",
         per_epoch,
@@ -95,10 +104,10 @@ def train_compressor(
         device,
     )
     run = Run(
-        name=f"{model_name} (seed {hp.seed})",
+        name=f"{model_name} ({sequences.source}, seed {hp.seed})",
         resume=resume_path(out),
-        settings={"model": model_name, "config": asdict(config), **asdict(hp)},
-        inputs=[mnist, split],
+        settings={"model": model_name, "source": sequences.source, "config": asdict(config), **asdict(hp)},
+        inputs=list(inputs),
         state={"model": model, "optimizer": optimizer, "scheduler": scheduler},
         device=device,
         labels={"model": model_name, "seed": hp.seed},
@@ -106,12 +115,12 @@ def train_compressor(
     )
 
     def epoch(e: int) -> dict:
-        gen = seeded_generator("compressor-sequences", hp.seed, model_name, e)
-        picks = train[torch.randint(len(train), (per_epoch, hp.T), generator=gen).to(device)]
         model.train()
         total = torch.zeros((), device=device)
-        for batch in run.batches(picks.split(hp.batch_size)):
-            frames = images[batch].float() / 255.0
+        starts = range(e * per_epoch, (e + 1) * per_epoch, hp.batch_size)
+        for start in run.batches(starts):
+            count = min(hp.batch_size, (e + 1) * per_epoch - start)
+            frames = sequences.draw_float("train", start, count, hp.T).to(device)
             with run.autocast():
                 loss = F.mse_loss(model(frames), frames)
             optimizer.zero_grad(set_to_none=True)
@@ -126,6 +135,6 @@ def train_compressor(
     model.eval().cpu()
     write_rows(rows, loss_out, LOSS_COLUMNS)
     with atomic_output(out) as tmp:
-        torch.save(compressor_checkpoint(model, training=asdict(hp), split=str(split)), tmp)
+        torch.save(compressor_checkpoint(model, training=asdict(hp), source=sequences.source), tmp)
     run.close()
     log.info("wrote %s", out)

@@ -1,0 +1,133 @@
+"""Clip PCA and the mean frame: linear references at equal memory for sequences whose frames share content.
+
+Clip PCA keeps the top d principal components of the whole T-frame clip (T * pixels numbers): the best linear code
+of a sequence in d numbers, where per-frame PCA gives each frame k = d // T of them on its own. It is fit on
+``fit_clips`` training clips (part ``train``, sequences 0 .. fit_clips - 1, at that T) and evaluated on the
+held-out clips (part ``test``, 0 .. sequences - 1) at every d of the grid. The mean frame (the average training
+frame, :func:`imfn.eval.pca.training_frames`, put at every position) is the code of zero numbers.
+
+How it is fit: a clip of 64 frames of 64x64 has 262,144 dimensions and the fit clips are a few thousand, so the
+principal components are found through the Gram matrix of the M centred fit clips, ``G = Xc Xc^T`` (M x M):
+with ``G = U diag(lambda) U^T`` the components are ``Xc^T u_i / sqrt(lambda_i)``. This is exact (a randomized SVD
+is approximate, and the Gram matrix is cheap here: M^2 * T * pixels multiply-adds), and it never forms the
+covariance (D x D) nor the components (D x d, 1 GB at T = 64 and d = 1024): a clip's projection onto the top d
+components is ``Xc^T U_d diag(1 / lambda_d) U_d^T Xc y``, computed from its inner products with the fit clips.
+``G`` and those inner products are summed in float64 over chunks of columns, since the small eigenvalues are
+inverted; the fit clips stay uint8 (M x D bytes) and are centred a chunk at a time. Directions whose eigenvalue
+is below ``RANK_TOLERANCE`` of the largest are not components: fewer fit clips than d span fewer than d
+directions (at most M - 1), and d is then capped, with a warning in the log.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from imfn.atomic import atomic_output
+from imfn.data.sequences import Sequences
+from imfn.eval.metrics import score_held_out
+from imfn.eval.pca import mean_image, training_frames
+from imfn.eval.roundtrip import metric_rows, to_frame
+
+log = logging.getLogger(__name__)
+
+CHUNK_VALUES = 2**23  # fit-clip values centred at once (as float64: 64 MB)
+RANK_TOLERANCE = 1e-10  # eigenvalues of G below this fraction of the largest span no direction
+
+
+def _pixels(values: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> float64 in [0, 1]; floats as they are, in float64."""
+    return values.double() / 255.0 if values.dtype == torch.uint8 else values.double()
+
+
+def _centred_chunks(clips: torch.Tensor, mean: torch.Tensor):
+    """(columns, (M, columns) float64 centred values) over ``clips`` (M, D), ``CHUNK_VALUES`` values at a time."""
+    step = max(1, CHUNK_VALUES // len(clips))
+    for start in range(0, clips.shape[1], step):
+        columns = slice(start, start + step)
+        yield columns, _pixels(clips[:, columns]) - mean[columns]
+
+
+@dataclass(frozen=True)
+class ClipPCA:
+    """Principal components of clips (M, D), kept implicitly: the fit clips, their mean and ``G``'s eigenvectors."""
+
+    clips: torch.Tensor  # (M, D) fit clips, uint8 pixels or floats in [0, 1]
+    mean: torch.Tensor  # (D,) float64
+    eigenvalues: torch.Tensor  # (rank,) float64, decreasing: the variance along each component times (M - 1)
+    eigenvectors: torch.Tensor  # (M, rank) float64, G's
+
+    @property
+    def rank(self) -> int:
+        """How many directions the fit clips span: the most components this fit can keep."""
+        return len(self.eigenvalues)
+
+    def reconstruct(self, clips: torch.Tensor, d: int) -> torch.Tensor:
+        """Clips in [0, 1], (N, D) or (N, T, pixels) -> their projection onto the top ``d`` components
+        (d <= rank), clipped to [0, 1], in the same shape."""
+        if not 0 <= d <= self.rank:
+            raise ValueError(f"clip PCA of rank {self.rank} cannot keep {d} components")
+        shape, clips = clips.shape, clips.flatten(1)
+        if clips.shape[1] != len(self.mean):
+            raise ValueError(f"clips of {clips.shape[1]} values; this clip PCA was fit on clips of {len(self.mean)}")
+        centred = clips.double() - self.mean
+        inner = torch.zeros(len(clips), len(self.clips), dtype=torch.float64)  # (N, M): Yc Xc^T
+        for columns, fit in _centred_chunks(self.clips, self.mean):
+            inner += centred[:, columns] @ fit.T
+        top = self.eigenvectors[:, :d]
+        weights = (inner @ top / self.eigenvalues[:d]) @ top.T  # (N, M): U_d diag(1/lambda_d) U_d^T Xc y, per clip
+        out = torch.empty(clips.shape, dtype=torch.float32)
+        for columns, fit in _centred_chunks(self.clips, self.mean):
+            out[:, columns] = (weights @ fit + self.mean[columns]).float()
+        return out.clamp(0.0, 1.0).reshape(shape)
+
+
+def fit_clip_pca(clips: torch.Tensor) -> ClipPCA:
+    """Principal components of ``clips`` (M, D): uint8 pixels or floats in [0, 1], through their Gram matrix."""
+    if len(clips) < 2:
+        raise ValueError(f"clip PCA needs at least 2 fit clips, got {len(clips)}")
+    M, D = clips.shape
+    step = max(1, CHUNK_VALUES // M)
+    mean = torch.cat([_pixels(clips[:, start : start + step]).mean(dim=0) for start in range(0, D, step)])
+    gram = torch.zeros(M, M, dtype=torch.float64)
+    for _, centred in _centred_chunks(clips, mean):
+        gram += centred @ centred.T
+    eigenvalues, eigenvectors = torch.linalg.eigh(gram)
+    order = torch.argsort(eigenvalues, descending=True)
+    eigenvalues, eigenvectors = eigenvalues[order], eigenvectors[:, order]
+    rank = int((eigenvalues > eigenvalues[0] * RANK_TOLERANCE).sum()) if eigenvalues[0] > 0 else 0
+    return ClipPCA(clips, mean, eigenvalues[:rank].contiguous(), eigenvectors[:, :rank].contiguous())
+
+
+def evaluate_clip_pca(
+    sequences: Sequences, dims: Sequence[int], Ts: Sequence[int], count: int, fit_clips: int, out: Path
+) -> None:
+    """Rows of model ``clip-pca`` (d components of the whole clip) and ``mean-frame`` (no variant) at every
+    (d, T), on held-out sequences ``0 .. count - 1``; clip PCA fit on training sequences ``0 .. fit_clips - 1``."""
+    source, seed, pixels = sequences.source, sequences.seed, sequences.frame.pixels
+    mean_frame = mean_image(training_frames(sequences)).float()
+    rows = []
+    for T in Ts:
+        clips = torch.from_numpy(sequences.draw("train", 0, fit_clips, T)).reshape(fit_clips, T * pixels)
+        log.info("clip PCA %s seed %d T=%d: fitting %d clips of %d values", source, seed, T, fit_clips, T * pixels)
+        pca = fit_clip_pca(clips)
+        mean_mse, mean_ssim = score_held_out(sequences, T, count, lambda frames: mean_frame.expand(frames.shape))
+        log.info("mean frame %s seed %d T=%d: MSE %.5f", source, seed, T, mean_mse.mean())
+        for dim in dims:
+            d = min(dim, pca.rank)
+            if d < dim:
+                log.warning(
+                    "clip PCA T=%d: %d fit clips span %d directions, fewer than d=%d; keeping %d components "
+                    "(raise reference.clip_pca.fit_clips for all d)", T, fit_clips, pca.rank, dim, d,
+                )  # fmt: skip
+            mse, ssim = score_held_out(sequences, T, count, functools.partial(pca.reconstruct, d=d))
+            rows += metric_rows(source, "clip-pca", None, seed, dim, T, mse, ssim)
+            log.info("clip PCA %s seed %d d=%d T=%d (%d components): MSE %.5f", source, seed, dim, T, d, mse.mean())
+            rows += metric_rows(source, "mean-frame", None, seed, dim, T, mean_mse, mean_ssim)
+    with atomic_output(out) as tmp:
+        to_frame(rows).to_parquet(tmp, index=False)
