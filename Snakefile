@@ -45,6 +45,7 @@ rule all:
         "results/metrics/pca.parquet",
         "results/metrics/autoencoder.parquet",
         ["results/metrics/clip_pca.parquet"] if CLIP_PCA_SOURCES else [],
+        SOURCE_REPORTS,
         TEACHER_FIGURES,
         STUDENT_FIGURES,
         COMPRESSOR_OUTPUTS,

@@ -404,6 +404,20 @@ def _results_page(a):
     results_page(a.results, a.logs, a.out, a.readme)
 
 
+@verb(
+    "source-report",
+    "a sequence source's table, MSE against T and per position, and one held-out clip through every model",
+    "--metrics+ " + SEQUENCES + " --seed:int --T:int --teachers+ --autoencoder? --fit-clips:int --compressors* "
+    "--table --figures",
+    threads=True,
+)
+def _source_report(a):
+    from imfn.report.source import source_report, strip_figure
+
+    source_report(a.metrics, a.source, a.table, a.figures)
+    strip_figure(sequences(a), a.T, a.teachers, a.autoencoder, a.fit_clips, a.compressors, a.figures)
+
+
 @verb("figures", "Figures 2-3 and the level health from results/metrics", RESULTS)
 def _figures(a):
     from imfn.report.teacher import health_figure, teacher_figures

@@ -11,12 +11,13 @@ import pytest
 import torch
 
 from imfn.data.mnist import write_split
-from imfn.data.sequences import open_sequences
+from imfn.data.sequences import open_sequences, training_frames
 from imfn.eval.clip_pca import evaluate_clip_pca, fit_clip_pca
 from imfn.eval.frame_autoencoder import cells_for, evaluate_frame_autoencoder
 from imfn.eval.metrics import score_held_out
-from imfn.eval.pca import evaluate_pca, fit_pca, pca_roundtrip, training_frames
+from imfn.eval.pca import evaluate_pca
 from imfn.models.frame_autoencoder import FrameAutoencoder, FrameAutoencoderConfig, load_frame_autoencoder
+from imfn.models.pca import fit_pca, pca_roundtrip
 from imfn.train.frame_autoencoder import FrameAutoencoderTraining, train_frame_autoencoder
 
 CPU = torch.device("cpu")
@@ -45,7 +46,7 @@ def test_per_frame_pca_is_exact_at_full_rank_and_chunking_does_not_change_it():
     mean, basis = fit_pca(frames)
     torch.testing.assert_close(pca_roundtrip(frames, mean, basis, 64), frames, atol=1e-5, rtol=0)
     pixels = (frames * 255).round().to(torch.uint8)  # uint8 pixels fit as pixels / 255
-    import imfn.eval.pca as pca
+    import imfn.models.pca as pca
 
     chunked = pca.PCA_CHUNK
     try:

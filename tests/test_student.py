@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from imfn.data.mnist import write_split
-from imfn.data.sequences import open_sequences
+from imfn.data.sequences import open_sequences, trajectory_frames
 from imfn.eval.metrics import mse_per_frame
 from imfn.eval.online import COLUMNS, evaluate_online, prefix_grid
 from imfn.models.merkle import naive_trajectory, separable_trajectory
@@ -18,7 +18,7 @@ from imfn.models.teacher import CodecConfig, LeafCodec, Sweeper, SweeperConfig, 
 from imfn.store import read_array, read_attrs, write_arrays
 from imfn.train.harness import NonFiniteLossError
 from imfn.train.student import StudentTraining, fit_linear_path, train_student
-from imfn.train.trajectories import trajectory_frames, write_trajectory_set
+from imfn.train.trajectories import write_trajectory_set
 
 D, T, SEED = 8, 8, 3
 CPU = torch.device("cpu")
@@ -44,7 +44,7 @@ def world(tmp_path_factory):
     checkpoints, codes = [], codec.encode(pixels).detach()
     for level in range(int(math.log2(T))):
         sweeper = Sweeper(SweeperConfig.for_dim(D, architecture="pca"))
-        sweeper.init_from_data(codes)
+        sweeper.init_from_data(torch.stack([codes, codes], dim=1))  # (n, 2, d) pairs: pca fits one child
         path = folder / f"level{level}.pt"
         torch.save(sweeper_checkpoint(level, sweeper, codec if level == 0 else None), path)
         checkpoints.append(path)

@@ -120,3 +120,20 @@ def test_invert_path_gives_the_nodes_invert_down_gives_on_one_root_to_leaf_path(
     with torch.no_grad():  # the top node: the root's left or right child by the position's highest bit
         left, right = sweepers[2].invert(roots)
     torch.testing.assert_close(nodes[0], torch.where((positions >= 4)[:, None], right, left))
+
+
+def test_a_mix_merge_keeps_what_adjacent_children_share_where_the_pca_merge_cannot():
+    # right children are their left sibling plus a little noise: together they hold about d numbers, not 2d
+    generator = torch.Generator().manual_seed(0)
+    d = 16
+    left = torch.randn(4000, d, generator=generator) * torch.linspace(2.0, 0.5, d)
+    pairs = torch.stack([left, left + 0.05 * torch.randn(4000, d, generator=generator)], dim=1)
+    errors = {}
+    for architecture in ("pca", "mix"):
+        sweeper = Sweeper(SweeperConfig.for_dim(d, 32, architecture))
+        sweeper.init_from_data(pairs)
+        with torch.no_grad():
+            back = torch.stack(sweeper.invert(sweeper.merge(pairs[:, 0], pairs[:, 1])), dim=1)
+        errors[architecture] = (back - pairs).pow(2).mean().item()
+    # pca keeps each child's top d/2 components; mix keeps the pair's top d: nearly all of it
+    assert errors["mix"] < 0.01 < 0.1 < errors["pca"]

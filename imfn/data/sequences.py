@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +27,9 @@ from imfn.data import moving_mnist
 from imfn.data.frame import MNIST_FRAME, FrameShape
 from imfn.data.mnist import SplitImages, load_split_images
 from imfn.job import numpy_generator
+
+if TYPE_CHECKING:  # torch is imported by the functions that return tensors, when called
+    import torch
 
 SOURCES = ("mnist", "moving_mnist")
 PARTS = ("train", "test")
@@ -104,17 +108,38 @@ class Sequences:
     def _canonical(self, start: int, count: int, T: int) -> np.ndarray:
         data = moving_mnist.open_canonical(self.canonical)
         if T > moving_mnist.CANONICAL_FRAMES:
-            raise ValueError(f"{self.canonical} holds {moving_mnist.CANONICAL_FRAMES} frames per sequence; "
-                             f"T={T} asked for")
+            raise ValueError(
+                f"{self.canonical} holds {moving_mnist.CANONICAL_FRAMES} frames per sequence; T={T} asked for"
+            )
         if start + count > data.shape[1]:
-            raise ValueError(f"{self.canonical} holds {data.shape[1]} sequences; "
-                             f"sequences {start}..{start + count - 1} asked for")
+            raise ValueError(
+                f"{self.canonical} holds {data.shape[1]} sequences; sequences {start}..{start + count - 1} asked for"
+            )
         frames = np.ascontiguousarray(data[:T, start : start + count].transpose(1, 0, 2, 3))
         return frames.reshape(count, T, -1)
+
+
+def training_frames(sequences: Sequences, count: int | None = None) -> torch.Tensor:
+    """(count, pixels) uint8: the frames the per-frame references learn from, the first frame of training
+    sequences 0 .. count - 1 (one frame per sequence: as independent as the source's frames get). None: as many
+    frames as the seed's split has training digits (for ``mnist`` that many draws from them)."""
+    count = len(sequences.digits.train) if count is None else count
+    if count < 2:
+        raise ValueError(f"per-frame references need at least 2 training frames, got {count}")
+    import torch
+
+    return torch.from_numpy(sequences.draw("train", 0, count, 1)[:, 0])
+
+
+def trajectory_frames(sequences: Sequences, attrs: dict, start: int, count: int) -> torch.Tensor:
+    """Float pixels (count, T, pixels) of rows ``start .. start + count - 1`` of the trajectory set with ``attrs``."""
+    if (attrs.get("source"), attrs.get("seed")) != (sequences.source, sequences.seed):
+        raise ValueError(f"the trajectory set holds {attrs.get('source')} seed {attrs.get('seed')} sequences, "
+                         f"not {sequences.source} seed {sequences.seed}")  # fmt: skip
+    return sequences.draw_float(attrs["part"], attrs["start"] + start, count, attrs["T"])
 
 
 def open_sequences(source: str, mnist: Path, split: Path, seed: int, canonical: Path | None = None) -> Sequences:
     """The sequences of ``source`` for ``seed``, built from the MNIST store and the seed's split."""
     check_source(source)
-    return Sequences(source, seed, load_split_images(Path(mnist), Path(split)),
-                     Path(canonical) if canonical else None)
+    return Sequences(source, seed, load_split_images(Path(mnist), Path(split)), Path(canonical) if canonical else None)

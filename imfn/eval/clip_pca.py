@@ -29,10 +29,10 @@ from pathlib import Path
 import torch
 
 from imfn.atomic import atomic_output
-from imfn.data.sequences import Sequences
+from imfn.data.sequences import Sequences, training_frames
 from imfn.eval.metrics import score_held_out
-from imfn.eval.pca import mean_image, training_frames
 from imfn.eval.roundtrip import metric_rows, to_frame
+from imfn.models.pca import mean_image
 
 log = logging.getLogger(__name__)
 

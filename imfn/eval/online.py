@@ -24,14 +24,13 @@ import pandas as pd
 import torch
 
 from imfn.atomic import atomic_output
-from imfn.data.sequences import Sequences
+from imfn.data.sequences import Sequences, trajectory_frames
 from imfn.devices import autocast, batch_size
 from imfn.eval.metrics import mse_per_frame
 from imfn.models.memory import ReadOnlyMemory
 from imfn.models.student import load_student
 from imfn.models.teacher import Teacher
 from imfn.store import read_array, read_attrs
-from imfn.train.trajectories import trajectory_frames
 
 log = logging.getLogger(__name__)
 

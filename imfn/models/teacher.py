@@ -19,6 +19,11 @@ Three architectures build these maps:
   (:mod:`imfn.train.depth_decoder`), so every level learns the best code of half the size for what
   the frame looks like, not for the code below it.
 
+- ``mix``: the tree for frames that share content. A merge sees both children whole: a linear map of the
+  pair (2d -> d) started at the joint PCA of adjacent children in the level's bank, so what two neighbouring
+  windows share is kept once, plus a residual MLP that starts at zero; the inverter maps back the same way
+  (d -> 2d). Trained on the bank's pairs (latent MSE), then the decoder for its depth in pixels.
+
 A :class:`DepthDecoder` refines the leaf decoder for codes that came back through a tree of
 a given depth (pixel-space supervision through the frozen stack): the leaf codec's decoder
 plus an MLP residual that starts at zero, so untrained it is the codec's decoder.
@@ -39,34 +44,28 @@ from torch import nn
 
 from imfn.data.frame import MNIST_FRAME, FrameShape
 from imfn.models.layers import mlp, parameter_count, zero_residual
+from imfn.models.pca import fit_pca
 
 # The frame of a checkpoint written before frames were recorded (and the paper's): an MNIST digit.
 DEFAULT_FRAME = (MNIST_FRAME.height, MNIST_FRAME.width)
-ARCHITECTURES = ("mlp", "pca", "framewise")  # config teacher.training.architecture
+ARCHITECTURES = ("mlp", "pca", "framewise", "mix")  # config teacher.training.architecture
+LINEAR_CODEC = ("pca", "framewise", "mix")  # architectures whose leaf codec is per-frame PCA
 
 
 @torch.no_grad()
-def init_from_pca(encode: nn.Linear, decode: nn.Linear, samples: torch.Tensor) -> torch.Tensor:
-    """Set ``encode`` to project onto the top principal components of ``samples`` and ``decode``
-    to map back (orthonormal, so decode(encode(x)) is the best rank-k reconstruction).
+def init_from_pca(encode: nn.Linear, decode: nn.Linear, samples: torch.Tensor) -> None:
+    """Set ``encode`` to project onto the top principal components of ``samples`` (:func:`imfn.models.pca.fit_pca`)
+    and ``decode`` to map back (orthonormal, so decode(encode(x)) is the best rank-k reconstruction).
 
-    When asked for more components than ``samples`` has dimensions, the extra codes are zero.
-    Returns the explained-variance spectrum of the kept components.
-    """
-    samples = samples.double()
-    mean = samples.mean(dim=0)
-    centered = samples - mean
-    covariance = centered.T @ centered / max(len(samples) - 1, 1)
-    eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
-    order = torch.argsort(eigenvalues, descending=True)
-    k = min(encode.out_features, samples.shape[1])
-    basis = torch.zeros(samples.shape[1], encode.out_features, dtype=torch.float64)
-    basis[:, :k] = eigenvectors[:, order[:k]]
-    encode.weight.copy_(basis.T)
-    encode.bias.copy_(-(basis.T @ mean))
-    decode.weight.copy_(basis)
+    When asked for more components than ``samples`` span, the extra codes are zero."""
+    mean, basis = fit_pca(samples)
+    k = min(encode.out_features, basis.shape[1])
+    kept = torch.zeros(samples.shape[1], encode.out_features, dtype=basis.dtype)
+    kept[:, :k] = basis[:, :k]
+    encode.weight.copy_(kept.T)
+    encode.bias.copy_(-(kept.T @ mean))
+    decode.weight.copy_(kept)
     decode.bias.copy_(mean)
-    return eigenvalues[order[:k]].clamp_min(0).float()
 
 
 @torch.no_grad()
@@ -126,7 +125,7 @@ class LeafCodec(nn.Module):
         if config.architecture == "mlp":
             self.encoder = mlp([p, h, h, d])
             self.decoder = mlp([d, h, h, p], nn.Sigmoid())
-        elif config.architecture in ("pca", "framewise"):
+        elif config.architecture in LINEAR_CODEC:
             self.encoder = nn.Linear(p, d)
             self.decoder = nn.Linear(d, p)
         else:
@@ -140,8 +139,8 @@ class LeafCodec(nn.Module):
         return pixels if self.config.architecture == "mlp" else pixels.clamp(0.0, 1.0)
 
     def init_from_data(self, images: torch.Tensor) -> None:
-        """Data-dependent initialization from a sample of images (the linear codec of ``pca`` and ``framewise``)."""
-        if self.config.architecture in ("pca", "framewise"):
+        """Data-dependent initialization from a sample of images (the linear codecs of :data:`LINEAR_CODEC`)."""
+        if self.config.architecture in LINEAR_CODEC:
             init_from_pca(self.encoder, self.decoder, images)
 
 
@@ -189,6 +188,9 @@ class Sweeper(nn.Module):
         elif config.architecture == "pca":
             self.merge_net = nn.Linear(2 * d, d)
             self.invert_net = nn.Linear(d, 2 * d)
+        elif config.architecture == "mix":
+            self.merge_net = ResidualMap(2 * d, d, h)
+            self.invert_net = ResidualMap(d, 2 * d, h)
         elif config.architecture == "framewise":
             size = d // config.blocks
             if size < 2 or size % 2 or size * config.blocks != d:
@@ -215,13 +217,16 @@ class Sweeper(nn.Module):
         left, right = both.chunk(2, dim=-1)
         return left, right
 
-    def init_from_data(self, codes: torch.Tensor) -> None:
-        """Data-dependent initialization from a sample of the level's bank (``pca`` and ``framewise``)."""
+    def init_from_data(self, pairs: torch.Tensor) -> None:
+        """Data-dependent initialization from a sample of the level's bank: (n, 2, d) pairs of adjacent children
+        (``pca``, ``framewise``, ``mix``)."""
         if self.config.architecture == "pca":
-            init_pair_from_pca(self.merge_net, self.invert_net, codes)
+            init_pair_from_pca(self.merge_net, self.invert_net, pairs.flatten(0, 1))
         elif self.config.architecture == "framewise":  # the best linear map of a block to half its size, and back
-            blocks = codes.reshape(-1, self.config.dim // self.config.blocks)
+            blocks = pairs.reshape(-1, self.config.dim // self.config.blocks)
             init_from_pca(self.merge_net.linear, self.invert_net.linear, blocks)
+        elif self.config.architecture == "mix":  # the best linear map of the pair to d numbers: joint PCA
+            init_from_pca(self.merge_net.linear, self.invert_net.linear, pairs.flatten(1))
 
 
 @dataclass(frozen=True)

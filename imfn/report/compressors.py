@@ -160,8 +160,8 @@ def figure6(
     import matplotlib.pyplot as plt
 
     from imfn.data.sequences import open_sequences
-    from imfn.eval.pca import fit_pca, pca_roundtrip
     from imfn.models.compressors import load_compressor
+    from imfn.models.pca import fit_pca, pca_roundtrip
     from imfn.models.teacher import Teacher
     from imfn.report.common import save_figure
 

@@ -186,3 +186,68 @@ def source_report(metrics: list[Path], source: str, table_out: Path, figure_dir:
     if figure is not None:
         outputs += save_figure(figure, figure_dir, f"{source}_per_position")
     return outputs
+
+
+STRIP_FRAMES = (1, 8, 16, 24, 32)  # 1-based positions shown, as the issue's strip (capped at T)
+
+
+def strip_figure(
+    sequences,
+    T: int,
+    teachers: list[Path],
+    autoencoder: Path | None,
+    fit_clips: int,
+    compressors: list[Path],
+    out_dir: Path,
+) -> list[Path]:
+    """The first held-out sequence of length T, frames ``STRIP_FRAMES``, above each model's reconstruction: every
+    teacher cell in ``teachers`` (a folder results/<source>/seed<s>/d<d>/<variant> with its sweepers), the
+    per-frame autoencoder and per-frame PCA at k = d // T, clip PCA at d components (fit as the evaluation fits it,
+    on ``fit_clips`` training clips), and the compressors trained at this T."""
+    import torch
+
+    from imfn.data.sequences import training_frames
+    from imfn.eval.clip_pca import fit_clip_pca
+    from imfn.models.compressors import load_compressor
+    from imfn.models.frame_autoencoder import load_frame_autoencoder
+    from imfn.models.pca import fit_pca, pca_roundtrip
+    from imfn.models.teacher import Teacher, depth_for
+
+    frames = sequences.draw_float("test", 0, 1, T)  # (1, T, pixels): held-out sequence 0, which every model saw
+    rows, dim = [("original", frames)], None
+    with torch.no_grad():
+        for cell in teachers:
+            paths = [cell / f"sweeper_L{level}.pt" for level in range(depth_for(T))]
+            teacher = Teacher.load_for(T, paths)
+            dim = teacher.codec.config.dim
+            rows.append((f"IMFN {cell.name}", teacher.roundtrip(frames)))
+        if dim is None:
+            raise ValueError("the strip needs at least one teacher cell")
+        k = dim // T
+        if autoencoder is not None:
+            rows.append((f"per-frame autoencoder (k={k})", load_frame_autoencoder(autoencoder)(frames)))
+        mean, basis = fit_pca(training_frames(sequences))
+        rows.append((f"per-frame PCA (k={k})", pca_roundtrip(frames, mean, basis, k)))
+        clips = torch.from_numpy(sequences.draw("train", 0, fit_clips, T)).flatten(1)
+        pca = fit_clip_pca(clips)
+        rows.append((f"clip PCA ({min(dim, pca.rank)})", pca.reconstruct(frames, min(dim, pca.rank))))
+        for path in compressors:
+            model = load_compressor(path)
+            rows.append((f"{REFERENCES[model.kind]}", model(frames)))
+    positions = sorted({min(p, T) - 1 for p in STRIP_FRAMES})  # a shorter clip: its last frame stands for the rest
+    height, width = sequences.frame.height, sequences.frame.width
+    fig, axes = plt.subplots(len(rows), len(positions), figsize=(1.1 * len(positions) + 2.4, 1.1 * len(rows)),
+                             squeeze=False)
+    for r, (label, sequence) in enumerate(rows):
+        mse = ((sequence - frames) ** 2).mean().item()
+        for c, t in enumerate(positions):
+            ax = axes[r, c]
+            ax.imshow(sequence[0, t].reshape(height, width).clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"frame {t + 1}", fontsize=8)
+        text = label if r == 0 else f"{label}\nMSE {mse:.4f}"
+        axes[r, 0].set_ylabel(text, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle(f"{sequences.source}: held-out sequence 0 of T = {T} (seed {sequences.seed}, d = {dim})", fontsize=9)
+    return save_figure(fig, out_dir, f"{sequences.source}_strip")

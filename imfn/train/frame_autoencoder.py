@@ -2,7 +2,7 @@
 training sequences: the reference at equal memory each teacher result stands beside (its evaluation:
 :mod:`imfn.eval.frame_autoencoder`).
 
-Its linear part starts at per-frame PCA of the same training frames (:func:`imfn.eval.pca.training_frames`), its
+Its linear part starts at per-frame PCA of the same training frames (:func:`imfn.data.sequences.training_frames`), its
 residuals at zero. Training runs in the harness (resumable, seeded per epoch, a non-finite loss stops the job).
 The frames stay uint8 until a batch needs them: 54,000 64x64 frames are 221 MB so, 885 MB as floats.
 """
@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 
 from imfn.atomic import atomic_output
-from imfn.data.sequences import Sequences
-from imfn.eval.pca import fit_pca, training_frames
+from imfn.data.sequences import Sequences, training_frames
 from imfn.job import seed_torch, seeded_generator
 from imfn.models.frame_autoencoder import FrameAutoencoder, FrameAutoencoderConfig, frame_autoencoder_checkpoint
+from imfn.models.pca import fit_pca
 from imfn.train.harness import Run, resume_path, write_rows
 
 log = logging.getLogger(__name__)

@@ -89,7 +89,7 @@ class LevelModel(torch.nn.Module):
 
     @torch.no_grad()
     def init_from_bank(self, data: torch.Tensor, hp: SweeperTraining) -> None:
-        """Data-dependent initialization (``pca``, ``framewise``) from both sides of a sample of the bank's pairs;
+        """Data-dependent initialization (``pca``, ``framewise``, ``mix``) from a sample of the bank's pairs;
         ``mlp`` sweepers start from random weights."""
         if hp.architecture == "mlp":
             return
@@ -97,7 +97,7 @@ class LevelModel(torch.nn.Module):
         inputs = self.inputs(data[torch.randperm(len(data), generator=gen)[:INIT_SAMPLES]].flatten(0, 1))
         if self.codec is not None:
             self.codec.init_from_data(inputs)
-        self.sweeper.init_from_data(self.codes(inputs))
+        self.sweeper.init_from_data(self.codes(inputs).unflatten(0, (-1, 2)))
 
     @torch.no_grad()
     def health(self, data: torch.Tensor, hp: SweeperTraining) -> dict:

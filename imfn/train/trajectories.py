@@ -28,14 +28,6 @@ log = logging.getLogger(__name__)
 FRAMES_PER_BATCH = 8192
 
 
-def trajectory_frames(sequences: Sequences, attrs: dict, start: int, count: int) -> torch.Tensor:
-    """Float pixels (count, T, pixels) of rows ``start .. start + count - 1`` of the trajectory set with ``attrs``."""
-    if (attrs.get("source"), attrs.get("seed")) != (sequences.source, sequences.seed):
-        raise ValueError(f"the trajectory set holds {attrs.get('source')} seed {attrs.get('seed')} sequences, "
-                         f"not {sequences.source} seed {sequences.seed}")  # fmt: skip
-    return sequences.draw_float(attrs["part"], attrs["start"] + start, count, attrs["T"])
-
-
 @torch.no_grad()
 def write_trajectory_set(
     teacher_checkpoints: Sequence[Path],

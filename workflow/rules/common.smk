@@ -5,6 +5,7 @@ import os
 import re
 import shlex
 import sys
+import types
 
 from imfn.data import moving_mnist
 from imfn.data.sequences import SOURCES as KNOWN_SOURCES, frame_shape
@@ -51,11 +52,14 @@ PAPER_SOURCE = "mnist"
 def _source_grid(name):
     """A source's grid: its entry in `sources`, each key unset there taken from the top-level settings."""
     entry = config["sources"][name] or {}
+    variant = entry.get("teacher_variant", TEACHER["variant"])
     return {
         "seeds": entry.get("seeds", config["seeds"]),
         "dims": entry.get("dims", config["dims"]),
         "T": entry.get("T", config["evaluation"]["T"]),
-        "variant": entry.get("teacher_variant", TEACHER["variant"]),
+        "variant": variant,
+        # the teacher variants trained and reported on this source: its default first, then `variants`
+        "variants": [variant] + [v for v in entry.get("variants", []) if v != variant],
         "levels": entry.get("levels", LEVELS),
         "canonical_test": entry.get("canonical_test"),
     }
@@ -77,6 +81,13 @@ def autoencoder_ks(source, dims=None, Ts=None):
 
 # Clip PCA and the mean frame: the references of a source whose frames share content (not mnist's).
 CLIP_PCA_SOURCES = [name for name in SOURCES if name != PAPER_SOURCE]
+# Those sources' own report (imfn/report/source.py): a table per d beside every reference, MSE against T, MSE
+# per position, and a strip of one held-out clip of STRIP_T frames (or its longest T) through every model.
+STRIP_T = 32
+SOURCE_TABLE = "results/tables/{source}.md"
+SOURCE_FIGURES = [f"results/figures/{{source}}_{name}.{ext}" for name in ("mse_vs_T", "per_position", "strip")
+                  for ext in ("png", "pdf")]
+SOURCE_REPORTS = [path.format(source=name) for name in CLIP_PCA_SOURCES for path in [SOURCE_TABLE, *SOURCE_FIGURES]]
 
 # --- The end-to-end sequence compressors (Transformer, Mamba; method.md section 5) ------------------
 COMPRESSORS = config["compressors"]
@@ -236,7 +247,7 @@ def _check_sources():
 
 
 def _check_config():
-    unknown = sorted({VARIANT, *(g["variant"] for g in SOURCES.values()), *ABLATION_VARIANTS,
+    unknown = sorted({VARIANT, *(v for g in SOURCES.values() for v in g["variants"]), *ABLATION_VARIANTS,
                       *PAPER_SWEEP["variants"]} - set(TEACHER["variants"]))
     if unknown:
         raise ValueError(f"config names teacher variants {unknown} that teacher.variants does not define "
@@ -377,10 +388,10 @@ def cells(source, variants, dims, seeds):
 
 
 def grid(pattern, source=PAPER_SOURCE, variants=None, dims=None, seeds=None):
-    """``pattern`` over a source's seeds x dims x variants (unset: the source's grid and teacher variant), and
+    """``pattern`` over a source's seeds x dims x variants (unset: the source's grid and teacher variants), and
     over its levels / T when it has those wildcards."""
     config_ = SOURCES[source]
-    cells_ = cells(source, variants or [config_["variant"]], dims or config_["dims"], seeds or config_["seeds"])
+    cells_ = cells(source, variants or config_["variants"], dims or config_["dims"], seeds or config_["seeds"])
     if "{level}" in pattern:
         return [pattern.format(**c, level=l) for c in cells_ for l in range(config_["levels"])]
     if "{T}" in pattern:
@@ -473,6 +484,45 @@ def metric_inputs(w):
     }[w.table]
 
 
+def strip_T(source):
+    """The clip length of a source's strip figure: STRIP_T if the source evaluates it, else its longest T."""
+    Ts = SOURCES[source]["T"]
+    return STRIP_T if STRIP_T in Ts else max(Ts)
+
+
+def source_report_inputs(w):
+    """The metric tables, and the checkpoints the strip reads: every teacher variant at the source's first seed and
+    d, the per-frame autoencoder of k = d // T there, and the compressors trained on the source at that (d, T)."""
+    grid_ = SOURCES[w.source]
+    seed, dim, T = grid_["seeds"][0], grid_["dims"][0], strip_T(w.source)
+    cell = dict(source=w.source, seed=seed, dim=dim)
+    k = min(dim // T, frame_shape(w.source).pixels)
+    compressor = COMPRESSOR_SOURCES.get(w.source)
+    return {
+        "metrics": [f"results/metrics/{name}.parquet" for name in ("teacher", "pca", "autoencoder", "clip_pca")]
+        + (["results/metrics/compressors.parquet"] if compressor else []),
+        "sweepers": [SWEEPER.format(**cell, variant=v, level=level) for v in grid_["variants"]
+                     for level in range(int(math.log2(T)))],
+        "autoencoder": [AUTOENCODER.format(source=w.source, seed=seed, k=k)] if k else [],
+        "compressors": [COMPRESSOR.format(source=w.source, seed=seed, dim=dim, model=m) for m in COMPRESSORS["models"]]
+        if compressor and compressor["dim"] == dim and compressor["T"] == T and seed in COMPRESSORS["seeds"] else [],
+        **sequence_inputs(dict_wildcards(w.source, seed)),
+    }
+
+
+def dict_wildcards(source, seed):
+    """Wildcards-like object for :func:`sequence_inputs` outside a rule of those wildcards."""
+    return types.SimpleNamespace(source=source, seed=seed)
+
+
+def source_report_flags(w):
+    grid_ = SOURCES[w.source]
+    seed, dim = grid_["seeds"][0], grid_["dims"][0]
+    cells_ = " ".join(CELL.format(source=w.source, seed=seed, dim=dim, variant=v) for v in grid_["variants"])
+    return (f"{sequence_flags(dict_wildcards(w.source, seed))} --seed {seed} --T {strip_T(w.source)}"
+            f" --teachers {cells_}")
+
+
 def video_source(wildcards):
     """video_clips reads no pipeline file; asking for the video branch without UCF-101 stops here, before any job."""
     if VIDEO_LEFT_OUT:
@@ -487,9 +537,11 @@ def video_levels_up_to(level):
 # --- Reporting and provenance -----------------------------------------------------------------------
 def reported(paths, category, subcategory=None):
     """Mark the PNG figures and Markdown tables among ``paths`` (one path or a list) for `snakemake --report`,
-    each with its caption workflow/report/<file stem>.rst (the PDFs are the same figures, left out of the report)."""
+    each with its caption workflow/report/<file stem>.rst, `{source}` read as `source` (the PDFs are the same figures,
+    left out of the report)."""
     def caption(path):  # (a line may not start with `report`: the parser takes it for the directive)
-        return f"../report/{os.path.basename(path).rsplit('.', 1)[0]}.rst"
+        stem = os.path.basename(path).rsplit(".", 1)[0].replace("{source}", "source")  # one caption for every source
+        return f"../report/{stem}.rst"
 
     def mark(path):
         return (snakemake.io.report(path, caption=caption(path), category=category, subcategory=subcategory)

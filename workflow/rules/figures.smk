@@ -66,3 +66,28 @@ rule student_figures:
         "../envs/imfn.yaml"
     shell:
         "imfn student-figures --results results --log {log}"
+
+
+rule source_report:
+    """A source other than mnist: its table per d beside every reference at equal memory (the teacher's ratios to
+    the per-frame autoencoder and clip PCA, its growth in T), MSE against T, MSE per position, and one held-out clip
+    through every model."""
+    localrule: True
+    input:
+        unpack(source_report_inputs),
+    output:
+        table=reported(SOURCE_TABLE, "Sequence sources", "{source}"),
+        figures=reported(SOURCE_FIGURES, "Sequence sources", "{source}"),
+    log:
+        "logs/{source}/source_report.log",
+    params:
+        flags=source_report_flags,
+        fit_clips=config["reference"]["clip_pca"]["fit_clips"],
+        autoencoder=lambda w, input: optional("--autoencoder", input.autoencoder[0] if input.autoencoder else None),
+        compressors=lambda w, input: " ".join(input.compressors),
+    conda:
+        "../envs/imfn.yaml"
+    shell:
+        "imfn source-report --metrics {input.metrics} {params.flags} {params.autoencoder}"
+        " --fit-clips {params.fit_clips} --compressors {params.compressors} --table {output.table}"
+        " --figures results/figures --log {log}"

@@ -1,0 +1,50 @@
+"""Principal components of frames: the linear code behind per-frame PCA, the per-frame autoencoder's start and the
+references at equal memory."""
+
+from __future__ import annotations
+
+import torch
+
+PCA_CHUNK = 4096  # frames per step of the covariance sum: 64x64 frames never sit in memory as float64 all at once
+RANK_TOLERANCE = 1e-10  # Gram eigenvalues below this fraction of the largest span no direction
+
+
+def _pixels(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> float64 in [0, 1]; float images as they are, in float64."""
+    return images.double() / 255.0 if images.dtype == torch.uint8 else images.double()
+
+
+def mean_image(images: torch.Tensor) -> torch.Tensor:
+    """(P,) float64: the mean of ``images`` (N, P), uint8 pixels or floats in [0, 1], ``PCA_CHUNK`` at a time."""
+    return sum(_pixels(chunk).sum(dim=0) for chunk in images.split(PCA_CHUNK)) / len(images)
+
+
+def fit_pca(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (P,) and principal directions (P, r), columns by decreasing variance, of ``images`` (N, P): uint8
+    pixels or floats in [0, 1]; r = P, or the directions N < P images span. With more images than pixels the
+    covariance (P x P) is summed in float64, ``PCA_CHUNK`` images at a time; with fewer, the same directions come
+    exactly and more cheaply from the images' Gram matrix (N x N)."""
+    if len(images) < 2:
+        raise ValueError(f"PCA needs at least 2 images, got {len(images)}")
+    mean = mean_image(images)
+    if len(images) < images.shape[1]:
+        centered = _pixels(images) - mean
+        eigenvalues, eigenvectors = torch.linalg.eigh(centered @ centered.T)
+        order = torch.argsort(eigenvalues, descending=True)
+        eigenvalues, eigenvectors = eigenvalues[order], eigenvectors[:, order]
+        spanned = eigenvalues > eigenvalues[0] * RANK_TOLERANCE if eigenvalues[0] > 0 else eigenvalues > 0
+        basis = centered.T @ eigenvectors[:, spanned] / eigenvalues[spanned].sqrt()
+        return mean.float(), basis.float()
+    covariance = torch.zeros(images.shape[1], images.shape[1], dtype=torch.float64)
+    for chunk in images.split(PCA_CHUNK):
+        centered = _pixels(chunk) - mean
+        covariance += centered.T @ centered
+    eigenvalues, eigenvectors = torch.linalg.eigh(covariance / (len(images) - 1))
+    order = torch.argsort(eigenvalues, descending=True)
+    return mean.float(), eigenvectors[:, order].float()
+
+
+def pca_roundtrip(frames: torch.Tensor, mean: torch.Tensor, basis: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the top ``k`` components of every frame, map back, clip to [0, 1]."""
+    components = basis[:, :k]
+    return ((frames - mean) @ components @ components.T + mean).clamp(0.0, 1.0)
