@@ -4,7 +4,7 @@ Clip PCA keeps the top d principal components of the whole T-frame clip (T * pix
 of a sequence in d numbers, where per-frame PCA gives each frame k = d // T of them on its own. It is fit on
 ``fit_clips`` training clips (part ``train``, sequences 0 .. fit_clips - 1, at that T) and evaluated on the
 held-out clips (part ``test``, 0 .. sequences - 1) at every d of the grid. The mean frame (the average training
-frame, :func:`imfn.eval.pca.training_frames`, put at every position) is the code of zero numbers.
+frame, :func:`imfn.data.sequences.training_frames`, put at every position) is the code of zero numbers.
 
 How it is fit: a clip of 64 frames of 64x64 has 262,144 dimensions and the fit clips are a few thousand, so the
 principal components are found through the Gram matrix of the M centred fit clips, ``G = Xc Xc^T`` (M x M):

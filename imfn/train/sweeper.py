@@ -43,7 +43,7 @@ from imfn.train.health import HealthLimits, LevelCollapseError, code_health, col
 
 log = logging.getLogger(__name__)
 
-INIT_SAMPLES = 16384  # bank rows (pairs: twice as many frames or codes) that a pca / framewise level starts from
+INIT_SAMPLES = 16384  # bank rows (pairs: twice as many frames or codes) that a pca / framewise / mix level starts from
 HEALTH_SAMPLES = 4096  # bank rows a level's health is measured on
 
 
@@ -57,6 +57,7 @@ class SweeperTraining:
     variant: str = "paper"  # the named override set (config teacher.variants) these settings run under, in outputs
     architecture: str = "mlp"  # mlp: the paper's MLP sweepers from random init | pca: closed-form PCA merges and
     # inverses | framewise: per-frame PCA-started residual merges, trained in pixels with the depth decoder
+    # | mix: merges of both children (joint PCA start + residual MLP), trained on the bank, then the depth decoder
     codec_hidden: int = 1024
     sweeper_hidden: int | None = None  # None: d
     batch_size: int = 64

@@ -72,7 +72,6 @@ rule source_report:
     """A source other than mnist: its table per d beside every reference at equal memory (the teacher's ratios to
     the per-frame autoencoder and clip PCA, its growth in T), MSE against T, MSE per position, and one held-out clip
     through every model."""
-    localrule: True
     input:
         unpack(source_report_inputs),
     output:
@@ -80,6 +79,7 @@ rule source_report:
         figures=reported(SOURCE_FIGURES, "Sequence sources", "{source}"),
     log:
         "logs/{source}/source_report.log",
+    threads: config["threads"]["eval"]
     params:
         flags=source_report_flags,
         fit_clips=config["reference"]["clip_pca"]["fit_clips"],
@@ -90,4 +90,4 @@ rule source_report:
     shell:
         "imfn source-report --metrics {input.metrics} {params.flags} {params.autoencoder}"
         " --fit-clips {params.fit_clips} --compressors {params.compressors} --table {output.table}"
-        " --figures results/figures --log {log}"
+        " --figures results/figures --threads {threads} --log {log}"

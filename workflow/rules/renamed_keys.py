@@ -2,7 +2,7 @@
 # (the Snakefile includes this file ahead of `validate`), with a message that names the new key, instead of the
 # schema's generic "additional properties" error. Plain Python, so that the tests import the same check.
 
-ARCHITECTURE_VALUES = "values mlp | pca | framewise; mlp: the paper's MLP sweepers from random init"
+ARCHITECTURE_VALUES = "values mlp | pca | framewise | mix; mlp: the paper's MLP sweepers from random init"
 
 # (old key, old value, new key, new value, note). A value of None: the key itself was renamed, whatever it
 # holds; otherwise only that value was renamed. `*` stands for any one name (a variant), the same in both keys.
