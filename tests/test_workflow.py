@@ -37,10 +37,12 @@ def test_default_config_plans_the_full_paper_grid(repo, tmp_path, env_with_venv)
     (tmp_path / "resources" / "UCF-101").mkdir(parents=True)  # video.root exists: the video branch is planned
     jobs = planned_jobs(repo, tmp_path, env_with_venv)
     # mnist, 5 seeds x 5 dims: 9 sweepers each, banks for levels 1..8, roundtrip at 8 values of T; moving_mnist
-    # at the same seeds and dims: 6 levels (T up to 64), banks for levels 1..5, roundtrip at 6 values of T
-    assert jobs["train_sweeper"] == 25 * 9 + 25 * 6
-    assert jobs["build_bank"] == 25 * 8 + 25 * 5
-    assert jobs["roundtrip"] == 25 * 8 + 25 * 6
+    # at the same seeds and dims, 3 teacher variants (mix, framewise, paper): 6 levels (T up to 64), banks for
+    # levels 1..5, roundtrip at 6 values of T
+    assert jobs["train_sweeper"] == 25 * 9 + 3 * 25 * 6
+    assert jobs["build_bank"] == 25 * 8 + 3 * 25 * 5
+    assert jobs["roundtrip"] == 25 * 8 + 3 * 25 * 6
+    assert jobs["source_report"] == 1  # moving_mnist's table and figures
     assert jobs["split"] == jobs["clip_pca"] == 5  # the digits' split is shared; clip PCA is moving_mnist's
     assert jobs["image_bank"] == jobs["pca_roundtrip"] == 2 * 5
     assert jobs["fetch_mnist"] == jobs["figures"] == 1
@@ -147,7 +149,7 @@ def test_source_config_checks_run_before_any_job(repo, tmp_path, env_with_venv):
     right = {"T": [2, 4], "canonical_test": str(tmp_path / "right.npy")}  # T <= 16 with it: planned
     bad.write_text(yaml.safe_dump({"sources": {"moving_mnist": right}}))
     jobs = planned_jobs(repo, tmp_path, env_with_venv, "--configfile", str(bad))
-    assert jobs["roundtrip"] == 25 * 8 + 25 * 2
+    assert jobs["roundtrip"] == 25 * 8 + 3 * 25 * 2  # 3 moving_mnist variants
     bad.write_text(yaml.safe_dump({"sources": {"kinetics": {}}}))
     result = snakemake(repo, tmp_path, "-n", "--configfile", str(bad), env=env_with_venv, check=False)
     assert result.returncode != 0 and "kinetics" in result.stdout + result.stderr
@@ -166,7 +168,8 @@ def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, wor
     overall = metrics[metrics["position"].isna()]
     assert sorted(overall["T"].unique()) == [2, 4] and set(overall["metric"]) == {"mse", "psnr", "ssim"}
     variants = set(zip(overall["source"], overall["variant"], strict=True))  # one table, a source column
-    assert variants == {("mnist", "framewise"), ("moving_mnist", "paper")} and overall["value"].notna().all()
+    expected = {("mnist", "framewise"), ("moving_mnist", "mix"), ("moving_mnist", "paper")}
+    assert variants == expected and overall["value"].notna().all()
     assert (work / "results/moving_mnist/seed0/d16/paper/roundtrip_T4.parquet").exists()
     limit = pd.read_parquet(work / "results/metrics/autoencoder.parquet")  # k = 16 // T numbers per frame
     assert set(limit["model"]) == {"autoencoder"} and sorted(set(limit["T"])) == [2, 4] and limit["value"].notna().all()
@@ -174,7 +177,7 @@ def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, wor
     clip = pd.read_parquet(work / "results/metrics/clip_pca.parquet")
     assert set(clip["source"]) == {"moving_mnist"} and set(clip["model"]) == {"clip-pca", "mean-frame"}
     health = pd.read_parquet(work / "results/metrics/teacher_health.parquet")
-    assert sorted(health["level"]) == [0, 0, 1, 1]  # moving_mnist's paper tree at d = 16, 1 epoch: collapsed
+    assert sorted(health["level"]) == [0, 0, 0, 1, 1, 1]  # moving_mnist's trees at d = 16, 1 epoch: collapsed
     health = health[health["source"] == "mnist"]
     assert not health["collapsed"].any()
     level1 = health[health["level"] == 1].iloc[0]
@@ -193,7 +196,13 @@ def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, wor
     losses = {v: pd.read_parquet(cell / f"student_{v}_T4_loss.parquet") for v in students}
     assert all(set(loss["variant"]) == {v} for v, loss in losses.items())  # each loss curve says whose it is
     assert set(losses["slot"]["architecture"]) == {"slot"} and set(losses["paper"]["architecture"]) == {"mlp"}
+    table = (work / "results/tables/moving_mnist.md").read_text()
+    names = ("IMFN mix", "IMFN paper", "per-frame autoencoder", "per-frame PCA", "clip PCA", "mean frame")
+    assert all(f"| {name}" in table for name in names) and "| IMFN mix / clip PCA, d components |" in table
     for name in (
+        "moving_mnist_mse_vs_T",
+        "moving_mnist_per_position",
+        "moving_mnist_strip",
         "fig2_mse_vs_dim",
         "fig3_mse_vs_T",
         "teacher_health",
