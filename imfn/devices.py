@@ -164,9 +164,7 @@ def plan_placement(
 def cuda_problem() -> str:
     """Why torch cannot use CUDA here, in words ("" when it can)."""
     if torch.version.cuda is None:
-        return (
-            f"this torch ({torch.__version__}) is a CPU-only build; install a CUDA build (docs/gpu.md)"
-        )
+        return f"this torch ({torch.__version__}) is a CPU-only build; install a CUDA build (docs/gpu.md)"
     if not torch.cuda.is_available():
         return (
             f"torch {torch.__version__} is built for CUDA {torch.version.cuda} but finds no usable GPU "

@@ -92,4 +92,4 @@ def test_every_call_site_has_its_own_purpose():
     sites = purpose_sites()
     shared = {purpose: where for purpose, where in sites.items() if len(where) > 1}
     assert not shared, f"purposes used at more than one call site: {shared}"
-    assert {"sweeper-train", "autoencoder-order", "compressor-sequences", "mnist-split"} <= set(sites)
+    assert {"sweeper-train", "autoencoder-order", "bank-zero-padded", "mnist-split"} <= set(sites)

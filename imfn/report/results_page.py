@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 CAPTIONS = Path(__file__).resolve().parents[2] / "workflow" / "report"
 MAX_FIGURE_BYTES = 1_000_000
+SOURCE_REPORTS = ("moving_mnist",)  # sources with a report of their own (rule source_report)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,11 @@ SECTIONS = (
         (),
         ("fig2_mse_vs_dim", "fig3_mse_vs_T", "teacher_health"),
     ),
+    Section(
+        "Sequences that move (`moving_mnist`): the tree beside every reference at equal memory",
+        ("moving_mnist",),
+        ("moving_mnist_mse_vs_T", "moving_mnist_per_position", "moving_mnist_strip"),
+    ),
     Section("Sequence compressors (Tables 1-2, Figure 6)", ("table1_compressors", "table2_params"), ("fig6_sequence",)),
     Section("Students (Figures 4-5)", ("student",), ("fig4_prefix_retention", "fig5_end_of_sequence")),
     Section("Video hierarchy (Table 3)", ("table3_video",), ("fig_video_reconstructions",)),
@@ -64,9 +70,15 @@ def caption(name: str) -> str:
     Markdown's `code`, and a config value the report would fill in (``{{ snakemake.config["video"]["dataset"] }}``)
     named by its key (`video.dataset`)."""
     path = CAPTIONS / f"{name}.rst"
+    for source in SOURCE_REPORTS:  # a source's report shares one caption per file, {source} filled in below
+        if name == source or name.startswith(f"{source}_"):
+            path = CAPTIONS / f"source{name[len(source) :]}.rst"
     if not path.exists():
         return ""
     text = " ".join(path.read_text().split())
+    source = next((s for s in SOURCE_REPORTS if name == s or name.startswith(f"{s}_")), None)
+    if source is not None:
+        text = re.sub(r"\{\{\s*snakemake\.wildcards\.source\s*\}\}", source, text)
     text = re.sub(
         r"\{\{\s*snakemake\.config((?:\[\"[^\"]+\"\])+)\s*\}\}",
         lambda m: "config " + ".".join(re.findall(r'"([^"]+)"', m.group(1))),
@@ -220,6 +232,29 @@ def headline(metrics: Path) -> tuple[str, pd.DataFrame] | None:
     return title, table
 
 
+def source_headline(metrics: Path, source: str) -> tuple[str, pd.DataFrame] | None:
+    """Held-out MSE (mean over seeds) of ``source`` at its smallest memory size: each teacher variant and every
+    reference at equal memory (the rows of its report's table, :mod:`imfn.report.source`)."""
+    from imfn.report.common import seed_summary
+    from imfn.report.source import REFERENCES, _order, curves
+
+    paths = [metrics / f"{name}.parquet" for name in ("teacher", "autoencoder", "pca", "clip_pca", "compressors")]
+    frames = [pd.read_parquet(path) for path in paths if path.exists()]
+    frames = [frame for frame in frames if "source" in frame]  # a table from before sources: mnist's alone
+    rows = curves(pd.concat(frames, ignore_index=True), source) if frames else pd.DataFrame()
+    if rows.empty:
+        return None
+    summary = seed_summary(rows, "mse", ["dim", "curve", "T"])
+    dim = int(summary["dim"].min())
+    summary = summary[summary["dim"] == dim]
+    table = summary.pivot_table(index="curve", columns="T", values="mean")
+    seeds = summary.groupby("curve")["count"].max()
+    table = table.loc[_order(table.index)]
+    table.index = [f"{REFERENCES.get(c, c)}, {seeds[c]} seed{'s' if seeds[c] > 1 else ''}" for c in table.index]
+    table.columns = [f"T = {T}" for T in table.columns]
+    return f"`{source}`: held-out MSE per pixel at d = {dim}, every reference at equal memory", table
+
+
 def markdown_table(table: pd.DataFrame) -> str:
     head = "| model | " + " | ".join(table.columns) + " |"
     rule = "|---|" + "---|" * len(table.columns)
@@ -250,8 +285,9 @@ def results_page(results: Path, logs: Path, out: Path, readme: Path | None = Non
         *lines_stamp,
         "",
     ]
-    if head is not None:
-        page += [f"## {head[0]}", "", markdown_table(head[1]), ""]
+    heads = [h for h in (head, *(source_headline(results / "metrics", s) for s in SOURCE_REPORTS)) if h is not None]
+    for title, table in heads:
+        page += [f"## {title}", "", markdown_table(table), ""]
     figures = []
     for section in SECTIONS:
         tables = [t for t in section.tables if (results / "tables" / f"{t}.md").exists()]
@@ -279,15 +315,9 @@ def results_page(results: Path, logs: Path, out: Path, readme: Path | None = Non
         tmp.write_text(text)
     log.info("wrote %s (%d figures in %s)", out, len(figures), figure_dir)
     if readme is not None:
-        block = (
-            [
-                f"_{head[0]}. From {short}; every table and figure: [docs/results.md](docs/results.md)._",
-                "",
-                markdown_table(head[1]),
-            ]
-            if head is not None
-            else ["See [docs/results.md](docs/results.md)."]
-        )
+        block = [f"_From {short}; every table and figure: [docs/results.md](docs/results.md)._"]
+        for title, table in heads:
+            block += ["", f"{title[0].upper()}{title[1:]}:", "", markdown_table(table)]
         fill_readme(readme, "\n".join(block))
     return text
 

@@ -236,8 +236,9 @@ def strip_figure(
             rows.append((f"{REFERENCES[model.kind]}", model(frames)))
     positions = sorted({min(p, T) - 1 for p in STRIP_FRAMES})  # a shorter clip: its last frame stands for the rest
     height, width = sequences.frame.height, sequences.frame.width
-    fig, axes = plt.subplots(len(rows), len(positions), figsize=(1.1 * len(positions) + 2.4, 1.1 * len(rows)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), len(positions), figsize=(1.1 * len(positions) + 2.4, 1.1 * len(rows)), squeeze=False
+    )
     for r, (label, sequence) in enumerate(rows):
         mse = ((sequence - frames) ** 2).mean().item()
         for c, t in enumerate(positions):
