@@ -182,7 +182,7 @@ def test_clip_pca_chunks_and_uint8_clips_give_the_same_fit(monkeypatch):
     whole = fit_clip_pca(pixels.double() / 255.0)
     monkeypatch.setattr(clip_pca, "CHUNK_VALUES", 30 * 7)  # 7 columns at a time
     chunked = fit_clip_pca(pixels)
-    torch.testing.assert_close(chunked.eigenvalues, whole.eigenvalues)
+    torch.testing.assert_close(chunked.eigenvalues, whole.eigenvalues, rtol=1e-5, atol=0)  # float32 products
     test = torch.rand(4, 500, generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(chunked.reconstruct(test, 12), whole.reconstruct(test, 12), atol=1e-5, rtol=0)
 

@@ -22,8 +22,8 @@ def mean_image(images: torch.Tensor) -> torch.Tensor:
 def fit_pca(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean (P,) and principal directions (P, r), columns by decreasing variance, of ``images`` (N, P): uint8
     pixels or floats in [0, 1]; r = P, or the directions N < P images span. With more images than pixels the
-    covariance (P x P) is summed in float64, ``PCA_CHUNK`` images at a time; with fewer, the same directions come
-    exactly and more cheaply from the images' Gram matrix (N x N)."""
+    covariance (P x P) is summed in float64 (of float32 products), ``PCA_CHUNK`` images at a time; with fewer, the
+    same directions come exactly and more cheaply from the images' Gram matrix (N x N)."""
     if len(images) < 2:
         raise ValueError(f"PCA needs at least 2 images, got {len(images)}")
     mean = mean_image(images)
@@ -37,8 +37,8 @@ def fit_pca(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return mean.float(), basis.float()
     covariance = torch.zeros(images.shape[1], images.shape[1], dtype=torch.float64)
     for chunk in images.split(PCA_CHUNK):
-        centered = _pixels(chunk) - mean
-        covariance += centered.T @ centered
+        centered = (_pixels(chunk) - mean).float()  # float32 products (half the time), summed in float64
+        covariance += (centered.T @ centered).double()
     eigenvalues, eigenvectors = torch.linalg.eigh(covariance / (len(images) - 1))
     order = torch.argsort(eigenvalues, descending=True)
     return mean.float(), eigenvectors[:, order].float()
