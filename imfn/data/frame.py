@@ -23,3 +23,5 @@ class FrameShape:
 
 
 MNIST_FRAME = FrameShape(28, 28)  # one MNIST digit
+# (height, width) of a model config that names no frame: a checkpoint written before frames were recorded, all MNIST
+DEFAULT_FRAME = (MNIST_FRAME.height, MNIST_FRAME.width)

@@ -31,13 +31,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from imfn import provenance
-from imfn.data.frame import MNIST_FRAME, FrameShape
+from imfn.data.frame import DEFAULT_FRAME, FrameShape
 from imfn.devices import mamba_kernels_problem
 
 log = logging.getLogger(__name__)
 
 # A checkpoint from before frames had a shape holds 28x28 MNIST digits.
-DEFAULT_FRAME = (MNIST_FRAME.height, MNIST_FRAME.width)
 
 
 def frame_pixels(frame: tuple[int, int]) -> int:

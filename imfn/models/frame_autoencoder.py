@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from imfn.data.frame import MNIST_FRAME, FrameShape
+from imfn.data.frame import DEFAULT_FRAME, FrameShape
 from imfn.models.layers import zero_residual
 
 
@@ -32,7 +32,7 @@ from imfn.models.layers import zero_residual
 class FrameAutoencoderConfig:
     k: int  # numbers per frame
     hidden: int = 1024
-    frame: tuple[int, int] = (MNIST_FRAME.height, MNIST_FRAME.width)  # (height, width) in pixels
+    frame: tuple[int, int] = DEFAULT_FRAME  # (height, width) in pixels
 
     def __post_init__(self):
         object.__setattr__(self, "frame", tuple(self.frame))  # a checkpoint's list or a FrameShape's values

@@ -42,12 +42,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from imfn.data.frame import MNIST_FRAME, FrameShape
+from imfn.data.frame import DEFAULT_FRAME, FrameShape
 from imfn.models.layers import mlp, parameter_count, zero_residual
 from imfn.models.pca import fit_pca
 
 # The frame of a checkpoint written before frames were recorded (and the paper's): an MNIST digit.
-DEFAULT_FRAME = (MNIST_FRAME.height, MNIST_FRAME.width)
 ARCHITECTURES = ("mlp", "pca", "framewise", "mix")  # config teacher.training.architecture
 LINEAR_CODEC = ("pca", "framewise", "mix")  # architectures whose leaf codec is per-frame PCA
 

@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 
 from imfn.atomic import atomic_output
+from imfn.data.frame import DEFAULT_FRAME
 from imfn.data.sequences import Sequences
 from imfn.job import seed_torch, seeded_generator
 from imfn.models.teacher import (
-    DEFAULT_FRAME,
     CodecConfig,
     LeafCodec,
     Sweeper,
