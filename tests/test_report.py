@@ -84,6 +84,9 @@ def test_profiles_name_real_snakemake_options(repo, tmp_path, env_with_venv):
         assert "time_summary" in result.stdout
     slurm = yaml.safe_load((repo / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
     assert slurm["executor"] == "slurm" and slurm["slurm-status-command"] == "squeue"  # no accounting needed
+    # group-components applies by the group's name as the rule writes it: a key that no rule's group has merges nothing
+    groups = set(re.findall(r'^GROUP_\w+ = "([^"]+)"', (repo / "workflow" / "rules" / "common.smk").read_text(), re.M))
+    assert groups and set(slurm["group-components"]) <= groups, (sorted(slurm["group-components"]), sorted(groups))
 
 
 def _online_rows(names: dict[str, str], architecture: str, scale: dict[int, float]) -> pd.DataFrame:
