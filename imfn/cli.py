@@ -201,13 +201,14 @@ def _train_sweeper(a):
 @verb(
     "build-bank",
     "write bank l: the children that the frozen levels 0..l-1 (--lower) give for training sequences of 2^(l+1) frames",
-    f"{SEQUENCES} --lower+ --seed:int --dim:int --level:int --zero-padded:int --bank-size:int? --out",
+    f"{SEQUENCES} --lower+ --seed:int --dim:int --level:int --zero-padded:int --bank-size:int? --bank-frames:int? "
+    "--out",
     device=True,
 )
 def _build_bank(a):
     from imfn.train.bank import build_latent_bank
 
-    build_latent_bank(sequences(a), a.lower, a.dim, a.level, a.zero_padded, a.bank_size, a.out, a.device)
+    build_latent_bank(sequences(a), a.lower, a.dim, a.level, a.zero_padded, a.bank_size, a.out, a.device, a.bank_frames)
 
 
 @verb(
@@ -262,33 +263,45 @@ def _evaluate_online(a):
 
 
 @verb(
+    "frame-pca",
+    "fit per-frame PCA on a source's training frames (the per-frame references read it)",
+    f"{SEQUENCES} --seed:int --out",
+    threads=True,
+)
+def _frame_pca(a):
+    from imfn.models.pca import write_frame_pca
+
+    write_frame_pca(sequences(a), a.out)
+
+
+@verb(
     "pca-roundtrip",
     "evaluate per-frame PCA at equal memory (k = d // T per frame)",
-    f"{SEQUENCES} --seed:int --dims:int+ --T:int+ --sequences:int --out",
+    f"{SEQUENCES} --pca --seed:int --dims:int+ --T:int+ --sequences:int --out",
     threads=True,
 )
 def _pca_roundtrip(a):
     from imfn.eval.pca import evaluate_pca
 
-    evaluate_pca(sequences(a), a.dims, a.T, a.sequences, a.out)
+    evaluate_pca(sequences(a), a.pca, a.dims, a.T, a.sequences, a.out)
 
 
 @verb(
     "clip-pca",
     "evaluate clip PCA (d components of the whole T-frame clip) and the mean frame at equal memory",
-    f"{SEQUENCES} --seed:int --dims:int+ --T:int+ --sequences:int --fit-clips:int --out",
+    f"{SEQUENCES} --pca --seed:int --dims:int+ --T:int+ --sequences:int --fit-clips:int --out",
     threads=True,
 )
 def _clip_pca(a):
     from imfn.eval.clip_pca import evaluate_clip_pca
 
-    evaluate_clip_pca(sequences(a), a.dims, a.T, a.sequences, a.fit_clips, a.out)
+    evaluate_clip_pca(sequences(a), a.pca, a.dims, a.T, a.sequences, a.fit_clips, a.out)
 
 
 @verb(
     "frame-autoencoder",
     "train the per-frame autoencoder of k numbers and evaluate it at every (d, T) with d // T = k",
-    f"{SEQUENCES} --dims:int+ --T:int+ --sequences:int --out --loss-out --roundtrip-out",
+    f"{SEQUENCES} --pca --dims:int+ --T:int+ --sequences:int --out --loss-out --roundtrip-out",
     hyper=[(FRAME_AUTOENCODER, "")],
     device=True,
 )
@@ -298,7 +311,7 @@ def _frame_autoencoder(a):
 
     training = hp(a, FRAME_AUTOENCODER)
     source = sequences(a)
-    train_frame_autoencoder(training, source, a.out, a.loss_out, a.device, sequence_inputs(a))
+    train_frame_autoencoder(training, source, a.pca, a.out, a.loss_out, a.device, sequence_inputs(a))
     evaluate_frame_autoencoder(a.out, source, a.dims, a.T, a.sequences, a.roundtrip_out, a.device)
 
 
@@ -407,7 +420,7 @@ def _results_page(a):
 @verb(
     "source-report",
     "a sequence source's table, MSE against T and per position, and one held-out clip through every model",
-    "--metrics+ " + SEQUENCES + " --seed:int --T:int --teachers+ --autoencoder? --fit-clips:int --compressors* "
+    "--metrics+ " + SEQUENCES + " --pca --seed:int --T:int --teachers+ --autoencoder? --fit-clips:int --compressors* "
     "--table --figures",
     threads=True,
 )
@@ -415,7 +428,7 @@ def _source_report(a):
     from imfn.report.source import source_report, strip_figure
 
     source_report(a.metrics, a.source, a.table, a.figures)
-    strip_figure(sequences(a), a.T, a.teachers, a.autoencoder, a.fit_clips, a.compressors, a.figures)
+    strip_figure(sequences(a), a.T, a.teachers, a.autoencoder, a.pca, a.fit_clips, a.compressors, a.figures)
 
 
 @verb("figures", "Figures 2-3 and the level health from results/metrics", RESULTS)

@@ -12,12 +12,12 @@ import torch
 
 from imfn.data.mnist import write_split
 from imfn.data.sequences import open_sequences, training_frames
-from imfn.eval.clip_pca import evaluate_clip_pca, fit_clip_pca
+from imfn.eval.clip_pca import evaluate_clip_pca, fit_clip_pca, fit_clip_pcas
 from imfn.eval.frame_autoencoder import cells_for, evaluate_frame_autoencoder
 from imfn.eval.metrics import score_held_out
 from imfn.eval.pca import evaluate_pca
 from imfn.models.frame_autoencoder import FrameAutoencoder, FrameAutoencoderConfig, load_frame_autoencoder
-from imfn.models.pca import fit_pca, pca_roundtrip
+from imfn.models.pca import fit_pca, load_frame_pca, pca_roundtrip, write_frame_pca
 from imfn.train.frame_autoencoder import FrameAutoencoderTraining, train_frame_autoencoder
 
 CPU = torch.device("cpu")
@@ -34,6 +34,27 @@ def split(mnist_store, tmp_path_factory):
     out = tmp_path_factory.mktemp("split") / "split.parquet"
     write_split(mnist_store, 1, 0.97, out)
     return out
+
+
+@pytest.fixture(scope="module")
+def frame_pcas(mnist_store, split, tmp_path_factory):
+    """Each source's frame PCA for seed 1, as `imfn frame-pca` writes it."""
+    folder = tmp_path_factory.mktemp("frame_pca")
+    for source in ("mnist", "moving_mnist"):
+        write_frame_pca(open_sequences(source, mnist_store, split, 1), folder / f"{source}.zarr")
+    return folder
+
+
+def test_the_frame_pca_store_is_the_fit_of_the_training_frames_and_names_its_source(
+    frame_pcas, mnist_store, split, tmp_path
+):
+    sequences = open_sequences("moving_mnist", mnist_store, split, 1)
+    mean, basis = load_frame_pca(frame_pcas / "moving_mnist.zarr", sequences)
+    fit_mean, fit_basis = fit_pca(training_frames(sequences))
+    torch.testing.assert_close(mean, fit_mean)
+    torch.testing.assert_close(basis[:, :16].abs(), fit_basis[:, :16].abs())
+    with pytest.raises(ValueError, match="holds the frame PCA of mnist seed 1, not of moving_mnist seed 1"):
+        load_frame_pca(frame_pcas / "mnist.zarr", sequences)
 
 
 def _mse(frame: pd.DataFrame, model: str, dim: int, T: int) -> float:
@@ -69,16 +90,16 @@ def test_per_frame_pca_is_exact_at_full_rank_and_chunking_does_not_change_it():
 
 
 @pytest.mark.parametrize("source", ["mnist", "moving_mnist"])
-def test_per_frame_pca_keeps_d_over_T_components(source, mnist_store, split, tmp_path):
+def test_per_frame_pca_keeps_d_over_T_components(source, frame_pcas, mnist_store, split, tmp_path):
     sequences = open_sequences(source, mnist_store, split, 1)
     out = tmp_path / "pca.parquet"
-    evaluate_pca(sequences, [64, 256], [2, 8], 12, out)
+    evaluate_pca(sequences, frame_pcas / f"{source}.zarr", [64, 256], [2, 8], 12, out)
     frame = pd.read_parquet(out)
     assert set(frame["model"]) == {"pca"} and set(frame["source"]) == {source} and frame["variant"].isna().all()
     # more components per frame, less error: d=256,T=2 (k=128) < d=64,T=2 (k=32) < d=64,T=8 (k=8)
     assert _mse(frame, "pca", 256, 2) < _mse(frame, "pca", 64, 2) < _mse(frame, "pca", 64, 8)
     again = tmp_path / "again.parquet"
-    evaluate_pca(sequences, [64, 256], [2, 8], 12, again)
+    evaluate_pca(sequences, frame_pcas / f"{source}.zarr", [64, 256], [2, 8], 12, again)
     pd.testing.assert_frame_equal(frame, pd.read_parquet(again))  # same seed, same numbers
 
 
@@ -107,7 +128,9 @@ def test_the_untrained_per_frame_autoencoder_is_per_frame_pca():
 
 
 @pytest.mark.parametrize("source", ["mnist", "moving_mnist"])
-def test_per_frame_autoencoder_starts_at_per_frame_pca_and_training_beats_it(source, mnist_store, split, tmp_path):
+def test_per_frame_autoencoder_starts_at_per_frame_pca_and_training_beats_it(
+    source, frame_pcas, mnist_store, split, tmp_path
+):
     sequences = open_sequences(source, mnist_store, split, 1)
     pixels = sequences.frame.pixels
     assert cells_for(8, [64, 256, 1024], [2, 8, 32, 128], pixels) == [(64, 8), (256, 32), (1024, 128)]
@@ -116,7 +139,8 @@ def test_per_frame_autoencoder_starts_at_per_frame_pca_and_training_beats_it(sou
     runs = {}
     for epochs in (0, 2):
         hp = FrameAutoencoderTraining(seed=1, k=8, hidden=32, epochs=epochs, batch_size=64, frames=600)
-        train_frame_autoencoder(hp, sequences, outs["model.pt"], outs["loss.parquet"], CPU)
+        train_frame_autoencoder(hp, sequences, frame_pcas / f"{source}.zarr", outs["model.pt"], outs["loss.parquet"],
+                                CPU)  # fmt: skip
         evaluate_frame_autoencoder(
             outs["model.pt"], sequences, [64, 256], [2, 8, 32], 10, outs["roundtrip.parquet"], CPU
         )  # fmt: skip
@@ -125,8 +149,8 @@ def test_per_frame_autoencoder_starts_at_per_frame_pca_and_training_beats_it(sou
     assert (frame["model"] == "autoencoder").all() and frame["variant"].isna().all()  # a reference has no variant
     assert set(frame["source"]) == {source}
     assert sorted(set(zip(frame["dim"], frame["T"], strict=True))) == [(64, 8), (256, 32)]
-    # zero epochs is per-frame PCA of the same 600 training frames on the same held-out sequences
-    mean, basis = fit_pca(training_frames(sequences, 600))
+    # zero epochs is per-frame PCA (the source's frame PCA) on the same held-out sequences
+    mean, basis = load_frame_pca(frame_pcas / f"{source}.zarr", sequences)
     pca_mse, _ = score_held_out(sequences, 8, 10, lambda frames: pca_roundtrip(frames, mean, basis, 8))
     assert _mse(runs[0], "autoencoder", 64, 8) == pytest.approx(pca_mse.mean().item(), rel=1e-4)
     assert _mse(frame, "autoencoder", 64, 8) < _mse(runs[0], "autoencoder", 64, 8)  # 2 epochs on 600 frames help
@@ -187,11 +211,26 @@ def test_clip_pca_chunks_and_uint8_clips_give_the_same_fit(monkeypatch):
     torch.testing.assert_close(chunked.reconstruct(test, 12), whole.reconstruct(test, 12), atol=1e-5, rtol=0)
 
 
-def test_clip_pca_and_mean_frame_rows_on_moving_mnist(mnist_store, split, tmp_path, caplog):
+def test_clip_pca_of_every_T_from_one_draw_is_the_fit_of_each_T_alone(mnist_store, split):
+    sequences = open_sequences("moving_mnist", mnist_store, split, 1)
+    clips = torch.from_numpy(sequences.draw("train", 0, 30, 4))
+    test = sequences.draw_float("test", 0, 3, 4)
+    fits = dict(fit_clip_pcas(clips, [4, 1, 2]))
+    assert list(fits) == [1, 2, 4]
+    for T, grown in fits.items():
+        alone = fit_clip_pca(torch.from_numpy(sequences.draw("train", 0, 30, T)).flatten(1))
+        torch.testing.assert_close(grown.eigenvalues, alone.eigenvalues, rtol=1e-6, atol=0)
+        torch.testing.assert_close(grown.reconstruct(test[:, :T], 10), alone.reconstruct(test[:, :T], 10),
+                                   atol=1e-5, rtol=0)  # fmt: skip
+    with pytest.raises(ValueError, match="clip PCA at T=8 from fit clips of 4 frames"):
+        next(fit_clip_pcas(clips, [8]))
+
+
+def test_clip_pca_and_mean_frame_rows_on_moving_mnist(frame_pcas, mnist_store, split, tmp_path, caplog):
     sequences = open_sequences("moving_mnist", mnist_store, split, 1)
     out = tmp_path / "clip_pca.parquet"
     with caplog.at_level("WARNING"):
-        evaluate_clip_pca(sequences, [8, 64], [2, 4], 10, 40, out)
+        evaluate_clip_pca(sequences, frame_pcas / "moving_mnist.zarr", [8, 64], [2, 4], 10, 40, out)
     assert "40 fit clips span 39 directions, fewer than d=64; keeping 39" in caplog.text
     frame = pd.read_parquet(out)
     assert set(frame["model"]) == {"clip-pca", "mean-frame"} and frame["variant"].isna().all()
@@ -209,8 +248,11 @@ def test_clip_pca_and_mean_frame_rows_on_moving_mnist(mnist_store, split, tmp_pa
 
 
 def test_the_verbs_run_on_moving_mnist(mnist_store, split, tmp_path, env_with_venv):
-    base = ["--source", "moving_mnist", "--mnist", mnist_store, "--split", split, "--seed", 1, "--dims", 32]
-    base += ["--T", 2, 4, "--sequences", 4]
+    sequences = ["--source", "moving_mnist", "--mnist", mnist_store, "--split", split, "--seed", 1]
+    pca = [sys.executable, "-m", "imfn.cli", "frame-pca", *map(str, [*sequences, "--out", tmp_path / "pca.zarr"])]
+    done = subprocess.run(pca, env=env_with_venv, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    base = [*sequences, "--pca", tmp_path / "pca.zarr", "--dims", 32, "--T", 2, 4, "--sequences", 4]
     runs = {
         "pca-roundtrip": ["--out", tmp_path / "pca.parquet"],
         "clip-pca": ["--fit-clips", 20, "--out", tmp_path / "clip.parquet"],

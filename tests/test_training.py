@@ -93,6 +93,13 @@ def test_a_latent_bank_holds_the_two_children_of_adjacent_windows_of_one_sequenc
     # the zero-padded rows are the same at every level of a bank of 300 rows; their cuts are drawn per level
     cuts = [read_array(tmp_path / f"bank_L{level}.zarr", "cut") for level in (1, 2)]
     assert np.array_equal(cuts[0] < 4, cuts[1] < 8)
+    # a frames cap: 300 rows of 8 frames are 2,400 frames; bank_frames=1200 keeps 150 rows, 15 of them zero-padded
+    capped = tmp_path / "bank_L2_capped.zarr"
+    build_latent_bank(mnist_sequences, [level0, level1], DIM, 2, 30, 300, capped, cpu, bank_frames=1200)
+    children, cut = read_array(capped, "data"), read_array(capped, "cut")
+    assert children.shape == (150, 2, DIM) and (cut < 8).sum() == 15 and read_attrs(capped)["count"] == 150
+    whole = (cut == 8) & (cuts[1][:150] == 8)  # the same training sequences where neither bank cut them
+    np.testing.assert_array_equal(children[whole], read_array(tmp_path / "bank_L2.zarr", "data")[:150][whole])
 
 
 def test_a_teacher_of_64x64_frames_records_its_frame_and_roundtrips_moving_mnist(

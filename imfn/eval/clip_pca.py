@@ -3,8 +3,9 @@
 Clip PCA keeps the top d principal components of the whole T-frame clip (T * pixels numbers): the best linear code
 of a sequence in d numbers, where per-frame PCA gives each frame k = d // T of them on its own. It is fit on
 ``fit_clips`` training clips (part ``train``, sequences 0 .. fit_clips - 1, at that T) and evaluated on the held-out
-clips (part ``test``, 0 .. sequences - 1) at every d of the grid. The mean frame (the average training frame,
-:func:`imfn.data.sequences.training_frames`, put at every position) is the code of zero numbers.
+clips (part ``test``, 0 .. sequences - 1) at every d of the grid. The mean frame (the average training frame, the
+mean of the source's frame PCA, :func:`imfn.models.pca.write_frame_pca`, put at every position) is the code of zero
+numbers.
 
 How it is fit: a clip of 64 frames of 64x64 has 262,144 dimensions and the fit clips are a few thousand, so the
 principal components are found through the Gram matrix of the M centred fit clips, ``G = Xc Xc^T`` (M x M): with ``G
@@ -17,23 +18,28 @@ kept eigenvalues are far above its rounding, ``RANK_TOLERANCE``), then solved in
 (M x D bytes) and are centred a chunk at a time. Directions whose eigenvalue is below ``RANK_TOLERANCE`` of the
 largest are not components: fewer fit clips than d span fewer than d directions (at most M - 1), and d is then
 capped, with a warning in the log.
+
+Every T from one draw: a sequence's first frames are the same whatever T is asked for, so the fit clips at T are the
+first T frames of those at the longest T, and a column's centring does not depend on the other columns. ``G`` at T
+is then the Gram matrix at the previous T plus the products of the frames in between (:func:`fit_clip_pcas`): the
+Gram matrices of every T cost what the longest one costs alone.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from imfn.atomic import atomic_output
-from imfn.data.sequences import Sequences, training_frames
+from imfn.data.sequences import Sequences
 from imfn.eval.metrics import score_held_out
 from imfn.eval.roundtrip import metric_rows, to_frame
-from imfn.models.pca import mean_image
+from imfn.models.pca import load_frame_pca
 
 log = logging.getLogger(__name__)
 
@@ -88,17 +94,15 @@ class ClipPCA:
         return out.clamp(0.0, 1.0).reshape(shape)
 
 
-def fit_clip_pca(clips: torch.Tensor) -> ClipPCA:
-    """Principal components of ``clips`` (M, D): uint8 pixels or floats in [0, 1], through their Gram matrix."""
-    if len(clips) < 2:
-        raise ValueError(f"clip PCA needs at least 2 fit clips, got {len(clips)}")
-    M, D = clips.shape
-    step = max(1, CHUNK_VALUES // M)
-    mean = torch.cat([_pixels(clips[:, start : start + step]).mean(dim=0) for start in range(0, D, step)])
-    gram = torch.zeros(M, M, dtype=torch.float64)
+def _add_gram(gram: torch.Tensor, clips: torch.Tensor, mean: torch.Tensor) -> None:
+    """``gram`` += the centred products of ``clips``' columns (M, D'): float32 products (half the time of float64),
+    summed over chunks in float64."""
     for _, centred in _centred_chunks(clips, mean):
-        chunk = centred.float()  # float32 products (half the time of float64), summed over chunks in float64
+        chunk = centred.float()
         gram += (chunk @ chunk.T).double()
+
+
+def _solve(clips: torch.Tensor, mean: torch.Tensor, gram: torch.Tensor) -> ClipPCA:
     eigenvalues, eigenvectors = torch.linalg.eigh(gram)
     order = torch.argsort(eigenvalues, descending=True)
     eigenvalues, eigenvectors = eigenvalues[order], eigenvectors[:, order]
@@ -106,18 +110,42 @@ def fit_clip_pca(clips: torch.Tensor) -> ClipPCA:
     return ClipPCA(clips, mean, eigenvalues[:rank].contiguous(), eigenvectors[:, :rank].contiguous())
 
 
+def fit_clip_pcas(clips: torch.Tensor, Ts: Sequence[int]) -> Iterator[tuple[int, ClipPCA]]:
+    """(T, the clip PCA of the first T frames of ``clips``) for every T of ``Ts``, in increasing T: ``clips``
+    (M, T_max, pixels) uint8 pixels or floats in [0, 1], T_max >= max(Ts). One Gram matrix grows frame by frame."""
+    if len(clips) < 2:
+        raise ValueError(f"clip PCA needs at least 2 fit clips, got {len(clips)}")
+    M, frames, pixels = clips.shape
+    if max(Ts) > frames:
+        raise ValueError(f"clip PCA at T={max(Ts)} from fit clips of {frames} frames")
+    clips = clips.reshape(M, frames * pixels)[:, : max(Ts) * pixels]
+    step = max(1, CHUNK_VALUES // M)
+    mean = torch.cat([_pixels(clips[:, at : at + step]).mean(dim=0) for at in range(0, clips.shape[1], step)])
+    gram, done = torch.zeros(M, M, dtype=torch.float64), 0
+    for T in sorted(set(Ts)):
+        _add_gram(gram, clips[:, done * pixels : T * pixels], mean[done * pixels : T * pixels])
+        done = T
+        yield T, _solve(clips[:, : T * pixels], mean[: T * pixels], gram.clone())
+
+
+def fit_clip_pca(clips: torch.Tensor) -> ClipPCA:
+    """Principal components of ``clips`` (M, D): uint8 pixels or floats in [0, 1], through their Gram matrix."""
+    ((_, pca),) = fit_clip_pcas(clips.reshape(len(clips), 1, -1), [1])
+    return pca
+
+
 def evaluate_clip_pca(
-    sequences: Sequences, dims: Sequence[int], Ts: Sequence[int], count: int, fit_clips: int, out: Path
+    sequences: Sequences, pca: Path, dims: Sequence[int], Ts: Sequence[int], count: int, fit_clips: int, out: Path
 ) -> None:
-    """Rows of model ``clip-pca`` (d components of the whole clip) and ``mean-frame`` (no variant) at every
-    (d, T), on held-out sequences ``0 .. count - 1``; clip PCA fit on training sequences ``0 .. fit_clips - 1``."""
+    """Rows of model ``clip-pca`` (d components of the whole clip) and ``mean-frame`` (no variant; the mean of the
+    frame PCA ``pca``) at every (d, T), on held-out sequences ``0 .. count - 1``; clip PCA fit on training
+    sequences ``0 .. fit_clips - 1``."""
     source, seed, pixels = sequences.source, sequences.seed, sequences.frame.pixels
-    mean_frame = mean_image(training_frames(sequences)).float()
+    mean_frame, _ = load_frame_pca(pca, sequences)
     rows = []
-    for T in Ts:
-        clips = torch.from_numpy(sequences.draw("train", 0, fit_clips, T)).reshape(fit_clips, T * pixels)
-        log.info("clip PCA %s seed %d T=%d: fitting %d clips of %d values", source, seed, T, fit_clips, T * pixels)
-        pca = fit_clip_pca(clips)
+    clips = torch.from_numpy(sequences.draw("train", 0, fit_clips, max(Ts)))
+    log.info("clip PCA %s seed %d: fitting %d clips of up to %d values", source, seed, fit_clips, max(Ts) * pixels)
+    for T, pca in fit_clip_pcas(clips, Ts):
         mean_mse, mean_ssim = score_held_out(sequences, T, count, lambda frames: mean_frame.expand(frames.shape))
         log.info("mean frame %s seed %d T=%d: MSE %.5f", source, seed, T, mean_mse.mean())
         for dim in dims:

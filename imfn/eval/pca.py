@@ -1,7 +1,8 @@
 """Per-frame PCA at equal memory: the reference every learned memory stands beside (sequences and video).
 
-A sequence of T frames with memory d keeps k = d // T principal components per frame (fit on frames of the
-source's training sequences, :func:`training_frames`), so it stores the same d numbers as the tree's root.
+A sequence of T frames with memory d keeps k = d // T principal components per frame (the source's frame PCA, fit on
+frames of its training sequences: :func:`imfn.models.pca.write_frame_pca`), so it stores the same d numbers as the
+tree's root.
 Reconstructions are clipped to the pixel range [0, 1], as the teacher's decoder output is.
 It is evaluated on exactly the teacher's held-out sequences (part ``test``, indices 0 .. sequences - 1) with the
 same metric code.
@@ -17,18 +18,21 @@ import pandas as pd
 import torch
 
 from imfn.atomic import atomic_output
-from imfn.data.sequences import Sequences, training_frames
+from imfn.data.sequences import Sequences
 from imfn.eval.metrics import psnr, score_held_out
 from imfn.eval.roundtrip import metric_rows, to_frame
-from imfn.models.pca import fit_pca, pca_roundtrip
+from imfn.models.pca import load_frame_pca, pca_roundtrip
 from imfn.store import read_attrs
 
 log = logging.getLogger(__name__)
 
 
-def evaluate_pca(sequences: Sequences, dims: Sequence[int], Ts: Sequence[int], count: int, out: Path) -> None:
-    """Per-frame PCA at every (d, T): rows of model ``pca`` on held-out sequences ``0 .. count - 1``."""
-    mean, basis = fit_pca(training_frames(sequences))
+def evaluate_pca(
+    sequences: Sequences, pca: Path, dims: Sequence[int], Ts: Sequence[int], count: int, out: Path
+) -> None:
+    """Per-frame PCA (the frame PCA ``pca``) at every (d, T): rows of model ``pca`` on held-out sequences
+    ``0 .. count - 1``."""
+    mean, basis = load_frame_pca(pca, sequences)
     source, seed = sequences.source, sequences.seed
     rows = []
     for T in Ts:

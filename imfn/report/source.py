@@ -196,21 +196,21 @@ def strip_figure(
     T: int,
     teachers: list[Path],
     autoencoder: Path | None,
+    pca: Path,
     fit_clips: int,
     compressors: list[Path],
     out_dir: Path,
 ) -> list[Path]:
     """The first held-out sequence of length T, frames ``STRIP_FRAMES``, above each model's reconstruction: every
     teacher cell in ``teachers`` (a folder results/<source>/seed<s>/d<d>/<variant> with its sweepers), the
-    per-frame autoencoder and per-frame PCA at k = d // T, clip PCA at d components (fit as the evaluation fits it,
-    on ``fit_clips`` training clips), and the compressors trained at this T."""
+    per-frame autoencoder and per-frame PCA (the frame PCA ``pca``) at k = d // T, clip PCA at d components (fit
+    as the evaluation fits it, on ``fit_clips`` training clips), and the compressors trained at this T."""
     import torch
 
-    from imfn.data.sequences import training_frames
     from imfn.eval.clip_pca import fit_clip_pca
     from imfn.models.compressors import load_compressor
     from imfn.models.frame_autoencoder import load_frame_autoencoder
-    from imfn.models.pca import fit_pca, pca_roundtrip
+    from imfn.models.pca import load_frame_pca, pca_roundtrip
     from imfn.models.teacher import Teacher, depth_for
 
     frames = sequences.draw_float("test", 0, 1, T)  # (1, T, pixels): held-out sequence 0, which every model saw
@@ -226,7 +226,7 @@ def strip_figure(
         k = dim // T
         if autoencoder is not None:
             rows.append((f"per-frame autoencoder (k={k})", load_frame_autoencoder(autoencoder)(frames)))
-        mean, basis = fit_pca(training_frames(sequences))
+        mean, basis = load_frame_pca(pca, sequences)
         rows.append((f"per-frame PCA (k={k})", pca_roundtrip(frames, mean, basis, k)))
         clips = torch.from_numpy(sequences.draw("train", 0, fit_clips, T)).flatten(1)
         pca = fit_clip_pca(clips)

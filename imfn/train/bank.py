@@ -13,6 +13,9 @@ at T = 2^(l+1) frames, split into its two halves of 2^l frames.
 ``bank-zero-padded``) come from a sequence cut at a frame c uniform in [0, 2^(l+1)) (stream ``bank-cut``, per
 level) and zero from frame c on: the student's targets are roots of zero-padded prefixes, so the tree must keep
 zero frames well at every level. The ``cut`` array records c for every row (2^(l+1) for a whole sequence).
+
+A latent bank's cost is the frames it encodes, n * 2^(l+1), doubling with every level. ``bank_frames`` caps it: a
+bank that would draw more frames holds only bank_frames // 2^(l+1) rows, and the same share of them zero-padded.
 """
 
 from __future__ import annotations
@@ -65,8 +68,20 @@ def draw_padded(sequences: Sequences, start: int, cut: np.ndarray, T: int) -> np
     return frames
 
 
-def _rows(sequences: Sequences, zero_padded: int, bank_size: int | None) -> int:
-    return default_rows(sequences, zero_padded) if bank_size is None else bank_size
+def bank_rows(
+    sequences: Sequences, level: int, zero_padded: int, bank_size: int | None, bank_frames: int | None = None
+) -> tuple[int, int]:
+    """(rows, zero-padded rows) of the level-``level`` bank: ``bank_size`` rows (None: the seed's training digits +
+    ``zero_padded``), cut to ``bank_frames`` // 2^(level+1) when they would draw more frames than ``bank_frames``,
+    with ``zero_padded``'s share of them zero-padded."""
+    rows = default_rows(sequences, zero_padded) if bank_size is None else bank_size
+    if bank_frames is None or rows * pair_T(level) <= bank_frames:
+        return rows, zero_padded
+    capped = bank_frames // pair_T(level)
+    if capped < 2:
+        raise ValueError(f"bank_frames={bank_frames} leaves the level-{level} bank fewer than 2 sequences of "
+                         f"{pair_T(level)} frames")  # fmt: skip
+    return capped, zero_padded * capped // rows
 
 
 def _attrs(sequences: Sequences, level: int, rows: int, zero_padded: int) -> dict:
@@ -97,7 +112,7 @@ def load_bank(path: Path, level: int, dim: int) -> torch.Tensor:
 
 def build_image_bank(sequences: Sequences, zero_padded: int, bank_size: int | None, out: Path) -> None:
     """Bank 0: the adjacent frame pairs of training sequences 0..n-1, ``zero_padded`` of them cut."""
-    rows = _rows(sequences, zero_padded, bank_size)
+    rows, zero_padded = bank_rows(sequences, 0, zero_padded, bank_size)
     cut = zero_padding_cuts(sequences.seed, 0, rows, zero_padded)
     data = draw_padded(sequences, 0, cut, pair_T(0))
     write_arrays(out, {"data": data, "cut": cut}, {**_attrs(sequences, 0, rows, zero_padded), "kind": "images"})
@@ -115,6 +130,7 @@ def build_latent_bank(
     bank_size: int | None,
     out: Path,
     device: torch.device,
+    bank_frames: int | None = None,
 ) -> None:
     """Bank ``level``: the two children that the frozen levels 0..level-1 (checkpoints ``lower``) give for training
     sequences 0..n-1 of 2^(level+1) frames, ``zero_padded`` of them cut."""
@@ -124,7 +140,7 @@ def build_latent_bank(
     if teacher.codec.config.dim != dim:
         raise ValueError(f"{lower[0]} is a d={teacher.codec.config.dim} teacher, not d={dim}")
     teacher.check_frame(sequences.frame, sequences.source)
-    rows, T = _rows(sequences, zero_padded, bank_size), pair_T(level)
+    (rows, zero_padded), T = bank_rows(sequences, level, zero_padded, bank_size, bank_frames), pair_T(level)
     cut = zero_padding_cuts(sequences.seed, level, rows, zero_padded)
     children = np.empty((rows, 2, dim), dtype=np.float32)
     step = max(1, batch_size(BANK_FRAMES, device) // T)

@@ -2,9 +2,10 @@
 training sequences: the reference at equal memory each teacher result stands beside (its evaluation:
 :mod:`imfn.eval.frame_autoencoder`).
 
-Its linear part starts at per-frame PCA of the same training frames (:func:`imfn.data.sequences.training_frames`), its
-residuals at zero. Training runs in the harness (resumable, seeded per epoch, a non-finite loss stops the job).
-The frames stay uint8 until a batch needs them: 54,000 64x64 frames are 221 MB so, 885 MB as floats.
+Its linear part starts at the source's frame PCA (:func:`imfn.models.pca.write_frame_pca`, fit on the same training
+frames, :func:`imfn.data.sequences.training_frames`), its residuals at zero. Training runs in the harness
+(resumable, seeded per epoch, a non-finite loss stops the job). The frames stay uint8 until a batch needs them:
+54,000 64x64 frames are 221 MB so, 885 MB as floats.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from imfn.atomic import atomic_output
 from imfn.data.sequences import Sequences, training_frames
 from imfn.job import seed_torch, seeded_generator
 from imfn.models.frame_autoencoder import FrameAutoencoder, FrameAutoencoderConfig, frame_autoencoder_checkpoint
-from imfn.models.pca import fit_pca
+from imfn.models.pca import load_frame_pca
 from imfn.train.harness import Run, resume_path, write_rows
 
 log = logging.getLogger(__name__)
@@ -43,19 +44,20 @@ class FrameAutoencoderTraining:
 def train_frame_autoencoder(
     hp: FrameAutoencoderTraining,
     sequences: Sequences,
+    pca: Path,
     out: Path,
     loss_out: Path,
     device: torch.device,
     inputs: Sequence[Path] = (),
 ) -> None:
-    """Train on ``hp.frames`` training frames of ``sequences``; ``inputs``: the files they are read from (a resume
-    point from other files is not resumed)."""
+    """Train on ``hp.frames`` training frames of ``sequences``, from the frame PCA ``pca``; ``inputs``: the files
+    they are read from (a resume point from other files is not resumed)."""
     if sequences.seed != hp.seed:
         raise ValueError(f"training seed {hp.seed} but the sequences are seed {sequences.seed}'s")
     frames = training_frames(sequences, hp.frames)
     seed_torch("autoencoder-weights", hp.seed, hp.k)
     model = FrameAutoencoder(FrameAutoencoderConfig(hp.k, hp.hidden, tuple(sequences.frame.as_list())))
-    model.init_from_pca(*fit_pca(frames))
+    model.init_from_pca(*load_frame_pca(pca, sequences))
     model.to(device)
     images = frames.to(device)  # uint8
     optimizer = torch.optim.Adam(model.parameters(), lr=hp.lr, fused=True)
@@ -63,7 +65,7 @@ def train_frame_autoencoder(
         name=f"per-frame autoencoder k={hp.k} ({sequences.source}, seed {hp.seed})",
         resume=resume_path(out),
         settings={"source": sequences.source, **asdict(hp)},
-        inputs=list(inputs),
+        inputs=[*inputs, pca],
         state={"model": model, "optimizer": optimizer},
         device=device,
         labels={"seed": hp.seed, "k": hp.k},

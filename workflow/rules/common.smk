@@ -25,6 +25,7 @@ SWEEPER = f"{CELL}/sweeper_L{{level}}.pt"
 SWEEPER_LOSS = f"{CELL}/sweeper_L{{level}}_loss.parquet"
 SWEEPER_HEALTH = f"{CELL}/sweeper_L{{level}}_health.parquet"
 ROUNDTRIP = f"{CELL}/roundtrip_T{{T}}.parquet"
+FRAME_PCA = "results/{source}/seed{seed}/frame_pca.zarr"  # per-frame PCA of the training frames, read by the references
 PCA_ROUNDTRIP = "results/{source}/seed{seed}/pca_roundtrip.parquet"
 AUTOENCODER = "results/{source}/seed{seed}/autoencoder_k{k}.pt"  # the per-frame autoencoder of k numbers
 AUTOENCODER_LOSS = "results/{source}/seed{seed}/autoencoder_k{k}_loss.parquet"
@@ -270,6 +271,10 @@ def _check_config():
     if TEACHER["bank_size"] is not None and TEACHER["zero_padded"] >= TEACHER["bank_size"]:
         raise ValueError(f"config teacher.zero_padded={TEACHER['zero_padded']} must be less than teacher.bank_size="
                          f"{TEACHER['bank_size']}: a bank's zero-padded rows are some of its rows")
+    deepest = max(entry["levels"] for entry in SOURCES.values()) - 1
+    if TEACHER["bank_frames"] is not None and TEACHER["bank_frames"] // 2 ** (deepest + 1) < 2:
+        raise ValueError(f"config teacher.bank_frames={TEACHER['bank_frames']} leaves the level-{deepest} bank fewer "
+                         f"than 2 sequences of {2 ** (deepest + 1)} frames")
 
 
 def _check_compressors():
@@ -504,6 +509,7 @@ def source_report_inputs(w):
         "sweepers": [SWEEPER.format(**cell, variant=v, level=level) for v in grid_["variants"]
                      for level in range(int(math.log2(T)))],
         "autoencoder": [AUTOENCODER.format(source=w.source, seed=seed, k=k)] if k else [],
+        "pca": [FRAME_PCA.format(source=w.source, seed=seed)],
         "compressors": [COMPRESSOR.format(source=w.source, seed=seed, dim=dim, model=m) for m in COMPRESSORS["models"]]
         if compressor and compressor["dim"] == dim and compressor["T"] == T and seed in COMPRESSORS["seeds"] else [],
         **sequence_inputs(dict_wildcards(w.source, seed)),

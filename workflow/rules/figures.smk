@@ -88,6 +88,6 @@ rule source_report:
     conda:
         "../envs/imfn.yaml"
     shell:
-        "imfn source-report --metrics {input.metrics} {params.flags} {params.autoencoder}"
+        "imfn source-report --metrics {input.metrics} {params.flags} --pca {input.pca} {params.autoencoder}"
         " --fit-clips {params.fit_clips} --compressors {params.compressors} --table {output.table}"
         " --figures results/figures --threads {threads} --log {log}"

@@ -46,6 +46,7 @@ rule build_bank:
         sequences=training_sequence_flags,
         zero_padded=TEACHER["zero_padded"],
         bank_size=optional("--bank-size", TEACHER["bank_size"]),
+        bank_frames=optional("--bank-frames", TEACHER["bank_frames"]),
         device=DEVICE,
     threads: config["threads"]["bank"]
     resources:
@@ -55,7 +56,7 @@ rule build_bank:
     shell:
         "imfn build-bank {params.sequences} --lower {input.lower} --seed {wildcards.seed} --dim {wildcards.dim}"
         " --level {wildcards.level} --zero-padded {params.zero_padded} {params.bank_size}"
-        " {params.device} --threads {threads} --out {output} --log {log}"
+        " {params.bank_frames} {params.device} --threads {threads} --out {output} --log {log}"
 
 
 rule roundtrip:
@@ -84,10 +85,32 @@ rule roundtrip:
         " --sequences {params.sequences} {params.device} --threads {threads} --out {output} --log {log}"
 
 
+rule frame_pca:
+    """Per-frame PCA of the source's training frames, fit once: per-frame PCA, the per-frame autoencoders, the mean
+    frame and the strip read it."""
+    input:
+        unpack(training_sequence_inputs),
+    output:
+        directory(FRAME_PCA),
+    log:
+        f"{SOURCE_LOGS}/frame_pca.log",
+    benchmark:
+        f"{SOURCE_BENCHMARKS}/frame_pca.tsv"
+    params:
+        sequences_flags=training_sequence_flags,
+    threads: config["threads"]["eval"]
+    conda:
+        "../envs/imfn.yaml"
+    shell:
+        "imfn frame-pca {params.sequences_flags} --seed {wildcards.seed} --threads {threads} --out {output}"
+        " --log {log}"
+
+
 rule pca_roundtrip:
     """Per-frame PCA at equal memory (k = d // T per frame), every d and T of the source's grid."""
     input:
         unpack(sequence_inputs),
+        pca=FRAME_PCA,
     output:
         PCA_ROUNDTRIP,
     log:
@@ -103,14 +126,15 @@ rule pca_roundtrip:
     conda:
         "../envs/imfn.yaml"
     shell:
-        "imfn pca-roundtrip {params.sequences_flags} --seed {wildcards.seed} --dims {params.dims}"
-        " --T {params.Ts} --sequences {params.sequences} --threads {threads} --out {output} --log {log}"
+        "imfn pca-roundtrip {params.sequences_flags} --pca {input.pca} --seed {wildcards.seed}"
+        " --dims {params.dims} --T {params.Ts} --sequences {params.sequences} --threads {threads} --out {output} --log {log}"
 
 
 rule frame_autoencoder:
     """The per-frame autoencoder of k numbers, evaluated at every (d, T) of the source's grid with d // T = k."""
     input:
         unpack(sequence_inputs),
+        pca=FRAME_PCA,
     output:
         model=AUTOENCODER,
         loss=AUTOENCODER_LOSS,
@@ -132,8 +156,8 @@ rule frame_autoencoder:
     conda:
         "../envs/imfn.yaml"
     shell:
-        "imfn frame-autoencoder {params.sequences_flags} --seed {wildcards.seed} --k {wildcards.k}"
-        " {params.training} --dims {params.dims} --T {params.Ts} --sequences {params.sequences} {params.device}"
+        "imfn frame-autoencoder {params.sequences_flags} --pca {input.pca} --seed {wildcards.seed}"
+        " --k {wildcards.k} {params.training} --dims {params.dims} --T {params.Ts} --sequences {params.sequences} {params.device}"
         " --threads {threads} --out {output.model} --loss-out {output.loss} --roundtrip-out {output.roundtrip}"
         " --log {log}"
 
@@ -143,6 +167,7 @@ rule clip_pca:
     source's grid: the best linear code of a sequence whose frames share content."""
     input:
         unpack(sequence_inputs),
+        pca=FRAME_PCA,
     output:
         CLIP_PCA,
     log:
@@ -159,8 +184,8 @@ rule clip_pca:
     conda:
         "../envs/imfn.yaml"
     shell:
-        "imfn clip-pca {params.sequences_flags} --seed {wildcards.seed} --dims {params.dims} --T {params.Ts}"
-        " --sequences {params.sequences} --fit-clips {params.fit_clips} --threads {threads} --out {output} --log {log}"
+        "imfn clip-pca {params.sequences_flags} --pca {input.pca} --seed {wildcards.seed} --dims {params.dims}"
+        " --T {params.Ts} --sequences {params.sequences} --fit-clips {params.fit_clips} --threads {threads} --out {output} --log {log}"
 
 
 rule aggregate_metrics:
