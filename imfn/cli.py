@@ -397,13 +397,13 @@ def _metrics(results: Path, *names: str) -> list[Path]:
     "are two runs' metric tables (<results>/metrics) identical to the last digit, and if not how far did their "
     "numbers move? Renames bring the before tables to the new names: --renamed-table old=new, "
     "--renamed-column [table:]old=new, --renamed-value [table:]column:old=new (an empty new value is null); "
-    "each repeatable",
-    "--before --after --renamed-table:str* --renamed-column:str* --renamed-value:str*",
+    "--only column=value compares only those rows, without the column (e.g. source=mnist); each repeatable",
+    "--before --after --renamed-table:str* --renamed-column:str* --renamed-value:str* --only:str*",
 )
 def _compare_metrics(a):
     from imfn.report.compare import compare_metrics
 
-    compare_metrics(a.before, a.after, a.renamed_table, a.renamed_column, a.renamed_value)
+    compare_metrics(a.before, a.after, a.renamed_table, a.renamed_column, a.renamed_value, a.only)
 
 
 @verb(

@@ -180,3 +180,22 @@ def test_compare_metrics_maps_a_value_to_null_and_rejects_a_malformed_rename(tmp
         compare_metrics(before, after, renamed_columns=["variant"])
     with pytest.raises(ValueError, match="two columns of one name"):  # model=variant: the table has a variant
         compare_metrics(before, after, renamed_columns=["model=variant"])
+
+
+def test_compare_metrics_only_compares_one_source_of_a_run_that_has_several(tmp_path, capsys):
+    before, after = tmp_path / "before", tmp_path / "after"
+    for run in (before, after):
+        (run / "metrics").mkdir(parents=True)
+    one = pd.DataFrame({"model": ["imfn-teacher"] * 2, "T": [2, 4], "value": [0.01, 0.02]})
+    one.to_parquet(before / "metrics" / "teacher.parquet")
+    moving = one.assign(source="moving_mnist", value=[0.3, 0.4])
+    pd.concat([one.assign(source="mnist"), moving]).to_parquet(after / "metrics" / "teacher.parquet")
+    with pytest.raises(ValueError, match="results differ"):  # a source column, and rows of two sources
+        compare_metrics(before, after)
+    assert compare_metrics(before, after, only=["source=mnist"]) == [("teacher", "identical (2 rows)")]
+    moving.assign(value=[0.01, 0.03]).to_parquet(after / "metrics" / "teacher.parquet")
+    with pytest.raises(ValueError, match="results differ"):  # no mnist row after: nothing matches
+        compare_metrics(before, after, only=["source=mnist"])
+    assert "2 rows before, 0 after" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="not of the form column=value"):
+        compare_metrics(before, after, only=["source"])

@@ -10,6 +10,10 @@ Across a rename, the *before* tables are first brought to the new names: columns
 that differs gets a report of how far its numbers moved: its rows are matched on their label columns (every
 column the two tables share that is not a float column), and for each float column it prints how many values
 moved, the median and the largest relative change of those that moved, and the rows that moved most.
+
+``only`` (``column=value``) compares a part of each run: in every table that has the column (before or after),
+only its rows whose value is ``value``, and without the column. So ``source=mnist`` compares a run that had one
+source, and no ``source`` column, with the ``mnist`` rows of a run that has several.
 """
 
 from __future__ import annotations
@@ -161,18 +165,30 @@ def movement(before: pd.DataFrame, after: pd.DataFrame) -> list[str]:
     return lines
 
 
+def only_rows(frame: pd.DataFrame, only: Sequence[tuple[str, str]]) -> pd.DataFrame:
+    """``frame``'s rows whose ``column`` reads ``value`` (as text), for each (column, value) of ``only`` that it has,
+    without those columns; a table without the column whole."""
+    for column, value in only:
+        if column in frame:
+            frame = frame[_labels(frame[column]).to_numpy() == value].drop(columns=column).reset_index(drop=True)
+    return frame
+
+
 def compare_metrics(
     before: Path,
     after: Path,
     renamed_tables: Sequence[str] = (),
     renamed_columns: Sequence[str] = (),
     renamed_values: Sequence[str] = (),
+    only: Sequence[str] = (),
 ) -> list[tuple[str, str]]:
     """(table, verdict) for every metric table of ``before``, each printed, with how far the numbers moved
     for a table that differs; then raises ValueError if any is not identical. ``renamed_tables``: ``old=new``
     table names; ``renamed_columns``: ``[table:]old=new`` column names and ``renamed_values``:
-    ``[table:]column:old=new``, both applied to the *before* tables (the table by its before name)."""
+    ``[table:]column:old=new``, both applied to the *before* tables (the table by its before name); ``only``:
+    ``column=value``, the rows of both runs compared (:func:`only_rows`)."""
     tables = dict(_pairs(renamed_tables, "renamed table", "old=new"))
+    kept = _pairs(only, "only", "column=value")
     columns, values = parse_renamed_columns(renamed_columns), parse_renamed_values(renamed_values)
     paths = sorted(p for p in (before / "metrics").glob("*.parquet") if p.stem not in SKIPPED)
     if not paths:
@@ -185,7 +201,8 @@ def compare_metrics(
         else:
             mine = {**columns.get("", {}), **columns.get(path.stem, {})}
             mine_values = {**values.get("", {}), **values.get(path.stem, {})}
-            old, new = renamed(pd.read_parquet(path), mine, mine_values), pd.read_parquet(other)
+            old = only_rows(renamed(pd.read_parquet(path), mine, mine_values), kept)
+            new = only_rows(pd.read_parquet(other), kept)
             problem = difference(old, new)
             verdict = problem or f"identical ({len(old)} rows)"
             details = movement(old, new) if problem else []
