@@ -11,11 +11,12 @@ How it is fit: a clip of 64 frames of 64x64 has 262,144 dimensions and the fit c
 principal components are found through the Gram matrix of the M centred fit clips, ``G = Xc Xc^T`` (M x M): with ``G
 = U diag(lambda) U^T`` the components are ``Xc^T u_i / sqrt(lambda_i)``. This is exact (a randomized SVD is
 approximate, and the Gram matrix is cheap here: M^2 * T * pixels multiply-adds), and it never forms the covariance
-(D x D) nor the components (D x d, 1 GB at T = 64 and d = 1024): a clip's projection onto the top d components is
-``Xc^T U_d diag(1 / lambda_d) U_d^T Xc y``, computed from its inner products with the fit clips. ``G`` and those
-inner products are float32 products summed in float64 over chunks of columns (float32 alone halves the time; the
-kept eigenvalues are far above its rounding, ``RANK_TOLERANCE``), then solved in float64; the fit clips stay uint8
-(M x D bytes) and are centred a chunk at a time. Directions whose eigenvalue is below ``RANK_TOLERANCE`` of the
+(D x D). The top d components, ``C_d = Xc^T U_d diag(1 / sqrt(lambda_d))`` (D x d float32: 268 MB at T = 64 and
+d = 256, 1 GB at d = 1024), are formed once per d when a clip is first projected (one pass over the fit clips),
+and a clip's projection is ``C_d C_d^T (y - mean) + mean``. ``G`` is float32 products summed in float64 over
+chunks of columns (float32 alone halves the time; the kept eigenvalues are far above its rounding,
+``RANK_TOLERANCE``) and solved in float64; ``C_d`` and the projections are float32 products. The fit clips stay
+uint8 (M x D bytes) and are centred a chunk at a time. Directions whose eigenvalue is below ``RANK_TOLERANCE`` of the
 largest are not components: fewer fit clips than d span fewer than d directions (at most M - 1), and d is then
 capped, with a warning in the log.
 
@@ -30,7 +31,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -62,36 +63,43 @@ def _centred_chunks(clips: torch.Tensor, mean: torch.Tensor):
 
 @dataclass(frozen=True)
 class ClipPCA:
-    """Principal components of clips (M, D), kept implicitly: the fit clips, their mean and ``G``'s eigenvectors."""
+    """Principal components of clips (M, D): the fit clips, their mean and ``G``'s eigenvectors, and the top d
+    components once a projection onto them was asked for."""
 
     clips: torch.Tensor  # (M, D) fit clips, uint8 pixels or floats in [0, 1]
     mean: torch.Tensor  # (D,) float64
     eigenvalues: torch.Tensor  # (rank,) float64, decreasing: the variance along each component times (M - 1)
     eigenvectors: torch.Tensor  # (M, rank) float64, G's
+    _components: dict[int, torch.Tensor] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def rank(self) -> int:
         """How many directions the fit clips span: the most components this fit can keep."""
         return len(self.eigenvalues)
 
+    def components(self, d: int) -> torch.Tensor:
+        """(D, d) float32: the top ``d`` principal directions (orthonormal columns), formed on first use."""
+        if not 0 <= d <= self.rank:
+            raise ValueError(f"clip PCA of rank {self.rank} cannot keep {d} components")
+        if d not in self._components:
+            self._components.clear()  # one d at a time: at T = 64 and d = 1024 they are 1 GB
+            weights = (self.eigenvectors[:, :d] / self.eigenvalues[:d].sqrt()).float()  # (M, d)
+            components = torch.empty(len(self.mean), d, dtype=torch.float32)
+            for columns, fit in _centred_chunks(self.clips, self.mean):
+                components[columns] = fit.float().T @ weights
+            self._components[d] = components
+        return self._components[d]
+
     def reconstruct(self, clips: torch.Tensor, d: int) -> torch.Tensor:
         """Clips in [0, 1], (N, D) or (N, T, pixels) -> their projection onto the top ``d`` components
         (d <= rank), clipped to [0, 1], in the same shape."""
-        if not 0 <= d <= self.rank:
-            raise ValueError(f"clip PCA of rank {self.rank} cannot keep {d} components")
         shape, clips = clips.shape, clips.flatten(1)
         if clips.shape[1] != len(self.mean):
             raise ValueError(f"clips of {clips.shape[1]} values; this clip PCA was fit on clips of {len(self.mean)}")
-        centred = clips.double() - self.mean
-        inner = torch.zeros(len(clips), len(self.clips), dtype=torch.float64)  # (N, M): Yc Xc^T
-        for columns, fit in _centred_chunks(self.clips, self.mean):
-            inner += (centred[:, columns].float() @ fit.float().T).double()
-        top = self.eigenvectors[:, :d]
-        weights = (inner @ top / self.eigenvalues[:d]) @ top.T  # (N, M): U_d diag(1/lambda_d) U_d^T Xc y, per clip
-        out = torch.empty(clips.shape, dtype=torch.float32)
-        for columns, fit in _centred_chunks(self.clips, self.mean):
-            out[:, columns] = (weights @ fit + self.mean[columns]).float()
-        return out.clamp(0.0, 1.0).reshape(shape)
+        components = self.components(d)
+        codes = (clips.double() - self.mean).float() @ components  # (N, d)
+        out = (codes @ components.T).double() + self.mean
+        return out.float().clamp(0.0, 1.0).reshape(shape)
 
 
 def _add_gram(gram: torch.Tensor, clips: torch.Tensor, mean: torch.Tensor) -> None:
