@@ -229,8 +229,9 @@ def strip_figure(
         mean, basis = load_frame_pca(pca, sequences)
         rows.append((f"per-frame PCA (k={k})", pca_roundtrip(frames, mean, basis, k)))
         clips = torch.from_numpy(sequences.draw("train", 0, fit_clips, T)).flatten(1)
-        pca = fit_clip_pca(clips)
-        rows.append((f"clip PCA ({min(dim, pca.rank)})", pca.reconstruct(frames, min(dim, pca.rank))))
+        clip_pca = fit_clip_pca(clips)
+        kept = min(dim, clip_pca.rank)
+        rows.append((f"clip PCA ({kept})", clip_pca.reconstruct(frames, kept)))
         for path in compressors:
             model = load_compressor(path)
             rows.append((f"{REFERENCES[model.kind]}", model(frames)))

@@ -2,10 +2,10 @@
 training sequences: the reference at equal memory each teacher result stands beside (its evaluation:
 :mod:`imfn.eval.frame_autoencoder`).
 
-Its linear part starts at the source's frame PCA (:func:`imfn.models.pca.write_frame_pca`, fit on the same training
-frames, :func:`imfn.data.sequences.training_frames`), its residuals at zero. Training runs in the harness
-(resumable, seeded per epoch, a non-finite loss stops the job). The frames stay uint8 until a batch needs them:
-54,000 64x64 frames are 221 MB so, 885 MB as floats.
+Its linear part starts at the source's frame PCA (:func:`imfn.models.pca.write_frame_pca`, fit on all its training
+frames, :func:`imfn.data.sequences.training_frames`, of which it trains on ``frames``), its residuals at zero.
+Training runs in the harness (resumable, seeded per epoch, a non-finite loss stops the job). The frames stay uint8
+until a batch needs them: 54,000 64x64 frames are 221 MB so, 885 MB as floats.
 """
 
 from __future__ import annotations
