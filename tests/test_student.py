@@ -237,6 +237,10 @@ def test_student_variant_settings_are_checked():
         StudentTraining(seed=0, architecture="mlp", init="regression")
     with pytest.raises(ValueError, match="lr_schedule"):
         StudentTraining(seed=0, lr_schedule="cosine")
+    with pytest.raises(ValueError, match="writes"):
+        StudentTraining(seed=0, architecture="slot", writes="half")
+    with pytest.raises(ValueError, match="slot"):
+        StudentTraining(seed=0, architecture="mlp", writes="all")
 
 
 def framewise_trajectories(n: int, dim: int = 16, T: int = 4, nonlinear: bool = False, seed: int = 0):
@@ -263,6 +267,28 @@ def test_regression_fits_a_linear_framewise_tree_exactly():
         error = (student.rollout(targets[:, 0], leaves) - targets).square().mean()
     spread = (targets[:, -1] - targets[:, -1].mean(0)).square().mean()
     assert error < 1e-4 * spread  # not 0: the read is fitted under the covariance pooled over positions
+
+
+def test_a_frame_that_writes_d_numbers_follows_a_linear_mix_tree_where_a_slot_cannot():
+    """A linear ``mix`` tree maps both children whole, so frame t reaches the root through a full d x d map of its
+    own: a slot of d // T numbers per frame cannot hold that, a student whose frames write d numbers fits it."""
+    torch.manual_seed(0)
+    dim, T = 16, 4
+    sweepers = [Sweeper(SweeperConfig.for_dim(dim, 32, "mix", level=level)).eval() for level in range(2)]
+    leaves = torch.randn(4000, T, dim)
+    targets = naive_trajectory(sweepers, leaves, torch.zeros(dim)).states.detach()
+    spread = (targets[:, -1] - targets[:, -1].mean(0)).square().mean()
+    errors = {}
+    for writes in ("slot", "all"):
+        student = build_student(StudentConfig(dim, T, 8, "slot", writes))
+        assert student.config.rank == {"slot": dim // T, "all": dim}[writes]
+        student.fit_scales(targets, leaves)
+        fit_linear_path(student, targets, leaves, ridge=1e-9)
+        with torch.no_grad():
+            errors[writes] = ((student.rollout(targets[:, 0], leaves) - targets).square().mean() / spread).item()
+    assert errors["all"] < 1e-4 < 0.05 < errors["slot"]
+    with pytest.raises(ValueError, match="writes"):
+        StudentConfig(dim, T, 8, "slot", writes="some")
 
 
 def test_slot_variant_trains_with_a_one_cycle_lr_and_beats_its_linear_start(tmp_path):

@@ -13,6 +13,9 @@
   O(d hidden + d r), independent of T; the W_t and b_t hold T (d r + d) = d^2 + T d numbers, which
   grow with T no faster than the paper's one-hot input (T x hidden). Inputs and outputs are scaled
   by fixed statistics of the training set (:meth:`SlotStudent.fit_scales`).
+  With ``writes="all"`` a frame writes r = d numbers instead: position t maps it through a full d x d map
+  of its own, so the frame may change the whole state (what a tree whose merges mix both children, ``mix``,
+  asks of a student). A step then costs O(d hidden + d^2), still independent of T; the maps hold T d^2 numbers.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from torch import nn
 from imfn.models.layers import mlp, zero_residual
 
 ARCHITECTURES = ("mlp", "slot")  # config student.variants.<name>.architecture
+# config student.variants.<name>.writes (``slot`` architecture): a frame writes d // T numbers, a slot of its own
+# (the T positions fill the memory once), or all d numbers, so that any frame may rewrite the whole state
+WRITES = ("slot", "all")
 
 
 @dataclass(frozen=True)
@@ -34,11 +40,16 @@ class StudentConfig:
     T: int
     hidden: int
     architecture: str = "mlp"
+    writes: str = "slot"  # ``slot``: what a frame writes, see :data:`WRITES`
+
+    def __post_init__(self):
+        if self.writes not in WRITES:
+            raise ValueError(f"a student's frame writes one of {WRITES}, got {self.writes!r}")
 
     @property
     def rank(self) -> int:
-        """``slot``: numbers a frame writes into memory, d // T (at least 1)."""
-        return max(1, self.dim // self.T)
+        """``slot``: numbers a frame writes into memory: d // T (at least 1), or all d."""
+        return self.dim if self.writes == "all" else max(1, self.dim // self.T)
 
 
 class Student(nn.Module):

@@ -16,6 +16,8 @@ A variant (a named override set, config ``student.variants``; its name is ``vari
   through training, kept to the end). Still the student's own rollouts, never teacher forcing.
 - ``lr_schedule``: ``constant``, or ``one-cycle`` (10% warm-up to ``lr``, then cosine decay to zero;
   Adam's beta1 cycles 0.95 -> 0.85 -> 0.95 with it).
+- ``writes`` (``slot`` only): ``slot``, each frame writes d // T numbers through its position's map; or
+  ``all``, each frame writes d numbers, so any frame may rewrite the whole state.
 - ``init``: ``random``, or ``regression`` (``slot`` only): before any step, the linear path of the
   update (read C, writes W_t, biases b_t) is the reduced-rank least-squares fit of the teacher's
   increments ``y_{t+1} - y_t`` on the frame codes over the whole training set
@@ -40,7 +42,15 @@ import torch.nn.functional as F
 
 from imfn.atomic import atomic_output
 from imfn.job import seed_torch, seeded_generator
-from imfn.models.student import ARCHITECTURES, SlotStudent, Student, StudentConfig, build_student, student_checkpoint
+from imfn.models.student import (
+    ARCHITECTURES,
+    WRITES,
+    SlotStudent,
+    Student,
+    StudentConfig,
+    build_student,
+    student_checkpoint,
+)
 from imfn.models.teacher import Sweeper, Teacher, invert_path
 from imfn.store import read_array, read_attrs
 from imfn.train.harness import NonFiniteLossError, Run, resume_path, write_rows
@@ -69,6 +79,7 @@ class StudentTraining:
     init: str = "random"
     intermediate: bool = False  # also match the tree's nodes on the written frame's path (needs the teacher)
     hidden: int | None = None  # None: 2d, the method's default
+    writes: str = "slot"  # slot architecture: a frame writes d // T numbers (slot) or all d (all)
 
     def __post_init__(self):
         for name, allowed in (
@@ -76,9 +87,13 @@ class StudentTraining:
             ("prefix", PREFIXES),
             ("lr_schedule", LR_SCHEDULES),
             ("init", INITS),
+            ("writes", WRITES),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"student {name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.writes != "slot" and self.architecture != "slot":
+            raise ValueError(f"writes {self.writes!r} sets what the slot student's frames write; use it with "
+                             "architecture 'slot'")  # fmt: skip
         if self.init == "regression" and self.architecture != "slot":
             raise ValueError("init 'regression' fits the slot student's linear path; use it with architecture 'slot'")
         if not 0.0 < self.step_fraction <= 1.0:
@@ -218,7 +233,7 @@ def train_student(
             raise ValueError("intermediate supervision reads the teacher's nodes: pass its sweepers (--sweepers)")
         sweepers = Teacher.load_for(T, teacher_checkpoints, device).requires_grad_(False).sweepers
     seed_torch("student-weights", hp.seed, T)  # weight init: same seed, same weights
-    student = build_student(StudentConfig(dim, T, hp.hidden or 2 * dim, hp.architecture))
+    student = build_student(StudentConfig(dim, T, hp.hidden or 2 * dim, hp.architecture, hp.writes))
     if isinstance(student, SlotStudent):
         student.fit_scales(targets, leaves)
         if hp.init == "regression":
