@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from imfn.data.sequences import open_sequences, training_frames
+from imfn.models.pca import fit_pca
 from imfn.models.teacher import Sweeper, SweeperConfig, invert_down, merge_up
 
 
@@ -47,18 +48,6 @@ def conv_autoencoder(k: int, width: int = 48) -> tuple[nn.Module, nn.Module]:
         nn.ConvTranspose2d(c, c, 4, 2, 1), nn.GELU(), nn.ConvTranspose2d(c, 1, 4, 2, 1),
     )  # fmt: skip
     return encoder, decoder
-
-
-def pca(vectors: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(n, D) -> mean (D,) and the top k principal directions (D, k), through the smaller of the two Gram matrices."""
-    mean = vectors.mean(0)
-    centred = (vectors - mean).double()
-    if len(centred) < centred.shape[1]:
-        basis = centred.T @ torch.linalg.eigh(centred @ centred.T)[1][:, -k:]
-        basis = basis / basis.norm(dim=0)
-    else:
-        basis = torch.linalg.eigh(centred.T @ centred)[1][:, -k:]
-    return mean, basis.float()
 
 
 def main() -> None:
@@ -117,11 +106,13 @@ def main() -> None:
 
     Ts = [2**i for i in range(1, T_max.bit_length()) if 2**i <= T_max]
     for T in Ts:
-        mean, basis = pca(train_codes.reshape(-1, K)[:60000], min(args.dim // T, K))
+        mean, basis = fit_pca(train_codes.reshape(-1, K)[:60000])
+        basis = basis[:, : args.dim // T]
         codes = test_codes[:, :T].reshape(-1, K)
         frame_pca = error(((codes - mean) @ basis) @ basis.T + mean, test_pixels[:, :T])
         windows = train_codes.reshape(-1, T * K)
-        mean, basis = pca(windows, min(args.dim, len(windows) - 1))
+        mean, basis = fit_pca(windows)
+        basis = basis[:, : args.dim]
         clips = test_codes[:, :T].reshape(-1, T * K)
         clip_pca = error(((clips - mean) @ basis) @ basis.T + mean, test_pixels[:, :T])
         results["T"][T] = {"latent_frame_pca": frame_pca, "latent_clip_pca": clip_pca}
