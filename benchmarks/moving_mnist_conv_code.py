@@ -105,11 +105,11 @@ def main() -> None:
     print(f"conv code alone (held-out frames): {results['floor']:.5f}", flush=True)
 
     Ts = [2**i for i in range(1, T_max.bit_length()) if 2**i <= T_max]
+    frame_mean, frame_basis = fit_pca(train_codes.reshape(-1, K)[:60000])  # per-frame PCA of the code, every T's k
     for T in Ts:
-        mean, basis = fit_pca(train_codes.reshape(-1, K)[:60000])
-        basis = basis[:, : args.dim // T]
+        basis = frame_basis[:, : args.dim // T]
         codes = test_codes[:, :T].reshape(-1, K)
-        frame_pca = error(((codes - mean) @ basis) @ basis.T + mean, test_pixels[:, :T])
+        frame_pca = error(((codes - frame_mean) @ basis) @ basis.T + frame_mean, test_pixels[:, :T])
         windows = train_codes.reshape(-1, T * K)
         mean, basis = fit_pca(windows)
         basis = basis[:, : args.dim]
