@@ -44,6 +44,8 @@ def test_the_canonical_file_is_moving_mnists_test_part_and_is_checked_first(mnis
     test = sequences.draw("test", 1, 2, 16)
     assert np.array_equal(test, clips[:16, 1:3].transpose(1, 0, 2, 3).reshape(2, 16, -1))
     assert sequences.draw("train", 0, 1, 4).shape == (1, 4, FRAME.pixels)  # training stays generated
+    assert (sequences.max_frames("test"), sequences.max_frames("train")) == (20, None)
+    assert open_sequences("moving_mnist", mnist_store, split, 0).max_frames("test") is None
     with pytest.raises(ValueError, match="20 frames per sequence; T=32"):
         sequences.draw("test", 0, 1, 32)
     with pytest.raises(ValueError, match="holds 3 sequences"):

@@ -12,6 +12,7 @@ from imfn.data.mnist import write_split
 from imfn.data.sequences import open_sequences, trajectory_frames
 from imfn.eval.metrics import mse_per_frame
 from imfn.eval.online import COLUMNS, evaluate_online, prefix_grid
+from imfn.models.memory import ReadOnlyMemory
 from imfn.models.merkle import naive_trajectory, separable_trajectory
 from imfn.models.student import StudentConfig, build_student, load_student, student_checkpoint
 from imfn.models.teacher import CodecConfig, LeafCodec, Sweeper, SweeperConfig, Teacher, sweeper_checkpoint
@@ -188,7 +189,7 @@ def test_online_rows_are_tidy_and_teacher_end_matches_its_roundtrip(world, train
     evaluate_online(world["checkpoints"], trained[0], world["test"], world["sequences"], T, out, CPU, "paper", "pca")
     frame = pd.read_parquet(out)
     assert list(frame.columns) == COLUMNS
-    assert len(frame) == 2 * (T + 1) and frame["value"].notna().all() and set(frame["teacher_variant"]) == {"pca"}
+    assert len(frame) == 2 * (T + 1 + 2) and frame["value"].notna().all() and set(frame["teacher_variant"]) == {"pca"}
     assert set(zip(frame["model"], frame["variant"], strict=True)) == {("student", "paper"), ("teacher", "pca")}
     assert not frame.duplicated(["model", "frames_written", "metric"]).any() and (frame["source"] == "mnist").all()
     for model in ("student", "teacher"):
@@ -207,6 +208,32 @@ def test_online_rows_are_tidy_and_teacher_end_matches_its_roundtrip(world, train
     assert value.iloc[0] != pytest.approx(roundtrip, rel=1e-3)  # k=1 scores one frame, not the whole sequence
     student_end = frame.query("model == 'student' and metric == 'mse'")["value"].item()
     assert student_end != pytest.approx(value.iloc[-1], rel=1e-6)
+
+
+def test_past_the_end_reads_the_last_T_frames_from_a_student_that_went_on_writing(world, trained):
+    """After 2T and 4T frames (frame t at position t mod T: the student run again from its own state), the
+    student's state and the teacher's root of the last T frames alone, each read back against those frames."""
+    out = world["folder"] / "online_past.parquet"
+    evaluate_online(world["checkpoints"], trained[0], world["test"], world["sequences"], T, out, CPU, "paper", "pca")
+    frame = pd.read_parquet(out).query("metric == 'past_end_mse'").set_index(["model", "frames_written"])["value"]
+    assert sorted(frame.index) == [(m, k) for m in ("student", "teacher") for k in (2 * T, 4 * T)]
+
+    teacher, student = Teacher.load(world["checkpoints"]), load_student(trained[0])
+    images = world["sequences"].draw_float("test", read_attrs(world["test"])["start"], 12, 4 * T)
+    start = torch.from_numpy(read_array(world["test"], "targets"))[:, 0].float()
+    with torch.no_grad():
+        state, leaves = start, teacher.encode_leaves(images)
+        for block in range(4):
+            state = student.rollout(state, leaves[:, block * T : (block + 1) * T])[:, -1]
+            last = images[:, block * T : (block + 1) * T]
+            if block + 1 not in (2, 4):
+                continue
+            read = ReadOnlyMemory(teacher, T, state, T).reconstruct()
+            k = (block + 1) * T
+            assert frame["student", k] == pytest.approx(mse_per_frame(read, last).mean().item(), rel=1e-5)
+            roundtrip = mse_per_frame(teacher.roundtrip(last), last).mean().item()
+            assert frame["teacher", k] == pytest.approx(roundtrip, rel=1e-5)
+            assert frame["student", k] != pytest.approx(roundtrip, rel=1e-3)
 
 
 def test_online_refuses_a_train_set(world, trained, tmp_path):

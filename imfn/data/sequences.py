@@ -89,6 +89,10 @@ class Sequences:
     def frame(self) -> FrameShape:
         return FRAMES[self.source]
 
+    def max_frames(self, part: str) -> int | None:
+        """The most frames a sequence of ``part`` can hold (None: any number; a canonical test file: its 20)."""
+        return moving_mnist.CANONICAL_FRAMES if part == "test" and self.canonical is not None else None
+
     def draw(self, part: str, start: int, count: int, T: int) -> np.ndarray:
         """Sequences ``start .. start + count - 1`` of ``part``: (count, T, pixels) uint8."""
         _check_range(part, start, count, T)

@@ -12,6 +12,14 @@ own named override set (the student's of config ``student.variants``, the teache
 ``teacher_variant`` the teacher the student was distilled from (on the teacher's rows: itself), and
 ``frames_written`` the k, with metric ``prefix_mse`` for every k of the grid and ``mse`` for the end of the
 sequence (k = T).
+
+**Past the end** (metric ``past_end_mse``, k = 2T and 4T): frames keep arriving after T. The same held-out rows,
+drawn 4T frames long, are written into the student one after another, frame t at position t mod T (a student
+knows T positions and no more), and after k frames its state is read back as T frames and scored against the
+last T frames written (at k a multiple of T, they are the ones written at positions 0..T-1). Beside it, the
+teacher's root of those T frames alone (merged afresh, not a state carried over): what a memory of the last T
+frames would give. A student trained only on sequences of T frames was never asked to forget; these rows say
+what its state holds when it must.
 """
 
 from __future__ import annotations
@@ -28,13 +36,14 @@ from imfn.data.sequences import Sequences, trajectory_frames
 from imfn.devices import autocast, batch_size
 from imfn.eval.metrics import mse_per_frame
 from imfn.models.memory import ReadOnlyMemory
-from imfn.models.student import load_student
-from imfn.models.teacher import Teacher
+from imfn.models.student import Student, load_student
+from imfn.models.teacher import Teacher, merge_up
 from imfn.store import read_array, read_attrs
 
 log = logging.getLogger(__name__)
 
 FRAMES_PER_BATCH = 8192
+PAST_END = (2, 4)  # past the end: the state is read back after these multiples of T frames
 COLUMNS = ["source", "model", "variant", "teacher_variant", "seed", "dim", "T", "frames_written", "metric", "value"]
 
 
@@ -48,6 +57,10 @@ def prefix_grid(T: int) -> list[int]:
     return sorted(k for k in grid if k <= T)
 
 
+def _zero_sums(n: int) -> dict[str, torch.Tensor]:
+    return {model: torch.zeros(n, dtype=torch.float64) for model in ("student", "teacher")}
+
+
 @torch.no_grad()
 def prefix_mse_sums(teacher: Teacher, states: torch.Tensor, images: torch.Tensor, ks: list[int]) -> torch.Tensor:
     """(N, T+1, d) states and (N, T, pixels) images -> (len(ks),) sums over the N sequences of the MSE over
@@ -57,6 +70,30 @@ def prefix_mse_sums(teacher: Teacher, states: torch.Tensor, images: torch.Tensor
     for i, k in enumerate(ks):
         pixels = ReadOnlyMemory(teacher, T, states[:, k], k).reconstruct()
         sums[i] = mse_per_frame(pixels, images[:, :k]).mean(dim=1).double().sum().cpu()
+    return sums
+
+
+@torch.no_grad()
+def past_end_mse_sums(
+    teacher: Teacher, student: Student, m0: torch.Tensor, images: torch.Tensor, T: int
+) -> dict[str, torch.Tensor]:
+    """(N, d) start states and (N, max(PAST_END) T, pixels) images -> per model, (len(PAST_END),) sums over the N
+    sequences of the MSE over the last T frames after k = m T written, for m of :data:`PAST_END`: the student's
+    state after all k frames (frame t at position t mod T), and the teacher's root of the last T frames alone."""
+    leaves = teacher.encode_leaves(images)
+    sums = _zero_sums(len(PAST_END))
+    m = m0
+    for t in range(leaves.shape[1]):
+        m = student.step(m, leaves[:, t], t % T)
+        k = t + 1
+        if k % T or k // T not in PAST_END:
+            continue
+        i = PAST_END.index(k // T)
+        window = images[:, k - T : k]
+        root = merge_up(teacher.sweepers, leaves[:, k - T : k])
+        for model, state in (("student", m.float()), ("teacher", root.float())):
+            pixels = ReadOnlyMemory(teacher, T, state, T).reconstruct()
+            sums[model][i] += mse_per_frame(pixels, window).mean(dim=1).double().sum().cpu()
     return sums
 
 
@@ -92,8 +129,14 @@ def evaluate_online(
     if student.config.dim != dim:
         raise ValueError(f"{student_path} has d={student.config.dim}, the trajectory set d={dim}")
     ks = prefix_grid(T)
-    sums = {"student": torch.zeros(len(ks), dtype=torch.float64), "teacher": torch.zeros(len(ks), dtype=torch.float64)}
-    step = max(1, batch_size(FRAMES_PER_BATCH, device) // T)
+    sums, past_end = _zero_sums(len(ks)), _zero_sums(len(PAST_END))
+    longest = max(PAST_END) * T
+    room = sequences.max_frames("test")
+    past = room is None or longest <= room  # the held-out sequences are long enough to go past the end
+    if not past:
+        log.warning("past the end not measured: %s's held-out sequences hold %d frames, %d asked for", source, room,
+                    longest)  # fmt: skip
+    step = max(1, batch_size(FRAMES_PER_BATCH, device) // (longest if past else T))
     with torch.no_grad(), autocast():
         for start in range(0, n, step):
             chunk = slice(start, start + step)
@@ -102,6 +145,10 @@ def evaluate_online(
             states = {"student": student.rollout(y[:, 0], leaves[chunk].float().to(device)).float(), "teacher": y}
             for model, s in states.items():
                 sums[model] += prefix_mse_sums(teacher, s, images, ks)
+            if past:
+                longer = sequences.draw_float("test", attrs["start"] + start, len(y), longest).to(device)
+                for model, total in past_end_mse_sums(teacher, student, y[:, 0], longer, T).items():
+                    past_end[model] += total
     rows = []
     for model, total in sums.items():
         own = variant if model == "student" else teacher_variant
@@ -112,7 +159,14 @@ def evaluate_online(
             {**base, "frames_written": k, "metric": "prefix_mse", "value": v} for k, v in zip(ks, prefix, strict=True)
         ]
         rows.append({**base, "frames_written": T, "metric": "mse", "value": prefix[-1]})
-        log.info("online %s %s (%s) seed %d d=%d T=%d: end-of-sequence MSE %.5f", source, model, own, seed, dim, T,
-                 prefix[-1])  # fmt: skip
+        rows += [
+            {**base, "frames_written": m * T, "metric": "past_end_mse", "value": v}
+            for m, v in zip(PAST_END, (past_end[model] / n).tolist(), strict=True)
+            if past
+        ]
+        log.info("online %s %s (%s) seed %d d=%d T=%d: end-of-sequence MSE %.5f; past the end (last T frames): %s",
+                 source, model, own, seed, dim, T, prefix[-1],
+                 ", ".join(f"{r['value']:.5f} after {r['frames_written']}" for r in rows if r["model"] == model
+                           and r["metric"] == "past_end_mse") or "not measured")  # fmt: skip
     with atomic_output(out) as tmp:
         pd.DataFrame(rows, columns=COLUMNS).to_parquet(tmp, index=False)
