@@ -4,7 +4,9 @@ For T in {16, 64, 256} at d = 256, N = 8 sequences, random ``paper`` sweepers: n
 sequence and wall time of both, their ratios, next to T / log2(T) (the asymptotic merge ratio).
 The naive rebuild batches a whole level into one matmul while the Merkle path makes many small
 calls, so the wall-time ratio sits below the merge ratio. Also the per-frame write latency of
-``TreeMemory`` (log2(T) merges) and ``StudentMemory`` (one step of g) at T = 8 and 256.
+``TreeMemory`` (log2(T) merges) and ``StudentMemory`` (one step of each student architecture: ``mlp``, ``slot``
+and ``slot`` with ``writes: all``, the ``dense`` variant) at T = 8, 64 and 256, with each one's ratio of the
+longest T to the shortest: a student's work per frame does not grow with T, the tree's grows as log2(T).
 Prints a table and writes benchmarks/trajectory_merges.parquet.
 
     python benchmarks/trajectory_merges.py [--threads 2]
@@ -75,16 +77,19 @@ def write_latency_row(T: int, dim: int, batch: int) -> dict:
     torch.manual_seed(0)
     codec = LeafCodec(CodecConfig(dim, 1024, "mlp"))
     teacher = Teacher(codec, [Sweeper(SweeperConfig.for_dim(dim)) for _ in range(int(math.log2(T)))]).eval()
-    students = {
-        architecture: build_student(StudentConfig(dim, T, hidden, architecture)).eval()
-        for architecture, hidden in (("mlp", 2 * dim), ("slot", 512))  # each at its config variant's width
+    students = {  # each at its config variant's width
+        name: build_student(StudentConfig(dim, T, hidden, architecture, writes)).eval()
+        for name, architecture, hidden, writes in (
+            ("mlp", "mlp", 2 * dim, "slot"),
+            ("slot", "slot", 512, "slot"),
+            ("dense", "slot", 512, "all"),
+        )
     }
     codes = torch.randn(T, batch, dim)
     row = {"benchmark": "memory_write", "T": T, "dim": dim, "batch": batch}
     for name, make in (
         ("tree", lambda: TreeMemory(teacher, T, batch)),
-        ("mlp_student", lambda: StudentMemory(teacher, students["mlp"], batch)),
-        ("slot_student", lambda: StudentMemory(teacher, students["slot"], batch)),
+        *((f"{key}_student", lambda key=key: StudentMemory(teacher, students[key], batch)) for key in students),
     ):
         _per_step_ms(make(), codes[: min(T, 8)])  # warm-up
         steps = _per_step_ms(make(), codes)
@@ -99,7 +104,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lengths", type=int, nargs="+", default=[16, 64, 256])
-    parser.add_argument("--write-lengths", type=int, nargs="+", default=[8, 256])
+    parser.add_argument("--write-lengths", type=int, nargs="+", default=[8, 64, 256])
     parser.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".parquet"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -131,8 +136,13 @@ def main() -> None:
         )
     )
     print("\nper-frame write latency (ms): tree = Merkle path update (log2 T merges), students = one step each")
-    columns = [f"{name}_{stat}_ms" for name in ("tree", "mlp_student", "slot_student") for stat in ("median", "max")]
+    names = ("tree", "mlp_student", "slot_student", "dense_student")
+    columns = [f"{name}_{stat}_ms" for name in names for stat in ("median", "max")]
     print(show(writes[["T", *columns]]))
+    shortest, longest = writes.iloc[0], writes.iloc[-1]
+    print(f"\nmedian per-frame latency at T = {longest['T']} over T = {shortest['T']} (same run): "
+          + ", ".join(f"{name} {longest[f'{name}_median_ms'] / shortest[f'{name}_median_ms']:.2f}x" for name in names)
+          + f"; log2 ratio {math.log2(longest['T']) / math.log2(shortest['T']):.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -75,6 +75,9 @@ def _jobs(w) -> dict[str, tuple[list[str], int]]:
         "student": (["train-student", "--trajectories", w["trajectories"], "--seed", 0, "--epochs", 4,
                      "--trajectories-per-epoch", 20, "--batch-size", 10, "--hidden", 16, "--architecture", "slot",
                      "--lr-schedule", "one-cycle", "--init", "regression"], 4),  # the lr schedule resumes too
+        "dense-student": (["train-student", "--trajectories", w["trajectories"], "--seed", 0, "--epochs", 4,
+                           "--trajectories-per-epoch", 20, "--batch-size", 10, "--hidden", 16, "--architecture", "slot",
+                           "--lr-schedule", "one-cycle", "--init", "regression", "--writes", "all"], 4),
         "transformer": (compressor + ["--model", "transformer", "--epochs", 3], 3),
         "mamba": (compressor + ["--model", "mamba", "--d-state", 4, "--decoder-layers", 1, "--epochs", 3], 3),
         "video": (video + ["--epochs", 3], 3),
@@ -101,7 +104,9 @@ def _weights(path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["sweeper", "depth-decoder", "student", "transformer", "mamba", "video"])
+@pytest.mark.parametrize(
+    "kind", ["sweeper", "depth-decoder", "student", "dense-student", "transformer", "mamba", "video"]
+)
 def test_a_killed_training_job_reruns_to_the_outputs_of_an_uninterrupted_run(kind, world, tmp_path, env_with_venv):
     command, epochs = _jobs(world)[kind]
     reference, killed = tmp_path / "reference.pt", tmp_path / "killed.pt"
