@@ -50,9 +50,10 @@ def test_default_config_plans_the_full_paper_grid(repo, tmp_path, env_with_venv)
     # the per-frame autoencoder per source, seed and k = d // T: k in {1, 2, 4, ..., 512} on both sources
     # (d // T = 0 is PCA's mean image)
     assert jobs["frame_autoencoder"] == 2 * 5 * 10
-    # students at d=1024: 5 seeds x 5 T x 3 student variants, with a train and a test trajectory set per (seed, T)
-    assert jobs["train_student"] == jobs["evaluate_online"] == 5 * 5 * 3
-    assert jobs["trajectories"] == 5 * 5 * 2
+    # students with a train and a test trajectory set per (source, seed, T): mnist's at d = 1024, 5 seeds x 5 T x 3
+    # student variants; moving_mnist's (of its mix teacher) at d = 256, 5 seeds x 4 T x 3 student variants
+    assert jobs["train_student"] == jobs["evaluate_online"] == 5 * 5 * 3 + 5 * 4 * 3
+    assert jobs["trajectories"] == 5 * 5 * 2 + 5 * 4 * 2
     # compressors: Transformer and Mamba for the paper's 4 seeds, Tables 1-2 and Figure 6 once
     assert jobs["train_compressor"] == jobs["evaluate_compressor"] == 2 * 4
     assert jobs["paper_param_counts"] == jobs["compressor_report"] == 1
@@ -125,8 +126,21 @@ def test_config_checks_beyond_the_schema(repo, tmp_path, env_with_venv):
     bad.write_text(yaml.safe_dump({"student": {"train": ["slot", "lstm"]}}))
     result = snakemake(repo, tmp_path, "-n", "--configfile", str(bad), env=env_with_venv, check=False)
     assert result.returncode != 0 and "student.train names student variants ['lstm']" in result.stdout + result.stderr
+    bad.write_text(yaml.safe_dump({"student": {"sources": {"moving_mnist": {"dim": 100, "T": [128]}}}}))
+    result = snakemake(repo, tmp_path, "-n", "--configfile", str(bad), env=env_with_venv, check=False)
+    assert (
+        result.returncode != 0
+        and "config student (source moving_mnist): d=100 is not one of moving_mnist's dims"
+        in result.stdout + result.stderr
+    )
+    bad.write_text(yaml.safe_dump({"student": {"sources": {"moving_mnist": {"T": [128]}}}}))
+    result = snakemake(repo, tmp_path, "-n", "--configfile", str(bad), env=env_with_venv, check=False)
+    assert (
+        result.returncode != 0
+        and "student.T has [128], which need more than moving_mnist's 6 teacher levels" in result.stdout + result.stderr
+    )
     # a narrower grid plans its own targets; only the targets whose references it lacks fail, naming the key
-    bad.write_text(yaml.safe_dump({"dims": [1024]}))
+    bad.write_text(yaml.safe_dump({"dims": [1024], "student": {"sources": {"moving_mnist": {"dim": 1024}}}}))
     snakemake(repo, tmp_path, "-n", "--quiet", "rules", "--configfile", str(bad), env=env_with_venv)
     for target, message in (("ablation", "config ablation.dims [256, 1024]"), ("paper_sweep", "d = 256")):
         result = snakemake(repo, tmp_path, target, "-n", "--configfile", str(bad), env=env_with_venv, check=False)
@@ -186,13 +200,19 @@ def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, wor
     student = pd.read_parquet(work / "results/metrics/student.parquet")
     end = student[student["metric"] == "mse"]
     students = ("paper", "curriculum", "slot")
-    assert set(zip(end["model"], end["variant"], strict=True)) == {("student", v) for v in students} | {
-        ("teacher", "framewise")
-    }
-    assert set(end["teacher_variant"]) == {"framewise"}
+    # one table, a source column: mnist's three students of its framewise teacher, moving_mnist's dense one of mix
+    assert set(zip(end["source"], end["model"], end["variant"], end["teacher_variant"], strict=True)) == {
+        ("mnist", "student", v, "framewise") for v in students
+    } | {("mnist", "teacher", "framewise", "framewise"), ("moving_mnist", "student", "dense", "mix"),
+         ("moving_mnist", "teacher", "mix", "mix")}  # fmt: skip
     assert (student[student["metric"] == "prefix_mse"].groupby(["model", "variant"])["frames_written"].max() == 4).all()
+    past = student[student["metric"] == "past_end_mse"]  # the last 4 frames after 8 and 16 frames written
+    assert all(set(k) == {8, 16} for _, k in past.groupby(["source", "model", "variant"])["frames_written"])
+    assert len(past) == 2 * 2 * 4 and past["value"].notna().all()
     table = (work / "results/tables/student.md").read_text()
-    assert all(f"| {variant} | 4 |" in table for variant in students)
+    assert all(f"| {variant} | 4 |" in table for variant in (*students, "dense"))
+    assert "**moving_mnist**: teacher `mix`, d = 16, 1 seed" in table
+    assert "| student after 2T | teacher after 2T |" in table
     losses = {v: pd.read_parquet(cell / f"student_{v}_T4_loss.parquet") for v in students}
     assert all(set(loss["variant"]) == {v} for v, loss in losses.items())  # each loss curve says whose it is
     assert set(losses["slot"]["architecture"]) == {"slot"} and set(losses["paper"]["architecture"]) == {"mlp"}

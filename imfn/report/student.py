@@ -1,4 +1,8 @@
-"""Figures 4 and 5: the online student against its teacher, from results/metrics/student.parquet alone."""
+"""Figures 4 and 5: the online students against their teachers, from results/metrics/student.parquet alone.
+
+One row of Figure 4 and one panel of Figure 5 per sequence source with students (config ``student.sources``),
+each at that source's student d; the table ``student.md`` has a part per source, with what the students hold
+past the end of their sequences (frames keep arriving after T, :mod:`imfn.eval.online`)."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from imfn.atomic import atomic_output
-from imfn.report.common import read_metrics, save_figure, seed_summary
+from imfn.report.common import save_figure, seed_summary
 
 STREAMING = {"autoencoder": "per-frame autoencoder, streaming", "pca": "per-frame PCA, streaming"}
 REFERENCE_STYLE = {"teacher": dict(ls="--", color="black")} | {
@@ -24,7 +28,7 @@ def streaming_rows(reference: pd.DataFrame, name: str, dim: int, Ts: list[int]) 
     """A per-frame code read as an online memory: frame t's d // T numbers go into slot t when it
     arrives (O(1) work per frame), so after k frames written the first k read back exactly as the code
     reconstructs them. Its prefix retention is the running mean of its per-position MSE on the roundtrip's
-    held-out sequences; its end of sequence is the mean over all T positions."""
+    held-out sequences; its end of sequence is the mean over all T positions. ``reference``: one source's rows."""
     part = reference[(reference["dim"] == dim) & reference["T"].isin(Ts) & (reference["metric"] == "mse")]
     positions = part[part["position"].notna()].sort_values("position")
     rows = []
@@ -35,24 +39,45 @@ def streaming_rows(reference: pd.DataFrame, name: str, dim: int, Ts: list[int]) 
             for k, v in enumerate(running, start=1)
         ]
         rows.append({"seed": seed, "dim": dim, "T": T, "frames_written": T, "metric": "mse", "value": running[-1]})
-    return pd.DataFrame(rows).assign(curve=name)
+    return pd.DataFrame(rows, columns=["seed", "dim", "T", "frames_written", "metric", "value"]).assign(curve=name)
+
+
+def source_curves(students: pd.DataFrame, references: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One source's curves: its teacher, a student per variant, and the streaming per-frame references at the
+    students' d and T on the students' seeds. ``students``: the source's rows of student.parquet;
+    ``references``: model name -> the source's rows of its metric table."""
+    # the teacher's rows repeat once per student variant: they are the same numbers
+    teacher = students[students["model"] == "teacher"].drop_duplicates(
+        ["variant", "seed", "dim", "T", "frames_written", "metric"]
+    )
+    Ts, dim, seeds = sorted(students["T"].unique()), int(students["dim"].iloc[0]), set(students["seed"])
+    streaming = [streaming_rows(frame, STREAMING[model], dim, Ts) for model, frame in references.items()]
+    return pd.concat(
+        [
+            teacher.assign(curve="teacher"),
+            students[students["model"] == "student"].assign(curve=lambda f: "student (" + f["variant"] + ")"),
+            *(rows[rows["seed"].isin(seeds)] for rows in streaming),
+        ]
+    )
 
 
 def student_table(frame: pd.DataFrame) -> str:
-    """Markdown: per student variant and T, the end-of-sequence MSE of student and teacher (mean ± std over
-    seeds), the mean over seeds of their ratio, the largest ratio of the seed-mean prefix curves over the
-    frames written measured, and the streaming per-frame references' end of sequence. ``frame``: the figures'
-    rows."""
+    """Markdown for one source: per student variant and T, the end-of-sequence MSE of student and teacher
+    (mean ± std over seeds), the mean over seeds of their ratio, the largest ratio of the seed-mean prefix
+    curves over the frames written measured, and the streaming per-frame references' end of sequence; then,
+    where measured, what student and teacher hold of the last T frames after 2T and 4T. ``frame``: the
+    figures' rows of the source (:func:`source_curves`)."""
     end = frame[frame["metric"] == "mse"]
     prefix = frame[frame["metric"] == "prefix_mse"].groupby(["curve", "T", "frames_written"])["value"].mean()
     teacher_end = end[end["curve"] == "teacher"].set_index(["seed", "T"])["value"]
+    students = list(dict.fromkeys(c for c in end["curve"] if c.startswith("student")))
     lines = [
         "| variant | T | student | teacher | student / teacher | worst prefix ratio (frames written) | "
         + " | ".join(f"{name} (end)" for name in STREAMING.values())
         + " |",
         "|---" * (6 + len(STREAMING)) + "|",
     ]
-    for curve in dict.fromkeys(c for c in end["curve"] if c.startswith("student")):
+    for curve in students:
         for T, rows in end[end["curve"] == curve].groupby("T"):
             values = rows.set_index("seed")["value"]
             teacher = teacher_end.xs(T, level="T").loc[values.index]
@@ -66,77 +91,92 @@ def student_table(frame: pd.DataFrame) -> str:
                 + " | ".join(f"{v:.5f}" for v in streaming)
                 + " |"
             )
+    past = frame[frame["metric"] == "past_end_mse"]
+    if len(past):
+        mean = past.groupby(["curve", "T", "frames_written"])["value"].mean()
+        multiples = sorted({int(k // T) for T, k in zip(past["T"], past["frames_written"], strict=True)})
+        lines += [
+            "",
+            "Past the end: MSE over the last T frames after m T frames written (frame t at position t mod T), and "
+            "the teacher's root of those T frames alone.",
+            "",
+            "| variant | T | " + " | ".join(f"student after {m}T | teacher after {m}T" for m in multiples) + " |",
+            "|---" * (2 + 2 * len(multiples)) + "|",
+        ]
+        for curve in students:
+            for T in sorted(past[past["curve"] == curve]["T"].unique()):
+                cells = [f"{mean.get((c, T, m * T), float('nan')):.5f}" for m in multiples for c in (curve, "teacher")]
+                lines.append(f"| {curve[len('student (') : -1]} | {T} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def student_figures(
     student_metrics: Path, references: dict[str, Path], figures_dir: Path, tables_dir: Path
 ) -> list[Path]:
-    """Figure 4 (prefix retention: MSE over the first k frames after k updates, a panel per T) and
-    Figure 5 (end-of-sequence MSE vs T), a student per variant against its teacher and the per-frame
-    references (``references``: model name -> metric Parquet) read as streaming memories; and the table
-    ``tables_dir/student.md`` (:func:`student_table`)."""
-    frame = read_metrics(student_metrics)
-    # the teacher's rows repeat once per student variant: they are the same numbers
-    teacher = frame[frame["model"] == "teacher"].drop_duplicates(
-        ["variant", "seed", "dim", "T", "frames_written", "metric"]
-    )
-    Ts = sorted(frame["T"].unique())
-    dim = int(frame["dim"].iloc[0])
-    frame = pd.concat(
-        [
-            teacher.assign(curve="teacher"),
-            frame[frame["model"] == "student"].assign(curve=lambda f: "student (" + f["variant"] + ")"),
-            *(streaming_rows(read_metrics(path), STREAMING[model], dim, Ts) for model, path in references.items()),
-        ]
-    )
-    n_seeds = frame["seed"].nunique()
-    curves = list(dict.fromkeys(frame["curve"]))
-    students = [curve for curve in curves if curve.startswith("student")]
-    style = REFERENCE_STYLE | {curve: dict(ls="-", color=f"C{i}") for i, curve in enumerate(students)}
-    fig4, axes = plt.subplots(1, len(Ts), figsize=(4.2 * len(Ts), 3.8), squeeze=False)
-    for ax, T in zip(axes[0], Ts, strict=True):
-        part = frame[(frame["T"] == T) & (frame["metric"] == "prefix_mse")]
-        for curve, rows in part.groupby("curve", sort=False):
-            stats = rows.groupby("frames_written")["value"].agg(["mean", "std"]).fillna(0.0)
-            ax.plot(stats.index, stats["mean"], label=curve, **style[curve])
-            ax.fill_between(
-                stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"], alpha=0.2,
-                color=style[curve]["color"],
-            )  # fmt: skip
-        ax.set_title(f"T={T}")
-        ax.set_xlabel("frames written k")
-        ax.grid(True, alpha=0.3)
-    axes[0][0].set_ylabel("MSE over the first k frames")
-    axes[0][0].legend(fontsize=8)
-    fig4.suptitle(f"Fig. 4: prefix retention, student vs teacher and per-frame references (d={dim}, {n_seeds} seeds)")
-    fig4.tight_layout()
-    end = seed_summary(frame[frame["metric"] == "mse"].assign(position=None), "mse", ["curve", "T"])
-    fig5, ax = plt.subplots(figsize=(6.4, 4.4))
-    for curve, rows in end.groupby("curve", sort=False):
-        rows = rows.sort_values("T")
-        ax.errorbar(
-            rows["T"],
-            rows["mean"],
-            yerr=rows["std"],
-            marker="o",
-            ms=4,
-            capsize=3,
-            label=curve,
-            **style[curve],
+    """Figure 4 (prefix retention: MSE over the first k frames after k updates, a row per source, a panel per T)
+    and Figure 5 (end-of-sequence MSE vs T, a panel per source), a student per variant against its teacher and
+    the per-frame references (``references``: model name -> metric Parquet) read as streaming memories; and the
+    table ``tables_dir/student.md`` (:func:`student_table`, a part per source)."""
+    everything = pd.read_parquet(student_metrics)
+    reference_tables = {model: pd.read_parquet(path) for model, path in references.items()}
+    sources = list(dict.fromkeys(everything["source"]))
+    curves = {
+        source: source_curves(
+            everything[everything["source"] == source],
+            {model: table[table["source"] == source] for model, table in reference_tables.items()},
         )
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(Ts)
-    ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.set_xlabel("sequence length T")
-    ax.set_ylabel("end-of-sequence MSE (mean ± std over seeds)")
-    ax.set_title(f"Fig. 5: end of the sequence, student vs teacher and per-frame references (d={dim})")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+        for source in sources
+    }
+    columns = max(curves[source]["T"].nunique() for source in sources)
+    fig4, axes4 = plt.subplots(len(sources), columns, figsize=(4.2 * columns, 3.8 * len(sources)), squeeze=False)
+    fig5, axes5 = plt.subplots(1, len(sources), figsize=(6.4 * len(sources), 4.4), squeeze=False)
+    students = list(dict.fromkeys(c for frame in curves.values() for c in frame["curve"] if c.startswith("student")))
+    style = REFERENCE_STYLE | {curve: dict(ls="-", color=f"C{i}") for i, curve in enumerate(students)}
+    parts = []
+    for row, source in enumerate(sources):
+        frame = curves[source]
+        Ts, dim, n_seeds = sorted(frame["T"].unique()), int(frame["dim"].iloc[0]), frame["seed"].nunique()
+        teacher = frame[frame["curve"] == "teacher"]["variant"].iloc[0]
+        seeds = f"{n_seeds} seed{'s' if n_seeds > 1 else ''}"
+        for ax, T in zip(axes4[row], Ts, strict=False):
+            part = frame[(frame["T"] == T) & (frame["metric"] == "prefix_mse")]
+            for curve, rows in part.groupby("curve", sort=False):
+                stats = rows.groupby("frames_written")["value"].agg(["mean", "std"]).fillna(0.0)
+                ax.plot(stats.index, stats["mean"], label=curve, **style[curve])
+                ax.fill_between(
+                    stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"], alpha=0.2,
+                    color=style[curve]["color"],
+                )  # fmt: skip
+            ax.set_title(f"{source}, T={T} (d={dim})")
+            ax.set_xlabel("frames written k")
+            ax.grid(True, alpha=0.3)
+        for ax in axes4[row][len(Ts) :]:
+            ax.set_visible(False)
+        axes4[row][0].set_ylabel("MSE over the first k frames")
+        axes4[row][0].legend(fontsize=8)
+        end = seed_summary(frame[frame["metric"] == "mse"].assign(position=None), "mse", ["curve", "T"])
+        ax = axes5[0][row]
+        for curve, rows in end.groupby("curve", sort=False):
+            rows = rows.sort_values("T")
+            ax.errorbar(rows["T"], rows["mean"], yerr=rows["std"], marker="o", ms=4, capsize=3, label=curve,
+                        **style[curve])  # fmt: skip
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(Ts)
+        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.set_xlabel("sequence length T")
+        ax.set_ylabel("end-of-sequence MSE (mean ± std over seeds)")
+        ax.set_title(f"{source} (d={dim}, teacher {teacher}, {seeds})")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        parts.append(f"**{source}**: teacher `{teacher}`, d = {dim}, {seeds}\n\n{student_table(frame)}")
+    fig4.suptitle("Fig. 4: prefix retention, student vs teacher and per-frame references at equal memory")
+    fig4.tight_layout()
+    fig5.suptitle("Fig. 5: end of the sequence, student vs teacher and per-frame references at equal memory")
+    fig5.tight_layout()
     table = tables_dir / "student.md"
     tables_dir.mkdir(parents=True, exist_ok=True)
     with atomic_output(table) as tmp:
-        tmp.write_text(student_table(frame))
+        tmp.write_text("\n".join(parts))
     return (
         save_figure(fig4, figures_dir, "fig4_prefix_retention")
         + save_figure(fig5, figures_dir, "fig5_end_of_sequence")

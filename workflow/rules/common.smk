@@ -46,7 +46,7 @@ ABLATION_VARIANTS = config["ablation"]["variants"]
 ABLATION_DIMS = config["ablation"]["dims"]
 PAPER_SWEEP = config["paper_sweep"]
 STUDENT_CONFIG = config["student"]
-# The student, the ablation, the paper sweep, Figures 2-6 and Tables 1-2 are of this source's results.
+# The ablation, the paper sweep, Figures 2-3 and 6 and Tables 1-2 are of this source's results.
 PAPER_SOURCE = "mnist"
 
 
@@ -67,9 +67,15 @@ def _source_grid(name):
 
 
 SOURCES = {name: _source_grid(name) for name in config["sources"]}
-# The paper source's grid: what the student, the ablation and the paper sweep run beside.
+# The paper source's grid: what the ablation and the paper sweep run beside.
 SEEDS, DIMS, TS = (SOURCES.get(PAPER_SOURCE, {}).get(key, []) for key in ("seeds", "dims", "T"))
 VARIANT = SOURCES.get(PAPER_SOURCE, {}).get("variant", TEACHER["variant"])
+# The students' sources: per source its student d, T and trained variants (`student.sources.<source>`, each key
+# unset there taken from student.dim, T, train); they distil the source's teacher (its teacher_variant).
+STUDENT_SOURCES = {
+    name: {key: (entry or {}).get(key, STUDENT_CONFIG[key]) for key in ("dim", "T", "train")}
+    for name, entry in STUDENT_CONFIG["sources"].items()
+}
 
 
 def autoencoder_ks(source, dims=None, Ts=None):
@@ -145,7 +151,8 @@ if VIDEO_LEFT_OUT and workflow.is_main_process:
 
 # --- Figures, tables and the time summary -----------------------------------------------------------
 STUDENT_FIGURES = expand("results/figures/{name}.{ext}", name=["fig4_prefix_retention", "fig5_end_of_sequence"],
-                         ext=["png", "pdf"]) + ["results/tables/student.md"] if STUDENT_CONFIG["T"] else []
+                         ext=["png", "pdf"]) + ["results/tables/student.md"] \
+    if any(setting["T"] for setting in STUDENT_SOURCES.values()) else []
 TEACHER_FIGURES = expand("results/figures/{name}.{ext}", name=["fig2_mse_vs_dim", "fig3_mse_vs_T", "teacher_health"],
                          ext=["png", "pdf"])
 ABLATION_OUTPUTS = ["results/tables/teacher_ablation.md", "results/figures/teacher_ablation_mse_vs_T.png",
@@ -226,8 +233,8 @@ def _check_sources():
     if unknown:
         raise ValueError(f"config sources names {unknown}; the sources are {list(KNOWN_SOURCES)}")
     if PAPER_SOURCE not in SOURCES:
-        raise ValueError(f"config sources must hold {PAPER_SOURCE}: the student, the ablation, the paper sweep and "
-                         "Figures 2-6 are of its results")
+        raise ValueError(f"config sources must hold {PAPER_SOURCE}: the ablation, the paper sweep and Figures 2-3 "
+                         "and 6 are of its results")
     for name, grid_ in SOURCES.items():
         if grid_["levels"] > LEVELS:
             raise ValueError(f"config sources.{name}.levels={grid_['levels']} is more than teacher.levels={LEVELS}")
@@ -258,16 +265,6 @@ def _check_config():
         if isinstance(epochs, list) and len(epochs) != LEVELS:
             raise ValueError(f"config teacher.epochs of variant {name!r} lists {len(epochs)} values "
                              f"but teacher.levels is {LEVELS}")
-    if STUDENT_CONFIG["T"] and STUDENT_CONFIG["dim"] not in DIMS:
-        raise ValueError(f"config student.dim={STUDENT_CONFIG['dim']} is not one of dims {DIMS}: no teacher to distill")
-    unknown = sorted(set(STUDENT_CONFIG["train"]) - set(STUDENT_CONFIG["variants"]))
-    if unknown:
-        raise ValueError(f"config student.train names student variants {unknown} that student.variants does not "
-                         f"define (defined: {sorted(STUDENT_CONFIG['variants'])})")
-    paper_levels = SOURCES.get(PAPER_SOURCE, {"levels": LEVELS})["levels"]
-    too_long = [T for T in STUDENT_CONFIG["T"] if int(math.log2(T)) > paper_levels]
-    if too_long:
-        raise ValueError(f"config student.T has {too_long}, which need more than teacher.levels={LEVELS} levels")
     if TEACHER["bank_size"] is not None and TEACHER["zero_padded"] >= TEACHER["bank_size"]:
         raise ValueError(f"config teacher.zero_padded={TEACHER['zero_padded']} must be less than teacher.bank_size="
                          f"{TEACHER['bank_size']}: a bank's zero-padded rows are some of its rows")
@@ -275,6 +272,25 @@ def _check_config():
     if TEACHER["bank_frames"] is not None and TEACHER["bank_frames"] // 2 ** (deepest + 1) < 2:
         raise ValueError(f"config teacher.bank_frames={TEACHER['bank_frames']} leaves the level-{deepest} bank fewer "
                          f"than 2 sequences of {2 ** (deepest + 1)} frames")
+
+
+def _check_students():
+    """Every student source runs, has a teacher at its student d that reaches its T, and trains defined variants."""
+    for name, setting in STUDENT_SOURCES.items():
+        if name not in SOURCES:
+            raise ValueError(f"config student.sources names {name}, which is not one of sources {list(SOURCES)}")
+        grid_, where = SOURCES[name], f"config student (source {name})"
+        if setting["T"] and setting["dim"] not in grid_["dims"]:
+            raise ValueError(f"{where}: d={setting['dim']} is not one of {name}'s dims {grid_['dims']}: no teacher to "
+                             "distill")
+        unknown = sorted(set(setting["train"]) - set(STUDENT_CONFIG["variants"]))
+        if unknown:
+            raise ValueError(f"{where}: student.train names student variants {unknown} that student.variants does "
+                             f"not define (defined: {sorted(STUDENT_CONFIG['variants'])})")
+        too_long = [T for T in setting["T"] if int(math.log2(T)) > grid_["levels"]]
+        if too_long:
+            raise ValueError(f"{where}: student.T has {too_long}, which need more than {name}'s {grid_['levels']} "
+                             "teacher levels")
 
 
 def _check_compressors():
@@ -311,6 +327,7 @@ def _check_video_config():
 
 _check_config()
 _check_sources()
+_check_students()
 _check_compressors()
 _check_video_config()
 
@@ -444,11 +461,12 @@ def paper_sweep_autoencoders(wildcards):
 
 
 def student_grid(pattern):
-    """``pattern`` over seeds x student T x the trained student variants, for the grid's teacher at d = student.dim
-    (of the paper source)."""
-    return [pattern.format(source=PAPER_SOURCE, seed=s, dim=STUDENT_CONFIG["dim"], variant=VARIANT, T=T,
+    """``pattern`` over each student source's seeds x its student T x its trained student variants, for the source's
+    teacher at its student d."""
+    return [pattern.format(source=source, seed=s, dim=setting["dim"], variant=SOURCES[source]["variant"], T=T,
                            student_variant=name)
-            for s in SEEDS for T in STUDENT_CONFIG["T"] for name in STUDENT_CONFIG["train"]]
+            for source, setting in STUDENT_SOURCES.items()
+            for s in SOURCES[source]["seeds"] for T in setting["T"] for name in setting["train"]]
 
 
 def trajectories_n(wildcards):
