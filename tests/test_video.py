@@ -13,6 +13,8 @@ import pytest
 import torch
 from video_fixture import CORRUPT, EMPTY, GOOD, TRUNCATED, write_ucf_fixture, write_video
 
+from imfn.data.mnist import write_split
+from imfn.data.sequences import open_sequences
 from imfn.data.video import (
     ClipSpec,
     VideoDatasetError,
@@ -37,7 +39,8 @@ from imfn.models.video import (
     patchify,
     unpatchify,
 )
-from imfn.report.video import table3, video_report
+from imfn.report.video import sequence_references, table3, video_report
+from imfn.store import open_group, read_attrs
 from imfn.train.harness import NonFiniteLossError
 from imfn.train.video import LevelObjective, VideoTraining, train_video_level
 
@@ -262,3 +265,74 @@ def test_a_video_shorter_than_its_header_says_is_truncated(tmp_path):
     (tmp_path / "v.mp4").write_bytes(data[: len(data) // 2])
     with pytest.raises(Exception, match="truncated|unreadable"):
         decode_video(tmp_path / "v.mp4", 16)
+
+
+def test_moving_mnist_clips_are_the_sources_sequences_grayscale_with_held_out_digits_for_validation(
+    mnist_store, tmp_path
+):
+    """video.dataset moving_mnist: the vector tree's sequences as one-channel clips, validation from the test part
+    (the first frames of the tree's held-out sequences), training through every level and its evaluation."""
+    split = tmp_path / "split_digits.parquet"
+    write_split(mnist_store, 0, 0.1, split)
+    sequences = open_sequences("moving_mnist", mnist_store, split, 0)
+    spec = ClipSpec(frame_size=64, clip_frames=8, seed=0)
+    bank, manifest = tmp_path / "clips.zarr", tmp_path / "manifest.parquet"
+    build_clip_bank("moving_mnist", spec, bank, manifest, sequences=sequences, clips=10, validation_fraction=0.2)
+    clips = read_clips(bank)
+    assert clips.shape == (10, 8, 64, 64, 1) and read_attrs(bank)["channels"] == 1
+    frame = write_video_split(manifest, 0.5, tmp_path / "split.parquet").set_index("path")  # the part decides
+    assert list(frame.index[frame["split"] == "validation"]) == ["test/000000", "test/000001"]
+    rows = frame.loc[["test/000001", "train/000003"], "bank_index"].to_numpy()
+    assert np.array_equal(clips[rows[0], ..., 0].reshape(8, -1), sequences.draw("test", 1, 1, 8)[0])
+    assert np.array_equal(clips[rows[1], ..., 0].reshape(8, -1), sequences.draw("train", 3, 1, 8)[0])
+    with pytest.raises(VideoDatasetError, match="frame_size=32"):
+        build_clip_bank("moving_mnist", ClipSpec(32, 8, 0), tmp_path / "b.zarr", tmp_path / "m.parquet",
+                        sequences=sequences, clips=10, validation_fraction=0.2)  # fmt: skip
+    with pytest.raises(VideoDatasetError, match="0 held-out"):
+        build_clip_bank("moving_mnist", spec, tmp_path / "b.zarr", tmp_path / "m.parquet", sequences=sequences,
+                        clips=10, validation_fraction=0.01)  # fmt: skip
+    assert not (tmp_path / "b.zarr").exists()
+
+    cfg = VideoModelConfig(frame_size=64, patch=16, width=16, heads=2, memory_tokens=4, self_layers=1, mlp_ratio=2)
+    hp = VideoTraining(seed=0, level=0, epochs=1, videos=8, pairs_per_video=1, batch_size=4)
+    out = tmp_path / "level0.pt"
+    train_video_level(
+        hp, cfg, bank, tmp_path / "split.parquet", [], out, tmp_path / "loss.parquet", torch.device("cpu")
+    )
+    assert torch.load(out, weights_only=False)["config"]["channels"] == 1  # the bank's, not the default 3
+    metrics = evaluate_video_level([out], bank, tmp_path / "split.parquet", tmp_path / "eval.parquet",
+                                   tmp_path / "reconstructions.zarr", torch.device("cpu"))  # fmt: skip
+    assert set(metrics["video"]) == {"test/000000", "test/000001"} and metrics["value"].notna().all()
+    assert open_group(tmp_path / "reconstructions.zarr")["reconstruction"].shape == (2, 8, 64, 64, 1)
+
+
+def test_table3_of_moving_mnist_sets_the_sources_tree_and_clip_pca_beside_each_level(tmp_path):
+    """The video levels on moving_mnist beside that source's trees and clip PCA at the same d and window, read from
+    results/metrics; a grid that lacks a level's window is named."""
+    video = pd.DataFrame(
+        [
+            {"model": "imfn-video", "dataset": "moving_mnist", "seed": 0, "level": level, "dim": 256, "video": v,
+             "metric": metric, "value": value}
+            for level in (0, 1) for v in ("test/000000", "test/000001")
+            for metric, value in (("mse", 0.02 + 0.01 * level), ("psnr", 17.0))
+        ]
+    )  # fmt: skip
+    source = [
+        {"source": "moving_mnist", "model": model, "variant": variant, "seed": seed, "dim": dim, "T": T,
+         "position": None, "metric": metric, "value": value}
+        for model, variant in (("imfn-teacher", "mix"), ("clip-pca", None), ("mean-frame", None))
+        for seed in (0, 1) for dim in (256, 1024) for T in (2, 4)
+        for metric, value in (("mse", 0.001 * T + 0.0001 * seed + (0.5 if dim == 1024 else 0)), ("psnr", 20.0))
+    ]  # fmt: skip
+    (tmp_path / "metrics").mkdir()
+    frame = pd.DataFrame(source)
+    frame[frame["model"] == "imfn-teacher"].to_parquet(tmp_path / "metrics" / "teacher.parquet")
+    frame[frame["model"] != "imfn-teacher"].to_parquet(tmp_path / "metrics" / "clip_pca.parquet")
+    references = sequence_references(tmp_path, 0, 256, [0, 1])
+    table = table3(video, references)
+    assert "| L0 | IMFN | 2:1 | 2 | 0.020000 +/- 0.000000 |" in table
+    assert "| L1 | vector tree `mix` (moving_mnist, T = 4) | 4:1 | - | 0.004000 | 20.00 |" in table
+    assert "| L0 | clip PCA, 256 components (moving_mnist, T = 2) | 2:1 | - | 0.002000 | 20.00 |" in table
+    assert "mean frame" not in table
+    with pytest.raises(ValueError, match=r"T = 8: the grid of sources.moving_mnist must cover video level 2"):
+        sequence_references(tmp_path, 0, 256, [0, 1, 2])

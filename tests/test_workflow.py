@@ -12,6 +12,8 @@ import yaml
 from test_report import assert_report_lists_every_figure_and_table, build_report
 from video_fixture import CORRUPT, EMPTY, TRUNCATED, write_ucf_fixture
 
+from imfn.data.video import read_clips
+
 
 def snakemake(repo, workdir, *args, env, check=True):
     """Run snakemake; ``args`` start with any targets, since --configfile takes every word after it."""
@@ -306,6 +308,21 @@ def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, wor
     # same seed, same numbers: the retrained level and students reproduce the first run's metrics exactly
     pd.testing.assert_frame_equal(metrics, pd.read_parquet(work / "results/metrics/teacher.parquet"))
     pd.testing.assert_frame_equal(student, pd.read_parquet(work / "results/metrics/student.parquet"))
+
+    # the video hierarchy on moving_mnist: the source's sequences as grayscale clips, at d = 1 x 16 = the source's
+    # d, Table 3 beside that source's trees and clip PCA over the same windows (its teacher tables are in place)
+    video = {"dataset": "moving_mnist", "levels": 2, "clip_frames": 4, "clips": 20, "frame_size": 64,
+             "model": {"patch": 16, "memory_tokens": 1}, "training": {"epochs": [1, 1], "videos": [8, 8],
+                                                                     "pairs_per_video": [1, 1]}}  # fmt: skip
+    (work / "video.yaml").write_text(yaml.safe_dump({"video": video}))
+    snakemake(repo, work, "video", "--cores", "2", *smoke, env=env_with_venv)
+    assert read_clips(work / "results/video/moving_mnist/clips.zarr").shape == (20, 4, 64, 64, 1)
+    table3 = (work / "results/tables/table3_video.md").read_text()
+    assert "| L1 | IMFN | 4:1 | 4 |" in table3 and "| L1 | vector tree `mix` (moving_mnist, T = 4) | 4:1 |" in table3
+    assert "| L0 | clip PCA, 16 components (moving_mnist, T = 2) |" in table3 and "vector tree `paper`" in table3
+    (work / "video.yaml").write_text(yaml.safe_dump({"video": {**video, "model": {"memory_tokens": 2}}}))
+    result = snakemake(repo, work, "video", "-n", *smoke, env=env_with_venv, check=False)
+    assert result.returncode != 0 and "memory_tokens x width = 32" in result.stdout + result.stderr
 
 
 def test_figures_rebuild_from_results_alone(repo, tmp_path, env_with_venv):

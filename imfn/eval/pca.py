@@ -62,7 +62,7 @@ def evaluate_video_pca(
 
     attrs = read_attrs(bank)
     train = torch.from_numpy(read_clips(bank, split_bank_indices(split, "train")))
-    frames = frames_tensor(train).flatten(0, 1).flatten(1)  # (training frames, 3 * H * W)
+    frames = frames_tensor(train).flatten(0, 1).flatten(1)  # (training frames, C * H * W)
     picks = torch.randperm(len(frames), generator=seeded_generator("video-pca-sample", attrs["seed"]))
     sample = frames[picks[:VIDEO_PCA_FRAMES]].double()
     mean = sample.mean(dim=0)
@@ -73,7 +73,7 @@ def evaluate_video_pca(
     if max_videos is not None:
         validation = validation.iloc[:max_videos]
     clips = frames_tensor(torch.from_numpy(read_clips(bank, validation["bank_index"].to_numpy(dtype="int64"))))
-    pixels = clips.flatten(2).double()  # (videos, frames, 3 * H * W)
+    pixels = clips.flatten(2).double()  # (videos, frames, C * H * W)
     rows = []
     for level in range(levels):
         ratio = 2 ** (level + 1)

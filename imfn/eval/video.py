@@ -31,7 +31,7 @@ EVAL_VIDEOS = 64  # validation clips read and reconstructed at a time
 
 @torch.no_grad()
 def reconstruct_clips(levels: list[torch.nn.Module], clips: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 clips (V, F, H, W, 3) -> float reconstructions (V, F, 3, H, W) through ``levels``."""
+    """uint8 clips (V, F, H, W, C) -> float reconstructions (V, F, C, H, W) through ``levels``."""
     span = 2 ** len(levels)
     v, f = clips.shape[:2]
     if f % span:
@@ -86,6 +86,7 @@ def evaluate_video_level(
                     "seed": attrs["seed"],
                     "level": level,
                     "ratio": 2 ** (level + 1),
+                    "dim": levels[0].cfg.memory_tokens * levels[0].cfg.width,  # numbers one memory holds
                     "video": path,
                     "metric": metric,
                     "value": number,

@@ -27,7 +27,7 @@ from torch import nn
 class VideoModelConfig:
     frame_size: int = 64
     patch: int = 8
-    channels: int = 3
+    channels: int = 3  # 3: RGB footage; training takes it from the clip bank (1: moving_mnist's grayscale)
     width: int = 256  # token width (lost; default 256)
     heads: int = 8
     memory_tokens: int = 96

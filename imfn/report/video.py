@@ -15,9 +15,43 @@ from imfn.store import open_group
 log = logging.getLogger(__name__)
 
 
-def table3(metrics: pd.DataFrame) -> str:
+SEQUENCE_SOURCE = "moving_mnist"  # the video dataset that is also a sequence source of the vector tree
+SEQUENCE_REFERENCES = (  # (metric table, its model, the row's name): what stores the same d numbers per window
+    ("teacher", None, "vector tree `{variant}`"),
+    ("clip_pca", "clip-pca", "clip PCA, {dim} components"),
+)
+
+
+def sequence_references(results: Path, seed: int, dim: int, levels: list[int]) -> pd.DataFrame:
+    """For video on ``moving_mnist``: the source's own models at equal memory over the same window, rows of
+    (level, name, metric, value): each teacher variant's tree and clip PCA at d = ``dim``, T = 2^(level+1), seed
+    ``seed``, on the source's held-out sequences (whose first frames are the validation clips)."""
+    rows = []
+    for table, model, name in SEQUENCE_REFERENCES:
+        path = results / "metrics" / f"{table}.parquet"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: Table 3 of {SEQUENCE_SOURCE} shows it beside every level")
+        frame = pd.read_parquet(path)
+        frame = frame[(frame["source"] == SEQUENCE_SOURCE) & (frame["seed"] == seed) & (frame["dim"] == dim)]
+        frame = frame[frame["position"].isna() & frame["metric"].isin(["mse", "psnr"])]
+        if model is not None:
+            frame = frame[frame["model"] == model]
+        for level in levels:
+            part = frame[frame["T"] == 2 ** (level + 1)]
+            if part.empty:
+                raise ValueError(f"{path} holds no {SEQUENCE_SOURCE} rows at seed {seed}, d = {dim}, "
+                                 f"T = {2 ** (level + 1)}: the grid of sources.{SEQUENCE_SOURCE} must cover video "
+                                 f"level {level}'s window at the video memory")  # fmt: skip
+            for row in part.itertuples():
+                label = name.format(variant=getattr(row, "variant", ""), dim=dim)
+                rows.append({"level": level, "name": label, "metric": row.metric, "value": row.value})
+    return pd.DataFrame(rows, columns=["level", "name", "metric", "value"])
+
+
+def table3(metrics: pd.DataFrame, references: pd.DataFrame | None = None) -> str:
     """Table 3 in Markdown: per level mean +/- std over validation videos of the level and of per-frame PCA
-    at the same memory, the paper's numbers beside."""
+    at the same memory, the paper's numbers beside; with ``references`` (:func:`sequence_references`), the
+    sequence source's models at the same memory and window below each level."""
     if "model" not in metrics:
         metrics = metrics.assign(model="imfn-video")
     stats = metrics.groupby(["level", "model", "metric"])["value"].agg(["mean", "std", "count"]).fillna({"std": 0.0})
@@ -51,12 +85,26 @@ def table3(metrics: pd.DataFrame) -> str:
                 *paper_cells,
             ]
             lines.append("| " + " | ".join(cells) + " |")
+        if references is None:
+            continue
+        for name, rows in references[references["level"] == level].groupby("name", sort=False):
+            values = rows.set_index("metric")["value"]
+            cells = [f"L{level}", f"{name} ({SEQUENCE_SOURCE}, T = {2 ** (level + 1)})", f"{2 ** (level + 1)}:1",
+                     "-", f"{values['mse']:.6f}", f"{values['psnr']:.2f}", "-", "-"]  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
         "Per-frame PCA stores as many numbers per clip as the level's memory (memory_tokens x width for every",
         "2^(l+1) frames): k = that // 2^(l+1) components per frame, fit on frames of the training clips, and",
         "at most as many as those frames span (the number in brackets; fewer numbers than the memory holds).",
     ]
+    if references is not None:
+        lines += [
+            "",
+            f"The rows named `{SEQUENCE_SOURCE}` store the same numbers per window of 2^(l+1) frames: the vector "
+            "tree of each teacher variant and clip PCA, from that source's metric tables (its held-out sequences, "
+            "whose first 2^(l+1) frames are the first window of a validation clip; no std over videos recorded).",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -80,7 +128,11 @@ def reconstruction_figure(reconstructions: list[Path], out_dir: Path, frames: in
         for r, (label, data) in enumerate(rows):
             for t in range(shown):
                 ax = axes[r, t]
-                ax.imshow(data[v, t])
+                frame = data[v, t]
+                if frame.shape[-1] == 1:  # grayscale (moving_mnist)
+                    ax.imshow(frame[..., 0], cmap="gray", vmin=0, vmax=255)
+                else:
+                    ax.imshow(frame)
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if t == 0:
@@ -100,8 +152,12 @@ def video_report(results: Path) -> None:
     datasets = metrics["dataset"].unique()
     if len(datasets) != 1:
         raise ValueError(f"{metrics_path} mixes datasets {sorted(datasets)}")
+    levels = sorted(int(level) for level in metrics["level"].unique())
+    references = None
+    if datasets[0] == SEQUENCE_SOURCE:
+        imfn = metrics[metrics["model"] == "imfn-video"]
+        references = sequence_references(results, int(imfn["seed"].iloc[0]), int(imfn["dim"].iloc[0]), levels)
     table_out = results / "tables" / "table3_video.md"
-    write_table(table3(metrics).splitlines(), table_out)
-    levels = sorted(metrics["level"].unique())
+    write_table(table3(metrics, references).splitlines(), table_out)
     paths = [results / "video" / datasets[0] / f"reconstructions_L{level}.zarr" for level in levels]
     reconstruction_figure(paths, results / "figures")

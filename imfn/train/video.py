@@ -18,7 +18,7 @@ non-finite loss stops the job before anything is written.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +81,7 @@ class LevelObjective(torch.nn.Module):
         self.hp = hp
 
     def forward(self, frames: torch.Tensor, bits: torch.Tensor):
-        """Loss, token loss, pixel loss and memory norm of a batch of windows (B, 2^(k+1), 3, H, W)."""
+        """Loss, token loss, pixel loss and memory norm of a batch of windows (B, 2^(k+1), C, H, W)."""
         hp = self.hp
         if hp.level == 0:
             z = self.net.merge(frames)
@@ -110,7 +110,7 @@ class LevelObjective(torch.nn.Module):
 
 
 def training_clips(bank: Path, split: Path, hp: VideoTraining) -> torch.Tensor:
-    """The level's fixed subset of training clips (uint8, (V, F, H, W, 3))."""
+    """The level's fixed subset of training clips (uint8, (V, F, H, W, C))."""
     train = split_bank_indices(split, "train")
     if hp.videos < len(train):
         gen = seeded_generator("video-subset", hp.seed, hp.level)
@@ -146,6 +146,7 @@ def train_video_level(
     attrs = read_attrs(bank)
     if attrs["frame_size"] != cfg.frame_size:
         raise ValueError(f"clip bank {bank} holds {attrs['frame_size']}px frames; the model expects {cfg.frame_size}")
+    cfg = replace(cfg, channels=attrs.get("channels", 3))  # the bank's frames say it: RGB footage, grayscale digits
     clips = training_clips(bank, split, hp).to(device)  # uint8, on the device for the whole run
     lower = load_levels(lower_paths, device)
     if lower and lower[0].cfg != cfg:

@@ -134,6 +134,10 @@ VIDEO_LOGS = f"logs/video/{VIDEO['dataset']}"
 VIDEO_BENCHMARKS = f"benchmarks/video/{VIDEO['dataset']}"
 VIDEO_FIGURES = expand("results/figures/fig_video_reconstructions.{ext}", ext=["png", "pdf"])
 VIDEO_OUTPUTS = ["results/metrics/video.parquet", "results/tables/table3_video.md", *VIDEO_FIGURES]
+VIDEO_MEMORY = VIDEO["model"]["memory_tokens"] * VIDEO["model"]["width"]  # the numbers one memory holds
+# On moving_mnist, Table 3 sets the source's tree and clip PCA at the video memory beside every level.
+VIDEO_SEQUENCE_REFERENCES = ["results/metrics/teacher.parquet", "results/metrics/clip_pca.parquet"] \
+    if VIDEO["dataset"] == "moving_mnist" else []
 
 
 def _video_left_out():
@@ -323,6 +327,19 @@ def _check_video_config():
                          f"video.model.patch={VIDEO['model']['patch']}")
     if VIDEO["dataset"] == "ucf101" and not VIDEO["root"]:
         raise ValueError("config video.root must name the UCF-101 directory when video.dataset is ucf101")
+    if VIDEO["dataset"] == "moving_mnist":
+        windows = [2 ** (level + 1) for level in range(VIDEO_LEVELS)]
+        grid_ = SOURCES.get("moving_mnist")
+        if grid_ is None or VIDEO["seed"] not in grid_["seeds"] or VIDEO_MEMORY not in grid_["dims"] \
+                or not set(windows) <= set(grid_["T"]):
+            raise ValueError(
+                f"config video.dataset moving_mnist: Table 3 sets the moving_mnist tree and clip PCA beside every "
+                f"level, so sources.moving_mnist must run seed video.seed={VIDEO['seed']}, d = video.model."
+                f"memory_tokens x width = {VIDEO_MEMORY} and T {windows}"
+                + (f" (it runs seeds {grid_['seeds']}, dims {grid_['dims']}, T {grid_['T']})" if grid_ else ""))
+        if VIDEO["frame_size"] != frame_shape("moving_mnist").height:
+            raise ValueError(f"config video.frame_size={VIDEO['frame_size']}: moving_mnist frames are "
+                             f"{frame_shape('moving_mnist').height} pixels square, and they are not resized")
 
 
 _check_config()
@@ -548,10 +565,23 @@ def source_report_flags(w):
 
 
 def video_source(wildcards):
-    """video_clips reads no pipeline file; asking for the video branch without UCF-101 stops here, before any job."""
+    """What video_clips reads: nothing of the pipeline's for footage, the MNIST store and the split of video.seed
+    for moving_mnist. Asking for the video branch without UCF-101 stops here, before any job."""
     if VIDEO_LEFT_OUT:
         raise WorkflowError(VIDEO_LEFT_OUT)
-    return []
+    if VIDEO["dataset"] == "moving_mnist":
+        return {"mnist": MNIST, "split": SPLIT.format(seed=VIDEO["seed"])}
+    return {}
+
+
+def video_source_flags(wildcards, input):
+    """`imfn video-clips` flags of the dataset: the root (ucf101), or the sequences and how many (moving_mnist)."""
+    if VIDEO["dataset"] == "ucf101":
+        return optional("--root", VIDEO["root"])
+    if VIDEO["dataset"] == "moving_mnist":
+        return (f"--mnist {input.mnist} --split {input.split} --clips {VIDEO['clips']}"
+                f" --validation-fraction {VIDEO['validation_fraction']}")
+    return ""
 
 
 def video_levels_up_to(level):

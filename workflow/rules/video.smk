@@ -6,7 +6,7 @@ rule video_clips:
     """Decode every video once: the uint8 clip bank and the manifest of what was skipped and why."""
     localrule: VIDEO["dataset"] == "demo"  # the demo downloads its footage; UCF-101 is decoded on a node
     input:
-        video_source,
+        unpack(video_source),
     output:
         clips=directory(VIDEO_CLIPS),
         manifest=VIDEO_MANIFEST,
@@ -16,7 +16,7 @@ rule video_clips:
         f"{VIDEO_BENCHMARKS}/video_clips.tsv"
     params:
         dataset=VIDEO["dataset"],
-        root=optional("--root", VIDEO["root"]) if VIDEO["dataset"] == "ucf101" else "",
+        source=video_source_flags,
         download_dir=VIDEO["download_dir"],
         segment_frames=VIDEO["segment_frames"],
         frame_size=VIDEO["frame_size"],
@@ -25,7 +25,7 @@ rule video_clips:
     conda:
         "../envs/imfn.yaml"
     shell:
-        "imfn video-clips --dataset {params.dataset} {params.root} --download-dir {params.download_dir}"
+        "imfn video-clips --dataset {params.dataset} {params.source} --download-dir {params.download_dir}"
         " --segment-frames {params.segment_frames} --frame-size {params.frame_size} --clip-frames {params.clip_frames}"
         " --seed {params.seed} --out {output.clips} --manifest-out {output.manifest} --log {log}"
 
@@ -116,7 +116,7 @@ rule video_pca:
     benchmark:
         f"{VIDEO_BENCHMARKS}/video_pca.tsv"
     params:
-        dim=VIDEO["model"]["memory_tokens"] * VIDEO["model"]["width"],  # the numbers one memory holds
+        dim=VIDEO_MEMORY,
         max_videos=optional("--max-videos", VIDEO["evaluation"]["max_videos"]),
         levels=VIDEO_LEVELS,
     threads: VIDEO["threads"]["eval"]
@@ -143,11 +143,13 @@ rule video_metrics:
 
 
 rule video_report:
-    """Table 3 and the reconstruction figure, from results/ alone."""
+    """Table 3 and the reconstruction figure, from results/ alone (on moving_mnist beside that source's tree and
+    clip PCA at the same memory and window)."""
     localrule: True
     input:
         "results/metrics/video.parquet",
         expand(VIDEO_RECONSTRUCTIONS, level=range(VIDEO_LEVELS)),
+        VIDEO_SEQUENCE_REFERENCES,
     output:
         reported(["results/tables/table3_video.md", *VIDEO_FIGURES], "Video"),
     log:
