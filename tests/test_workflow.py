@@ -65,6 +65,13 @@ def test_default_config_plans_the_full_paper_grid(repo, tmp_path, env_with_venv)
     assert jobs["video_pca"] == 1
 
 
+def test_the_moving_mnist_video_config_plans_the_video_branch_beside_quicks_tree(repo, tmp_path, env_with_venv):
+    configs = ["--configfile", str(repo / "config" / "quick.yaml"), str(repo / "config" / "video-moving-mnist.yaml")]
+    jobs = planned_jobs(repo, tmp_path, env_with_venv, "video", *configs)
+    assert jobs["train_video_level"] == jobs["evaluate_video_level"] == 4 and jobs["video_clips"] == 1
+    assert jobs["train_sweeper"] > 0  # Table 3 reads the moving_mnist tree's metric table, built first
+
+
 def test_paper_command_without_ucf101_plans_the_mnist_grid_and_says_video_is_left_out(repo, tmp_path, env_with_venv):
     result = snakemake(repo, tmp_path, "-n", "--quiet", "rules", env=env_with_venv)
     note = "video.root: resources/UCF-101 is not a directory, so the video branch (Table 3) is left out"
