@@ -360,29 +360,24 @@ def write_video_split(manifest: Path, validation_fraction: float, out: Path) -> 
     """The fixed train / validation split of the decoded videos, as Parquet (path, bank_index, split). Clips
     drawn from a part of the digits' split (moving_mnist) keep it: validation is the test part."""
     frame = pd.read_parquet(manifest)
-    parts = frame["part"] if "part" in frame else pd.Series("", index=frame.index)
-    frame = frame.assign(part=parts)[frame["status"] == "ok"][["path", "bank_index", "part"]].reset_index(drop=True)
-    if (frame["part"] != "").any():
-        frame["split"] = np.where(frame["part"] == "test", "validation", "train")
-        frame = frame.drop(columns="part")
-        with atomic_output(out) as tmp:
-            frame.to_parquet(tmp, index=False)
-        log.info("video split by the digits' parts: %d train, %d validation (held-out digits)",
-                 (frame["split"] == "train").sum(), (frame["split"] == "validation").sum())  # fmt: skip
-        return frame
-    frame = frame.drop(columns="part")
-    n = len(frame)
-    n_validation = int(round(validation_fraction * n))
-    if n < 2 or not 0 < n_validation < n:
-        raise VideoDatasetError(
-            f"config video.validation_fraction={validation_fraction} of {n} decoded videos leaves "
-            f"{n_validation} for validation and {n - n_validation} for training: need at least one of each"
+    frame = frame[frame["status"] == "ok"].reset_index(drop=True)
+    if "part" in frame and (frame["part"] != "").any():
+        validation = (frame["part"] == "test").to_numpy()
+    else:
+        n = len(frame)
+        n_validation = int(round(validation_fraction * n))
+        if n < 2 or not 0 < n_validation < n:
+            raise VideoDatasetError(
+                f"config video.validation_fraction={validation_fraction} of {n} decoded videos leaves "
+                f"{n_validation} for validation and {n - n_validation} for training: need at least one of each"
+            )
+        validation = (
+            frame["path"].map(lambda p: stable_hash("split", p)).rank(method="first").to_numpy() <= n_validation
         )
-    rank = frame["path"].map(lambda p: stable_hash("split", p)).rank(method="first").to_numpy()
-    frame["split"] = np.where(rank <= n_validation, "validation", "train")
+    frame = frame[["path", "bank_index"]].assign(split=np.where(validation, "validation", "train"))
     with atomic_output(out) as tmp:
         frame.to_parquet(tmp, index=False)
-    log.info("video split: %d train, %d validation", n - n_validation, n_validation)
+    log.info("video split: %d train, %d validation", (~validation).sum(), validation.sum())
     return frame
 
 
