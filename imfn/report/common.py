@@ -31,6 +31,18 @@ def seed_summary(frame: pd.DataFrame, metric: str, by: list[str]) -> pd.DataFram
     return rows.groupby(by)["value"].agg(["mean", "std", "count"]).reset_index().fillna({"std": 0.0})
 
 
+def log2_axis(ax: plt.Axes, ticks, ylabel: str, xlabel: str = "sequence length T", log_y: bool = False) -> None:
+    """An axis over powers of two (T or d): log2 x with those ticks written out, a log y if asked, labels, grid."""
+    ax.set_xscale("log", base=2)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xticks(ticks)
+    ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+
+
 def save_figure(fig: plt.Figure, folder: Path, name: str) -> list[Path]:
     """``folder/name.png`` and ``.pdf``, each whole or not at all; the figure is closed."""
     paths = [folder / f"{name}.{suffix}" for suffix in ("png", "pdf")]

@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from imfn.report.common import save_figure, seed_summary, write_table
+from imfn.report.common import log2_axis, save_figure, seed_summary, write_table
 
 log = logging.getLogger(__name__)
 
@@ -126,14 +126,8 @@ def mse_vs_T(summary: pd.DataFrame, source: str) -> plt.Figure:
             ax.errorbar(
                 line["T"], line["mean"], yerr=line["std"], capsize=2, color=colours[curve], label=_label(curve), **style
             )
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xticks(sorted(part["T"].unique()))
-        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        ax.set_xlabel("sequence length T")
-        ax.set_ylabel("held-out MSE (mean ± std over seeds)")
+        log2_axis(ax, sorted(part["T"].unique()), "held-out MSE (mean ± std over seeds)", log_y=True)
         ax.set_title(f"d = {dim}")
-        ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(f"{source}: MSE against sequence length at equal memory")
     fig.tight_layout()

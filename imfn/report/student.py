@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from imfn.atomic import atomic_output
-from imfn.report.common import save_figure, seed_summary
+from imfn.report.common import log2_axis, save_figure, seed_summary
 
 STREAMING = {"autoencoder": "per-frame autoencoder, streaming", "pca": "per-frame PCA, streaming"}
 REFERENCE_STYLE = {"teacher": dict(ls="--", color="black")} | {
@@ -160,13 +160,8 @@ def student_figures(
             rows = rows.sort_values("T")
             ax.errorbar(rows["T"], rows["mean"], yerr=rows["std"], marker="o", ms=4, capsize=3, label=curve,
                         **style[curve])  # fmt: skip
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(Ts)
-        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        ax.set_xlabel("sequence length T")
-        ax.set_ylabel("end-of-sequence MSE (mean ± std over seeds)")
+        log2_axis(ax, Ts, "end-of-sequence MSE (mean ± std over seeds)")
         ax.set_title(f"{source} (d={dim}, teacher {teacher}, {seeds})")
-        ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
         parts.append(f"**{source}**: teacher `{teacher}`, d = {dim}, {seeds}\n\n{student_table(frame)}")
     fig4.suptitle("Fig. 4: prefix retention, student vs teacher and per-frame references at equal memory")

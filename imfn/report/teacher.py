@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from imfn.report.common import read_metrics, save_figure, seed_summary, write_table
+from imfn.report.common import log2_axis, read_metrics, save_figure, seed_summary, write_table
 from imfn.report.paper import PAPER_TEACHER_MSE
 
 log = logging.getLogger(__name__)
@@ -40,14 +40,9 @@ def _lines(
         reference = limit[limit[curve] == value].sort_values(x)
         ax.plot(reference[x], reference["mean"], ls="--", lw=1, marker="x", ms=4, color=cmap(i))
     ax.plot([], [], ls="--", marker="x", color="gray", label="per-frame autoencoder\n(the limit, same memory)")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(sorted(summary[x].unique()))
-    ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("roundtrip MSE (mean ± std over seeds)")
+    log2_axis(ax, sorted(summary[x].unique()), "roundtrip MSE (mean ± std over seeds)", xlabel)
     n_seeds = int(summary["count"].max())
     ax.set_title(f"{title} ({n_seeds} seed{'s' if n_seeds != 1 else ''})")
-    ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, ncol=2 if len(curves) > 5 else 1)
     return fig
 
@@ -197,14 +192,8 @@ def ablation_report(
         if dim == 1024:
             for T, value in PAPER_TEACHER_MSE.items():
                 ax.scatter([T], [value], marker="*", s=150, color="red", zorder=5, label="paper (Table 1)")
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xticks(Ts)
-        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        ax.set_xlabel("sequence length T")
-        ax.set_ylabel("roundtrip MSE (mean ± std over seeds)")
+        log2_axis(ax, Ts, "roundtrip MSE (mean ± std over seeds)", log_y=True)
         ax.set_title(f"Teacher variants vs the per-frame references (d={dim})")
-        ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     save_figure(fig, figure_dir, "teacher_ablation_mse_vs_T")
 
@@ -258,13 +247,7 @@ def paper_sweep_report(
         part = summary[summary["curve"] == variant].sort_values("T")
         style = {"per-frame PCA": dict(color="gray", ls=":"), "per-frame autoencoder": dict(color="black", ls="--")}
         ax.plot(part["T"], part["mean"], marker="o", ms=4, label=variant, **style.get(variant, {}))
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xticks(Ts)
-    ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.set_xlabel("sequence length T")
-    ax.set_ylabel("roundtrip MSE")
+    log2_axis(ax, Ts, "roundtrip MSE", log_y=True)
     ax.set_title(f"The paper variant's lost values (d={dim})")
-    ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     save_figure(fig, figure_dir, "paper_sweep_mse_vs_T")
