@@ -126,7 +126,7 @@ def test_the_page_is_stamped_with_the_run_and_holds_its_tables_figures_and_headl
     assert f"| student (`slot`), 2 seeds | {1.1 * 8 / 1024 + 0.0005:.5f} | {1.1 * 32 / 1024 + 0.0005:.5f} |  |" in page
     assert "| Transformer compressor, 1 seed |  |  | 0.06770 |" in page
     assert "| variant | T |" in page  # results/tables/student.md, whole, after its caption
-    assert "**The students against their teacher.**" in page
+    assert "**The students against their teachers**" in page
     # a table with a heading of its own: the heading under the page's section, no second caption
     assert "\n### Table 3: video\n" in page and "**Table 3: video reconstruction per level**" not in page
     assert "Validation clips of `config video.dataset`" in page  # the caption's config value, named by its key
