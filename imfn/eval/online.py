@@ -140,13 +140,14 @@ def evaluate_online(
     with torch.no_grad(), autocast():
         for start in range(0, n, step):
             chunk = slice(start, start + step)
-            images = trajectory_frames(sequences, attrs, start, len(targets[chunk])).to(device)
             y = targets[chunk].float().to(device)
+            # the rows drawn once, 4T frames long when going past the end: their first T are the set's sequences
+            longer = trajectory_frames(sequences, {**attrs, "T": longest if past else T}, start, len(y)).to(device)
+            images = longer[:, :T]
             states = {"student": student.rollout(y[:, 0], leaves[chunk].float().to(device)).float(), "teacher": y}
             for model, s in states.items():
                 sums[model] += prefix_mse_sums(teacher, s, images, ks)
             if past:
-                longer = sequences.draw_float("test", attrs["start"] + start, len(y), longest).to(device)
                 for model, total in past_end_mse_sums(teacher, student, y[:, 0], longer, T).items():
                     past_end[model] += total
     rows = []
