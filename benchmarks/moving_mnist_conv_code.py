@@ -31,7 +31,8 @@ from torch import nn
 
 from imfn.data.sequences import open_sequences, training_frames
 from imfn.models.pca import fit_pca
-from imfn.models.teacher import Sweeper, SweeperConfig, invert_down, merge_up
+from imfn.models.teacher import Sweeper, SweeperConfig
+from imfn.models.tree import invert_down, merge_up
 
 
 def conv_autoencoder(k: int, width: int = 48) -> tuple[nn.Module, nn.Module]:

@@ -7,7 +7,8 @@ import torch
 
 from imfn.models.memory import TreeMemory
 from imfn.models.merkle import frames_separate, merkle_trajectory, naive_trajectory, separable_trajectory
-from imfn.models.teacher import CodecConfig, LeafCodec, Sweeper, SweeperConfig, Teacher, init_pair_from_pca, merge_up
+from imfn.models.teacher import CodecConfig, LeafCodec, Sweeper, SweeperConfig, Teacher, init_pair_from_pca
+from imfn.models.tree import merge_up
 
 N, D = 3, 12
 LENGTHS = (2, 4, 8, 16, 32, 64)

@@ -3,16 +3,8 @@
 import pytest
 import torch
 
-from imfn.models.teacher import (
-    CodecConfig,
-    LeafCodec,
-    Sweeper,
-    SweeperConfig,
-    depth_for,
-    invert_down,
-    merge_up,
-    teacher_parameter_count,
-)
+from imfn.models.teacher import CodecConfig, LeafCodec, Sweeper, SweeperConfig, teacher_parameter_count
+from imfn.models.tree import depth_for, invert_down, merge_up
 
 
 class PositionalSweeper:
@@ -106,7 +98,7 @@ def test_a_framewise_level_maps_each_frame_of_its_children_on_its_own():
 
 
 def test_invert_path_gives_the_nodes_invert_down_gives_on_one_root_to_leaf_path():
-    from imfn.models.teacher import invert_path
+    from imfn.models.tree import invert_path
 
     torch.manual_seed(0)
     T, dim = 8, 6

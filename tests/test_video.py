@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from imfn.data.video import (
 )
 from imfn.eval.pca import evaluate_video_pca
 from imfn.eval.video import evaluate_video_level
+from imfn.models.pca import fit_pca
 from imfn.models.video import (
     FramePairLevel,
     TokenLevel,
@@ -35,6 +37,7 @@ from imfn.models.video import (
     decode,
     decode_path,
     encode,
+    frame_decoder,
     load_levels,
     patchify,
     unpatchify,
@@ -149,7 +152,7 @@ def test_patches_roundtrip_and_model_shapes():
     assert memory.shape == (2, TINY.memory_tokens, TINY.width)
     frames_hat = decode(levels, memory)
     assert frames_hat.shape == clip.shape and frames_hat.min() >= 0 and frames_hat.max() <= 1
-    assert levels[0].merge(clip[:, :2]).shape == (2, 8, 16)
+    assert levels[0].merge(clip[:, 0], clip[:, 1]).shape == (2, 8, 16)
     # a sampled branch decodes to exactly the frames the full decode puts at its offset
     bits = torch.tensor([[1, 0], [0, 1]])
     pair, offset = decode_path(levels, memory, bits)
@@ -158,13 +161,15 @@ def test_patches_roundtrip_and_model_shapes():
         torch.testing.assert_close(pair[b], frames_hat[b, offset[b] : offset[b] + 2])
 
 
-def _train(bank_dir: Path, level: int, out_dir: Path, epochs: int = 2, lr: float = 3e-3) -> Path:
+def _train(
+    bank_dir: Path, level: int, out_dir: Path, epochs: int = 2, lr: float = 3e-3, cfg: VideoModelConfig = TINY
+) -> Path:
     hp = VideoTraining(seed=0, level=level, epochs=epochs, videos=4, pairs_per_video=2, batch_size=4, lr=lr)
     lower = [out_dir / f"level{k}.pt" for k in range(level)]
     out = out_dir / f"level{level}.pt"
     train_video_level(
         hp,
-        TINY,
+        cfg,
         bank_dir / "clips.zarr",
         bank_dir / "split.parquet",
         lower,
@@ -225,6 +230,50 @@ def test_training_levels_is_deterministic_and_evaluation_reports_per_video_metri
     assert (results / "figures" / "fig_video_reconstructions.pdf").exists()
 
 
+def test_a_linear_path_level_starts_as_the_pca_of_its_inputs_and_reads_back_through_its_own_frame_decoder(
+    bank, tmp_path
+):
+    cfg = replace(TINY, linear_path=True, depth_decoder=True)
+    # untrained, level 0 is the joint PCA of its frame pairs: 8 x 16 = 128 of their 2 x 768 numbers, and back
+    torch.manual_seed(0)
+    level = FramePairLevel(cfg)
+    pairs = torch.rand(300, 2, 3, 16, 16)
+    level.init_from_data(pairs)
+    mean, basis = fit_pca(pairs.flatten(1))
+    kept = basis[:, :128]
+    x = pairs[:5].flatten(1)
+    pca = ((x - mean) @ kept @ kept.T + mean).clamp(0, 1)
+    roundtrip = torch.stack(level.invert(level.merge(pairs[:5, 0], pairs[:5, 1])), dim=1).flatten(1)
+    torch.testing.assert_close(roundtrip, pca, atol=1e-4, rtol=0)
+    # so is level 1 of its children's memories (pairs of 8 x 16 tokens)
+    token_level = TokenLevel(cfg, 1)
+    children = torch.randn(300, 2, 8, 16)
+    token_level.init_from_data(children)
+    mean, basis = fit_pca(children.flatten(1))
+    x = children[:5].flatten(1)
+    left, right = token_level.invert(token_level.merge(children[:5, 0], children[:5, 1]))
+    torch.testing.assert_close(
+        torch.stack([left, right], dim=1).flatten(1),
+        (x - mean) @ basis[:, :128] @ basis[:, :128].T + mean,
+        atol=1e-4,
+        rtol=0,
+    )
+
+    # trained, level 1 holds a frame decoder of its own, started as level 0's; its memories read back through it
+    bank_dir, _ = bank
+    for k in (0, 1):
+        _train(bank_dir, k, tmp_path, cfg=cfg)
+    levels = load_levels([tmp_path / "level0.pt", tmp_path / "level1.pt"])
+    assert frame_decoder(levels[:1]) is levels[0].decoder and frame_decoder(levels) is levels[1].decoder
+    own, below = levels[1].decoder.state_dict(), levels[0].decoder.state_dict()
+    assert any(not torch.equal(own[name], below[name]) for name in own)
+    clips = torch.rand(2, 4, 3, 16, 16)
+    memory = encode(levels, clips)
+    halves = levels[1].invert(memory)
+    by_hand = torch.cat([torch.stack(levels[1].decoder.invert(half), dim=1) for half in halves], dim=1)
+    torch.testing.assert_close(decode(levels, memory), by_hand)
+
+
 def test_table3_is_mean_and_std_over_videos():
     rows = [
         {"model": "imfn-video", "dataset": "demo", "level": 0, "metric": m, "video": v, "value": x}
@@ -239,8 +288,8 @@ def test_a_non_finite_loss_stops_training_before_anything_is_written(bank, tmp_p
     bank_dir, _ = bank
 
     def nan_forward(self, frames, bits):
-        z = self.net.merge(frames)
-        loss = self.net.invert(z).mean() * float("nan")
+        z = self.net.merge(frames[:, 0], frames[:, 1])
+        loss = self.net.invert(z)[0].mean() * float("nan")
         return loss, loss.detach(), loss.detach(), loss.detach()
 
     monkeypatch.setattr(LevelObjective, "forward", nan_forward)

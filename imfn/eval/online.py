@@ -37,7 +37,8 @@ from imfn.devices import autocast, batch_size
 from imfn.eval.metrics import mse_per_frame
 from imfn.models.memory import ReadOnlyMemory
 from imfn.models.student import Student, load_student
-from imfn.models.teacher import Teacher, merge_up
+from imfn.models.teacher import Teacher
+from imfn.models.tree import merge_up
 from imfn.store import read_array, read_attrs
 
 log = logging.getLogger(__name__)

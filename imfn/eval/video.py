@@ -86,7 +86,7 @@ def evaluate_video_level(
                     "seed": attrs["seed"],
                     "level": level,
                     "ratio": 2 ** (level + 1),
-                    "dim": levels[0].cfg.memory_tokens * levels[0].cfg.width,  # numbers one memory holds
+                    "dim": levels[0].cfg.memory_numbers,
                     "video": path,
                     "metric": metric,
                     "value": number,

@@ -15,7 +15,8 @@ import torch
 
 from imfn.models.merkle import MerkleTree, count_sweepers
 from imfn.models.student import Student
-from imfn.models.teacher import Teacher, depth_for, invert_down, invert_path
+from imfn.models.teacher import Teacher
+from imfn.models.tree import depth_for, invert_down, invert_path
 
 
 class Memory:

@@ -15,7 +15,8 @@ from typing import NamedTuple
 
 import torch
 
-from imfn.models.teacher import Sweeper, depth_for, merge_up
+from imfn.models.teacher import Sweeper
+from imfn.models.tree import depth_for, merge_up
 
 
 class SweeperCounter:

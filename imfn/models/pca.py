@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from torch import nn
 
 from imfn.store import read_array, read_attrs, write_arrays
 
@@ -89,3 +90,19 @@ def load_frame_pca(path: Path, sequences: Sequences) -> tuple[torch.Tensor, torc
         raise ValueError(f"{path}: mean {mean.shape} and basis {basis.shape} do not fit "
                          f"{sequences.frame.pixels}-pixel frames")  # fmt: skip
     return torch.from_numpy(np.ascontiguousarray(mean)), torch.from_numpy(np.ascontiguousarray(basis))
+
+
+@torch.no_grad()
+def init_from_pca(encode: nn.Linear, decode: nn.Linear, samples: torch.Tensor) -> None:
+    """Set ``encode`` to project onto the top principal components of ``samples`` (:func:`fit_pca`)
+    and ``decode`` to map back (orthonormal, so decode(encode(x)) is the best rank-k reconstruction).
+
+    When asked for more components than ``samples`` span, the extra codes are zero."""
+    mean, basis = fit_pca(samples)
+    k = min(encode.out_features, basis.shape[1])
+    kept = torch.zeros(samples.shape[1], encode.out_features, dtype=basis.dtype)
+    kept[:, :k] = basis[:, :k]
+    encode.weight.copy_(kept.T)
+    encode.bias.copy_(-(kept.T @ mean))
+    decode.weight.copy_(kept)
+    decode.bias.copy_(mean)

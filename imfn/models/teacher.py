@@ -34,7 +34,6 @@ leaves to one root, :func:`invert_down` inverts the root back to leaves.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,27 +43,12 @@ from torch import nn
 
 from imfn.data.frame import DEFAULT_FRAME, FrameShape
 from imfn.models.layers import mlp, parameter_count, zero_residual
-from imfn.models.pca import fit_pca
+from imfn.models.pca import init_from_pca
+from imfn.models.tree import depth_for, invert_down, merge_up
 
 # The frame of a checkpoint written before frames were recorded (and the paper's): an MNIST digit.
 ARCHITECTURES = ("mlp", "pca", "framewise", "mix")  # config teacher.training.architecture
 LINEAR_CODEC = ("pca", "framewise", "mix")  # architectures whose leaf codec is per-frame PCA
-
-
-@torch.no_grad()
-def init_from_pca(encode: nn.Linear, decode: nn.Linear, samples: torch.Tensor) -> None:
-    """Set ``encode`` to project onto the top principal components of ``samples`` (:func:`imfn.models.pca.fit_pca`)
-    and ``decode`` to map back (orthonormal, so decode(encode(x)) is the best rank-k reconstruction).
-
-    When asked for more components than ``samples`` span, the extra codes are zero."""
-    mean, basis = fit_pca(samples)
-    k = min(encode.out_features, basis.shape[1])
-    kept = torch.zeros(samples.shape[1], encode.out_features, dtype=basis.dtype)
-    kept[:, :k] = basis[:, :k]
-    encode.weight.copy_(kept.T)
-    encode.bias.copy_(-(kept.T @ mean))
-    decode.weight.copy_(kept)
-    decode.bias.copy_(mean)
 
 
 @torch.no_grad()
@@ -310,43 +294,6 @@ def load_sweeper_checkpoint(path, device: torch.device | str = "cpu") -> LevelCh
         module.load_state_dict(state[name])
         modules[name] = module.eval()
     return LevelCheckpoint(modules["sweeper"], modules["codec"], modules["depth_decoder"], state)
-
-
-# -----------------------------------------------------------------------------
-# the tree: merge leaves upward to one root, invert the root back downward
-def depth_for(T: int) -> int:
-    depth = int(math.log2(T)) if T >= 1 else -1
-    if T < 2 or 2**depth != T:
-        raise ValueError(f"sequence length T must be a power of two >= 2, got {T}")
-    return depth
-
-
-def merge_up(sweepers: Sequence[Sweeper], leaves: torch.Tensor) -> torch.Tensor:
-    """(N, T, d) leaf codes -> (N, d) root, merging neighbours with sweeper 0, 1, ..., log2(T)-1."""
-    nodes = leaves
-    for level in range(depth_for(leaves.shape[1])):
-        nodes = sweepers[level].merge(nodes[:, 0::2], nodes[:, 1::2])
-    return nodes[:, 0]
-
-
-def invert_down(sweepers: Sequence[Sweeper], root: torch.Tensor, T: int) -> torch.Tensor:
-    """(N, d) root -> (N, T, d) reconstructed leaf codes, inverting with sweeper log2(T)-1, ..., 0."""
-    nodes = root[:, None]
-    for level in reversed(range(depth_for(T))):
-        left, right = sweepers[level].invert(nodes)
-        nodes = torch.stack([left, right], dim=2).flatten(1, 2)  # children stay in sequence order
-    return nodes
-
-
-def invert_path(sweepers: Sequence[Sweeper], root: torch.Tensor, positions: torch.Tensor, T: int) -> list[torch.Tensor]:
-    """(N, d) roots and (N,) leaf positions -> the log2(T) nodes on each root-to-leaf path below the root,
-    top first, each (N, d); the last is the leaf code. Inverts one node per level, not the whole tree."""
-    nodes, node = [], root
-    for level in reversed(range(depth_for(T))):
-        left, right = sweepers[level].invert(node)
-        node = torch.where(((positions >> level) & 1).bool()[:, None], right, left)
-        nodes.append(node)
-    return nodes
 
 
 class Teacher(torch.nn.Module):

@@ -3,13 +3,17 @@
 - Level 0 (``FramePairLevel``): two frames -> ``memory_tokens`` tokens of width ``width``. Each frame is cut
   into a (frame_size/patch)^2 grid of patches (64 for 64x64 frames and 8x8 patches), the two frames'
   patches embedded to 128 tokens with a learned position each, and learned latent queries
-  cross-attend to them, then self-attend (a Perceiver stack). Its inverter runs the same kind
-  of stack from the memory tokens to one query per patch of both frames and a linear head
+  cross-attend to them, then self-attend (a Perceiver stack). Its inverter (``FrameDecoder``) runs the same
+  kind of stack from the memory tokens to one query per patch of both frames and a linear head
   (sigmoid) back to pixels, then unpatchifies.
 - Level l >= 1 (``TokenLevel``): two token latents (2 x memory_tokens tokens) -> one, and back, in
   token space, with the same stacks.
+- ``linear_path`` and ``depth_decoder`` (config ``video.model``) build the levels the way the vector tree's
+  ``mix`` levels are built: a linear map started at the PCA of the level's inputs with the stacks a residual
+  on it, and a frame decoder per level.
 
-Every level has ``merge`` and ``invert``; ``encode`` / ``decode`` compose levels over 2^(k+1) frames.
+Every level has ``merge(left, right)`` and ``invert(memory) -> (left, right)``, the tree's interface
+(:mod:`imfn.models.tree`); ``encode`` / ``decode`` are the tree's ``merge_up`` / ``invert_down`` over 2^(k+1) frames.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from imfn.models.pca import init_from_pca
+from imfn.models.tree import invert_down, invert_path, merge_up
 
 
 @dataclass(frozen=True)
@@ -34,12 +41,29 @@ class VideoModelConfig:
     cross_layers: int = 1
     self_layers: int = 4
     mlp_ratio: int = 4
+    # A linear path set from the PCA of the level's own inputs (two frames' pixels at level 0, two children's
+    # tokens above), the attention stacks a residual on it that starts at zero: untrained, a level is that PCA
+    # (the vector tree's ``mix`` construction). Its maps are (2 x numbers of a child) x (memory numbers): for
+    # small frames and memories, such as moving_mnist's.
+    linear_path: bool = False
+    # Each level above 0 with a frame decoder of its own (level 0's, trained on memories read back through the
+    # level): the vector tree's depth decoders.
+    depth_decoder: bool = False
 
     def __post_init__(self):
         if self.frame_size % self.patch:
             raise ValueError(f"frame_size {self.frame_size} is not a multiple of patch {self.patch}")
         if self.width % self.heads:
             raise ValueError(f"width {self.width} is not a multiple of heads {self.heads}")
+
+    @property
+    def memory_numbers(self) -> int:
+        """Numbers one memory holds: ``memory_tokens`` x ``width``."""
+        return self.memory_tokens * self.width
+
+    @property
+    def frame_numbers(self) -> int:
+        return self.channels * self.frame_size**2
 
     @property
     def grid(self) -> int:
@@ -125,8 +149,36 @@ def unpatchify(patches: torch.Tensor, patch: int, channels: int) -> torch.Tensor
     return x.permute(0, 5, 1, 3, 2, 4).reshape(b, channels, g * patch, g * patch)
 
 
+class FrameDecoder(nn.Module):
+    """Memory tokens (B, M, w) -> the two frames they hold, each (B, C, H, W): a Perceiver stack from the memory to
+    one query per patch of both frames and a linear head back to pixels. Without the linear path the head ends in
+    a sigmoid; with it, the head is a residual (starting at zero) on the linear path's frames, clamped to [0, 1]."""
+
+    def __init__(self, cfg: VideoModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.inverter = PerceiverStack(cfg, cfg.memory_tokens, 2 * cfg.patches)
+        self.head_norm = nn.LayerNorm(cfg.width)
+        self.head = zero_linear(cfg.width, cfg.patch_dim) if cfg.linear_path else nn.Linear(cfg.width, cfg.patch_dim)
+        if cfg.linear_path:
+            self.linear_invert = nn.Linear(cfg.memory_numbers, 2 * cfg.frame_numbers)
+
+    def invert(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        memory, lead = fold(memory, 2)
+        b, cfg = memory.shape[0], self.cfg
+        patches = self.head(self.head_norm(self.inverter(memory)))
+        if not cfg.linear_path:
+            patches = torch.sigmoid(patches)
+        frames = unpatchify(patches.reshape(2 * b, cfg.patches, -1), cfg.patch, cfg.channels)
+        frames = frames.reshape(b, 2, cfg.channels, cfg.frame_size, cfg.frame_size)
+        if cfg.linear_path:
+            frames = (self.linear_invert(memory.flatten(1)).view_as(frames) + frames).clamp(0.0, 1.0)
+        frames = frames.unflatten(0, lead)
+        return frames[..., 0, :, :, :], frames[..., 1, :, :, :]
+
+
 class FramePairLevel(nn.Module):
-    """Level 0: a pair of frames (B, 2, C, H, W) in [0, 1] <-> memory tokens (B, M, w)."""
+    """Level 0: two frames (B, C, H, W) each, in [0, 1] <-> memory tokens (B, M, w)."""
 
     level = 0
 
@@ -135,24 +187,32 @@ class FramePairLevel(nn.Module):
         self.cfg = cfg
         self.embed = nn.Linear(cfg.patch_dim, cfg.width)
         self.merger = PerceiverStack(cfg, 2 * cfg.patches, cfg.memory_tokens)
-        self.inverter = PerceiverStack(cfg, cfg.memory_tokens, 2 * cfg.patches)
-        self.head_norm = nn.LayerNorm(cfg.width)
-        self.head = nn.Linear(cfg.width, cfg.patch_dim)
+        self.decoder = FrameDecoder(cfg)
+        if cfg.linear_path:
+            self.linear_merge = nn.Linear(2 * cfg.frame_numbers, cfg.memory_numbers)
+            self.merge_out = zero_linear(cfg.width, cfg.width)
 
-    def merge(self, frames: torch.Tensor) -> torch.Tensor:
-        b = frames.shape[0]
-        patches = patchify(frames.flatten(0, 1), self.cfg.patch).reshape(b, 2 * self.cfg.patches, -1)
-        return self.merger(self.embed(patches))
+    def merge(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        frames, lead = fold(torch.stack([left, right], dim=-4), 4)
+        b, cfg = frames.shape[0], self.cfg
+        patches = patchify(frames.flatten(0, 1), cfg.patch).reshape(b, 2 * cfg.patches, -1)
+        tokens = self.merger(self.embed(patches))
+        if cfg.linear_path:
+            tokens = self.linear_merge(frames.flatten(1)).view_as(tokens) + self.merge_out(tokens)
+        return tokens.unflatten(0, lead)
 
-    def invert(self, memory: torch.Tensor) -> torch.Tensor:
-        b, cfg = memory.shape[0], self.cfg
-        patches = torch.sigmoid(self.head(self.head_norm(self.inverter(memory))))
-        frames = unpatchify(patches.reshape(2 * b, cfg.patches, -1), cfg.patch, cfg.channels)
-        return frames.reshape(b, 2, cfg.channels, cfg.frame_size, cfg.frame_size)
+    def invert(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.decoder.invert(memory)
+
+    @torch.no_grad()
+    def init_from_data(self, pairs: torch.Tensor) -> None:
+        """The linear path from a sample of the level's inputs, (n, 2, C, H, W) frame pairs: their joint PCA."""
+        init_from_pca(self.linear_merge, self.decoder.linear_invert, pairs.flatten(1))
 
 
 class TokenLevel(nn.Module):
-    """Level l >= 1: two token latents (B, M, w) each <-> one (B, M, w)."""
+    """Level l >= 1: two token latents (B, M, w) each <-> one (B, M, w). With ``depth_decoder`` it also holds a
+    :class:`FrameDecoder` of its own, started from level 0's and trained on memories read back through it."""
 
     def __init__(self, cfg: VideoModelConfig, level: int):
         super().__init__()
@@ -160,54 +220,85 @@ class TokenLevel(nn.Module):
         self.level = level
         self.merger = PerceiverStack(cfg, 2 * cfg.memory_tokens, cfg.memory_tokens)
         self.inverter = PerceiverStack(cfg, cfg.memory_tokens, 2 * cfg.memory_tokens)
+        if cfg.linear_path:
+            self.linear_merge = nn.Linear(2 * cfg.memory_numbers, cfg.memory_numbers)
+            self.linear_invert = nn.Linear(cfg.memory_numbers, 2 * cfg.memory_numbers)
+            self.merge_out = zero_linear(cfg.width, cfg.width)
+            self.invert_out = zero_linear(cfg.width, cfg.width)
+        self.decoder = FrameDecoder(cfg) if cfg.depth_decoder else None
 
     def merge(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-        return self.merger(torch.cat([left, right], dim=1))
+        both, lead = fold(torch.cat([left, right], dim=-2), 2)
+        tokens = self.merger(both)
+        if self.cfg.linear_path:
+            tokens = self.linear_merge(both.flatten(1)).view_as(tokens) + self.merge_out(tokens)
+        return tokens.unflatten(0, lead)
 
     def invert(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        left, right = self.inverter(memory).chunk(2, dim=1)
+        memory, lead = fold(memory, 2)
+        tokens = self.inverter(memory)
+        if self.cfg.linear_path:
+            tokens = self.linear_invert(memory.flatten(1)).view_as(tokens) + self.invert_out(tokens)
+        left, right = tokens.unflatten(0, lead).chunk(2, dim=-2)
         return left, right
+
+    @torch.no_grad()
+    def init_from_data(self, pairs: torch.Tensor) -> None:
+        """The linear path from a sample of the level's inputs, (n, 2, M, w) pairs of children: their joint PCA."""
+        init_from_pca(self.linear_merge, self.linear_invert, pairs.flatten(1))
+
+
+def fold(x: torch.Tensor, dims: int) -> tuple[torch.Tensor, torch.Size]:
+    """``x`` (..., *last ``dims``) -> (B, *last ``dims``) and the leading shape it had: the stacks take one batch
+    dimension, the tree hands a level two (sequences, nodes)."""
+    lead = x.shape[:-dims]
+    return x.reshape(-1, *x.shape[-dims:]), lead
+
+
+def zero_linear(fan_in: int, fan_out: int) -> nn.Linear:
+    """A linear map that starts at zero: the output of a residual branch that begins switched off."""
+    layer = nn.Linear(fan_in, fan_out)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
 
 
 def make_level(cfg: VideoModelConfig, level: int) -> FramePairLevel | TokenLevel:
     return FramePairLevel(cfg) if level == 0 else TokenLevel(cfg, level)
 
 
+def frame_decoder(levels: list[nn.Module]) -> FrameDecoder:
+    """The frame decoder a memory of the top level is read back through: the top level's own
+    (``depth_decoder``), else level 0's."""
+    own = levels[-1].decoder if len(levels) > 1 else None
+    return own if own is not None else levels[0].decoder
+
+
+def readout(levels: list[nn.Module]) -> list[nn.Module]:
+    """The levels a memory of the top level is read back through: level 0 inverts with :func:`frame_decoder`."""
+    return [frame_decoder(levels), *levels[1:]]
+
+
 def encode(levels: list[nn.Module], frames: torch.Tensor) -> torch.Tensor:
     """(B, 2^K, C, H, W) frames -> (B, M, w) memory of level K-1, K = len(levels)."""
-    b, t = frames.shape[:2]
-    if t != 2 ** len(levels):
-        raise ValueError(f"{len(levels)} levels encode {2 ** len(levels)} frames, got {t}")
-    z = levels[0].merge(frames.reshape(b * t // 2, 2, *frames.shape[2:]))
-    for level in levels[1:]:
-        pairs = z.reshape(len(z) // 2, 2, *z.shape[1:])
-        z = level.merge(pairs[:, 0], pairs[:, 1])
-    return z
+    if frames.shape[1] != 2 ** len(levels):
+        raise ValueError(f"{len(levels)} levels encode {2 ** len(levels)} frames, got {frames.shape[1]}")
+    return merge_up(levels, frames)
 
 
 def decode(levels: list[nn.Module], memory: torch.Tensor) -> torch.Tensor:
     """(B, M, w) memory of level K-1 -> (B, 2^K, C, H, W) frames."""
-    b = memory.shape[0]
-    z = memory
-    for level in reversed(levels[1:]):
-        left, right = level.invert(z)
-        z = torch.stack([left, right], dim=1).flatten(0, 1)
-    frames = levels[0].invert(z)
-    return frames.reshape(b, -1, *frames.shape[2:])
+    return invert_down(readout(levels), memory, 2 ** len(levels))
 
 
 def decode_path(levels: list[nn.Module], memory: torch.Tensor, bits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode one random root-to-leaf branch per sample: at each level above 0 keep the left
     (bit 0) or right (bit 1) child; level 0 gives two frames. ``bits`` is (B, K-1), top level first.
     Returns the frames (B, 2, C, H, W) and the index of the first of them in the 2^K frames."""
-    z = memory
-    offset = torch.zeros(len(memory), dtype=torch.long, device=memory.device)
-    for i, level in enumerate(reversed(levels[1:])):
-        left, right = level.invert(z)
-        bit = bits[:, i].to(memory.device)
-        z = torch.where(bit.bool()[:, None, None], right, left)
-        offset = offset + bit.long() * 2 ** (len(levels) - 1 - i)
-    return levels[0].invert(z), offset
+    above = len(levels) - 1
+    pair = (bits.long() * 2 ** torch.arange(above - 1, -1, -1)).sum(dim=1).to(memory.device)
+    node = invert_path(levels[1:], memory, pair, 2**above)[-1] if above else memory
+    return torch.stack(levels[0].invert(node), dim=1), 2 * pair
 
 
 def checkpoint(level: nn.Module, cfg: VideoModelConfig, **meta) -> dict:

@@ -205,7 +205,8 @@ def strip_figure(
     from imfn.models.compressors import load_compressor
     from imfn.models.frame_autoencoder import load_frame_autoencoder
     from imfn.models.pca import load_frame_pca, pca_roundtrip
-    from imfn.models.teacher import Teacher, depth_for
+    from imfn.models.teacher import Teacher
+    from imfn.models.tree import depth_for
 
     frames = sequences.draw_float("test", 0, 1, T)  # (1, T, pixels): held-out sequence 0, which every model saw
     rows, dim = [("original", frames)], None

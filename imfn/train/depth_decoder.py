@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from imfn.data.sequences import Sequences
 from imfn.devices import batch_size
 from imfn.job import seed_torch, seeded_generator
-from imfn.models.teacher import DepthDecoder, DepthDecoderConfig, Teacher, invert_down
+from imfn.models.teacher import DepthDecoder, DepthDecoderConfig, Teacher
+from imfn.models.tree import invert_down
 from imfn.train.bank import draw_padded
 from imfn.train.harness import Run
 

@@ -51,7 +51,8 @@ from imfn.models.student import (
     build_student,
     student_checkpoint,
 )
-from imfn.models.teacher import Sweeper, Teacher, invert_path
+from imfn.models.teacher import Sweeper, Teacher
+from imfn.models.tree import invert_path
 from imfn.store import read_array, read_attrs
 from imfn.train.harness import NonFiniteLossError, Run, resume_path, write_rows
 

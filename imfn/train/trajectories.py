@@ -20,7 +20,8 @@ import torch
 from imfn.data.sequences import PARTS, Sequences
 from imfn.devices import batch_size
 from imfn.models.merkle import frames_separate, merkle_trajectory, separable_trajectory
-from imfn.models.teacher import Teacher, depth_for
+from imfn.models.teacher import Teacher
+from imfn.models.tree import depth_for
 from imfn.store import write_arrays
 
 log = logging.getLogger(__name__)

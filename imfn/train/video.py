@@ -29,7 +29,16 @@ from imfn.atomic import atomic_output
 from imfn.data.video import frames_tensor, read_clips, split_bank_indices
 from imfn.job import seed_torch, seeded_generator
 from imfn.models.layers import parameter_count
-from imfn.models.video import VideoModelConfig, checkpoint, decode_path, encode, load_levels, make_level
+from imfn.models.video import (
+    VideoModelConfig,
+    checkpoint,
+    decode_path,
+    encode,
+    frame_decoder,
+    load_levels,
+    make_level,
+    readout,
+)
 from imfn.store import read_attrs
 from imfn.train.harness import Run, resume_path, write_rows
 
@@ -84,8 +93,8 @@ class LevelObjective(torch.nn.Module):
         """Loss, token loss, pixel loss and memory norm of a batch of windows (B, 2^(k+1), C, H, W)."""
         hp = self.hp
         if hp.level == 0:
-            z = self.net.merge(frames)
-            pixel = F.mse_loss(self.net.invert(z), frames)
+            z = self.net.merge(frames[:, 0], frames[:, 1])
+            pixel = F.mse_loss(torch.stack(self.net.invert(z), dim=1), frames)
             token = torch.zeros((), device=frames.device)
             loss = pixel
         else:
@@ -99,7 +108,8 @@ class LevelObjective(torch.nn.Module):
             # the path-sampled pixel loss: one child (bit 0 of the top level) down through the frozen levels
             top = bits[:, 0].to(frames.device)
             child = torch.where(top.bool()[:, None, None], right_hat, left_hat)
-            decoded, offset = decode_path(self.lower, child, bits[:, 1:])
+            below = readout([*self.lower, self.net])[:-1]  # with this level's own frame decoder, if it has one
+            decoded, offset = decode_path(below, child, bits[:, 1:])
             offset = offset + top.long() * half
             index = offset[:, None] + torch.arange(2, device=frames.device)
             target = frames[torch.arange(len(frames), device=frames.device)[:, None], index]
@@ -125,6 +135,28 @@ def training_clips(bank: Path, split: Path, hp: VideoTraining) -> torch.Tensor:
             f"level {hp.level} needs windows of {hp.span} frames but the bank's clips have {clips.shape[1]}"
         )
     return clips
+
+
+PCA_SAMPLES = 4000  # windows whose inputs set a level's linear path (their joint PCA; fewer than a frame pair's pixels)
+
+
+@torch.no_grad()
+def level_inputs(hp: VideoTraining, clips: torch.Tensor, lower: list[torch.nn.Module]) -> torch.Tensor:
+    """What the level merges, for ``PCA_SAMPLES`` random training windows: frame pairs (n, 2, C, H, W) at level 0,
+    the two halves' memories from the frozen levels below (n, 2, M, w) above it."""
+    gen = seeded_generator("video-pca", hp.seed, hp.level)
+    n = min(PCA_SAMPLES, len(clips) * (clips.shape[1] - hp.span + 1))
+    videos = torch.randint(len(clips), (n,), generator=gen)
+    starts = torch.randint(clips.shape[1] - hp.span + 1, (n,), generator=gen)
+    window = torch.arange(hp.span)
+    parts = []
+    for idx in torch.arange(n).split(256):
+        frames = frames_tensor(clips[videos[idx, None], starts[idx, None] + window])
+        if hp.level:
+            half = hp.span // 2
+            frames = torch.stack(encode(lower, torch.cat([frames[:, :half], frames[:, half:]])).chunk(2), dim=1)
+        parts.append(frames.float().cpu())
+    return torch.cat(parts)
 
 
 def train_video_level(
@@ -153,6 +185,10 @@ def train_video_level(
         raise ValueError(f"level {hp.level}'s model config differs from the levels below ({lower_paths[0]})")
     seed_torch("video-weights", hp.seed, hp.level)  # weight init: same seed, same weights
     objective = LevelObjective(make_level(cfg, hp.level), lower, hp).to(device)
+    if cfg.linear_path:  # the level starts as the PCA of its inputs
+        objective.net.init_from_data(level_inputs(hp, clips, lower).to(device))
+    if objective.net.decoder is not None and hp.level:  # its frame decoder starts as the one the levels below use
+        objective.net.decoder.load_state_dict(frame_decoder(lower).state_dict())
     optimizer = torch.optim.Adam(objective.net.parameters(), lr=hp.lr, fused=True)
     run = Run(
         name=f"video level {hp.level} (seed {hp.seed})",
