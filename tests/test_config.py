@@ -137,6 +137,6 @@ def test_a_renamed_config_key_stops_with_a_message_naming_the_new_one(old, overr
 def test_every_renamed_key_is_tested_and_the_shipped_configs_use_none():
     renamed_keys = _renamed_keys_module()
     assert sorted(old for old, *_ in renamed_keys.RENAMED_KEYS) == sorted(old for old, _, _ in OLD_CONFIGS)
-    for name in ("config", "quick", "smoke", "paper-cpu", "video-moving-mnist"):
+    for name in ("config", "quick", "smoke", "paper-cpu", "video-demo"):
         override = yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())
         assert renamed_keys.renamed_key_messages(_merged(CONFIG, override)) == [], name

@@ -65,11 +65,16 @@ def test_default_config_plans_the_full_paper_grid(repo, tmp_path, env_with_venv)
     assert jobs["video_pca"] == 1
 
 
-def test_the_moving_mnist_video_config_plans_the_video_branch_beside_quicks_tree(repo, tmp_path, env_with_venv):
-    configs = ["--configfile", str(repo / "config" / "quick.yaml"), str(repo / "config" / "video-moving-mnist.yaml")]
-    jobs = planned_jobs(repo, tmp_path, env_with_venv, "video", *configs)
+def test_quicks_video_branch_runs_on_moving_mnist_beside_its_tree_and_the_demo_config_on_footage(
+    repo, tmp_path, env_with_venv
+):
+    quick = ["--configfile", str(repo / "config" / "quick.yaml")]
+    jobs = planned_jobs(repo, tmp_path, env_with_venv, "video", *quick)
     assert jobs["train_video_level"] == jobs["evaluate_video_level"] == 4 and jobs["video_clips"] == 1
     assert jobs["train_sweeper"] > 0  # Table 3 reads the moving_mnist tree's metric table, built first
+    jobs = planned_jobs(repo, tmp_path, env_with_venv, "video", *quick, str(repo / "config" / "video-demo.yaml"))
+    assert jobs["train_video_level"] == jobs["evaluate_video_level"] == 4 and jobs["video_clips"] == 1
+    assert "train_sweeper" not in jobs  # the footage's Table 3 has no sequence references
 
 
 def test_paper_command_without_ucf101_plans_the_mnist_grid_and_says_video_is_left_out(repo, tmp_path, env_with_venv):
@@ -148,6 +153,10 @@ def test_config_checks_beyond_the_schema(repo, tmp_path, env_with_venv):
         result.returncode != 0
         and "student.T has [128], which need more than moving_mnist's 6 teacher levels" in result.stdout + result.stderr
     )
+    bad.write_text(yaml.safe_dump({"video": {"dataset": "demo", "model": {"linear_path": True}}}))  # 96 x 256 tokens
+    result = snakemake(repo, tmp_path, "-n", "--configfile", str(bad), env=env_with_venv, check=False)
+    message = "level 0's linear maps would hold 603,979,776 weights"
+    assert result.returncode != 0 and message in result.stdout + result.stderr
     # a narrower grid plans its own targets; only the targets whose references it lacks fail, naming the key
     bad.write_text(yaml.safe_dump({"dims": [1024], "student": {"sources": {"moving_mnist": {"dim": 1024}}}}))
     snakemake(repo, tmp_path, "-n", "--quiet", "rules", "--configfile", str(bad), env=env_with_venv)
@@ -319,7 +328,8 @@ def test_smoke_run_then_no_work_then_only_the_touched_level_downstream(repo, wor
     # the video hierarchy on moving_mnist: the source's sequences as grayscale clips, at d = 1 x 16 = the source's
     # d, Table 3 beside that source's trees and clip PCA over the same windows (its teacher tables are in place)
     video = {"dataset": "moving_mnist", "levels": 2, "clip_frames": 4, "clips": 20, "frame_size": 64,
-             "model": {"patch": 16, "memory_tokens": 1}, "training": {"epochs": [1, 1], "videos": [8, 8],
+             "model": {"patch": 16, "memory_tokens": 1, "linear_path": True, "depth_decoder": True},
+             "training": {"epochs": [1, 1], "videos": [8, 8],
                                                                      "pairs_per_video": [1, 1]}}  # fmt: skip
     (work / "video.yaml").write_text(yaml.safe_dump({"video": video}))
     snakemake(repo, work, "video", "--cores", "2", *smoke, env=env_with_venv)

@@ -314,6 +314,9 @@ def _check_compressors():
         raise ValueError("config: " + "; ".join(problems) + " (the compressors are compared with the teacher there)")
 
 
+LINEAR_PATH_WEIGHTS = 50_000_000  # the most weights one linear map of video.model.linear_path may hold
+
+
 def _check_video_config():
     for key in ("epochs", "videos", "pairs_per_video"):
         if len(VIDEO["training"][key]) != VIDEO_LEVELS:
@@ -327,6 +330,13 @@ def _check_video_config():
                          f"video.model.patch={VIDEO['model']['patch']}")
     if VIDEO["dataset"] == "ucf101" and not VIDEO["root"]:
         raise ValueError("config video.root must name the UCF-101 directory when video.dataset is ucf101")
+    channels = 1 if VIDEO["dataset"] == "moving_mnist" else 3
+    weights = 2 * channels * VIDEO["frame_size"] ** 2 * VIDEO_MEMORY  # level 0's linear merge (and its inverter)
+    if VIDEO["model"]["linear_path"] and weights > LINEAR_PATH_WEIGHTS:
+        raise ValueError(f"config video.model.linear_path: level 0's linear maps would hold {weights:,} weights each "
+                         f"(2 frames x {channels} x {VIDEO['frame_size']}^2 pixels x {VIDEO_MEMORY} memory numbers), "
+                         f"more than {LINEAR_PATH_WEIGHTS:,}; it is meant for small frames and memories such as "
+                         "moving_mnist's 64x64 grayscale at 4 x 64 tokens (2.1M)")
     if VIDEO["dataset"] == "moving_mnist":
         windows = [2 ** (level + 1) for level in range(VIDEO_LEVELS)]
         grid_ = SOURCES.get("moving_mnist")
