@@ -175,3 +175,34 @@ def test_the_command_line_writes_the_page(finished_run, env_with_venv):
         check=True,
     )
     assert out.read_text().startswith("# Results")
+
+
+def test_the_readme_sets_the_video_levels_on_moving_mnist_beside_the_references_at_equal_memory(finished_run):
+    metrics = finished_run / "results" / "metrics"
+    videos = ("clip0", "clip1")
+    _write(
+        [
+            {"model": model, "dataset": "moving_mnist", "seed": 0, "level": level, "dim": 256, "video": video,
+             "metric": metric, "value": scale * (level + 1) + 0.001 * i}
+            for model, scale in (("imfn-video", 0.004), ("pca", 0.005))
+            for level in range(4)
+            for i, video in enumerate(videos)
+            for metric in ("mse", "psnr")
+        ],
+        metrics / "video.parquet",
+    )  # fmt: skip
+    teacher = pd.read_parquet(metrics / "teacher.parquet").assign(source="mnist")
+    mix = _rows("imfn-teacher", "mix", (256,), (2, 4, 8, 16), lambda d, T: 0.001 * T, seeds=(0,), source="moving_mnist")
+    _write([*teacher.to_dict("records"), *mix], metrics / "teacher.parquet")
+    clip = _rows("clip-pca", None, (256,), (2, 4, 8, 16), lambda d, T: 0.002 * T, seeds=(0,), source="moving_mnist")
+    _write(clip, metrics / "clip_pca.parquet")
+    readme = finished_run / "README.md"
+    readme.write_text(f"# x\n\n{BEGIN}\nold\n{END}\n")
+    results_page(finished_run / "results", finished_run / "logs", finished_run / "docs" / "results.md", readme)
+    text = readme.read_text()
+    assert "`moving_mnist`, the video hierarchy (Table 3): held-out MSE per pixel of each level at d = 256" in text
+    assert "| model | L0 (2 frames) | L1 (4 frames) | L2 (8 frames) | L3 (16 frames) |" in text
+    assert "| IMFN video levels | 0.00450 | 0.00850 | 0.01250 | 0.01650 |" in text
+    assert "| per-frame PCA, same memory | 0.00550 | 0.01050 | 0.01550 | 0.02050 |" in text
+    assert "| vector tree `mix` | 0.00200 | 0.00400 | 0.00800 | 0.01600 |" in text
+    assert "| clip PCA, 256 components | 0.00400 | 0.00800 | 0.01600 | 0.03200 |" in text

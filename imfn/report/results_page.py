@@ -255,6 +255,34 @@ def source_headline(metrics: Path, source: str) -> tuple[str, pd.DataFrame] | No
     return f"`{source}`: held-out MSE per pixel at d = {dim}, every reference at equal memory", table
 
 
+def video_headline(results: Path) -> tuple[str, pd.DataFrame] | None:
+    """Held-out MSE per level of the video hierarchy on the sequence source (mean over validation clips) and of
+    every reference storing as many numbers over the same window (Table 3's rows, :mod:`imfn.report.video`)."""
+    from imfn.report.video import SEQUENCE_SOURCE, sequence_references
+
+    path = results / "metrics" / "video.parquet"
+    if not path.exists():
+        return None
+    mse = pd.read_parquet(path).query("metric == 'mse'")
+    if set(mse["dataset"]) != {SEQUENCE_SOURCE}:
+        return None  # footage: no reference but per-frame PCA (Table 3 on the results page)
+    imfn = mse[mse["model"] == "imfn-video"]
+    levels = sorted(int(level) for level in imfn["level"].unique())
+    dim = int(imfn["dim"].iloc[0])
+    rows = {
+        "IMFN video levels": imfn.groupby("level")["value"].mean(),
+        "per-frame PCA, same memory": mse[mse["model"] == "pca"].groupby("level")["value"].mean(),
+    }
+    references = sequence_references(results, int(imfn["seed"].iloc[0]), dim, levels).query("metric == 'mse'")
+    for name, part in references.groupby("name", sort=False):
+        rows[name] = part.set_index("level")["value"]
+    table = pd.DataFrame(rows).T[levels]
+    table.columns = [f"L{level} ({2 ** (level + 1)} frames)" for level in levels]
+    title = (f"`{SEQUENCE_SOURCE}`, the video hierarchy (Table 3): held-out MSE per pixel of each level at d = {dim} "
+             "numbers per window, beside every reference storing as many over the same window")  # fmt: skip
+    return title, table
+
+
 def markdown_table(table: pd.DataFrame) -> str:
     head = "| model | " + " | ".join(table.columns) + " |"
     rule = "|---|" + "---|" * len(table.columns)
@@ -285,7 +313,8 @@ def results_page(results: Path, logs: Path, out: Path, readme: Path | None = Non
         *lines_stamp,
         "",
     ]
-    heads = [h for h in (head, *(source_headline(results / "metrics", s) for s in SOURCE_REPORTS)) if h is not None]
+    heads = [head, *(source_headline(results / "metrics", s) for s in SOURCE_REPORTS), video_headline(results)]
+    heads = [h for h in heads if h is not None]
     for title, table in heads:
         page += [f"## {title}", "", markdown_table(table), ""]
     figures = []
