@@ -26,5 +26,13 @@ def zero_residual(widths: list[int]) -> nn.Sequential:
     return net
 
 
+def zero_linear(fan_in: int, fan_out: int) -> nn.Linear:
+    """A linear map that starts at zero: the output of a residual branch that begins switched off."""
+    layer = nn.Linear(fan_in, fan_out)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
 def parameter_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from imfn.models.layers import zero_linear
 from imfn.models.pca import init_from_pca
 from imfn.models.tree import invert_down, invert_path, merge_up
 
@@ -253,14 +254,6 @@ def fold(x: torch.Tensor, dims: int) -> tuple[torch.Tensor, torch.Size]:
     dimension, the tree hands a level two (sequences, nodes)."""
     lead = x.shape[:-dims]
     return x.reshape(-1, *x.shape[-dims:]), lead
-
-
-def zero_linear(fan_in: int, fan_out: int) -> nn.Linear:
-    """A linear map that starts at zero: the output of a residual branch that begins switched off."""
-    layer = nn.Linear(fan_in, fan_out)
-    nn.init.zeros_(layer.weight)
-    nn.init.zeros_(layer.bias)
-    return layer
 
 
 def make_level(cfg: VideoModelConfig, level: int) -> FramePairLevel | TokenLevel:
