@@ -80,6 +80,13 @@ class VideoTraining:
         return 2 ** (self.level + 1)
 
 
+def halves(lower: list[torch.nn.Module], frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The memories the levels below give the two halves of windows (B, 2^(k+1), C, H, W): what level k merges."""
+    half = frames.shape[1] // 2
+    left, right = encode(lower, torch.cat([frames[:, :half], frames[:, half:]])).chunk(2)
+    return left, right
+
+
 class LevelObjective(torch.nn.Module):
     """One level's trainable network and its loss, with the frozen levels below it."""
 
@@ -100,8 +107,7 @@ class LevelObjective(torch.nn.Module):
         else:
             half = hp.span // 2
             with torch.no_grad():
-                both = encode(self.lower, torch.cat([frames[:, :half], frames[:, half:]]))
-            left, right = both.chunk(2)
+                left, right = halves(self.lower, frames)
             z = self.net.merge(left, right)
             left_hat, right_hat = self.net.invert(z)
             token = 0.5 * (F.mse_loss(left_hat, left) + F.mse_loss(right_hat, right))
@@ -153,8 +159,7 @@ def level_inputs(hp: VideoTraining, clips: torch.Tensor, lower: list[torch.nn.Mo
     for idx in torch.arange(n).split(256):
         frames = frames_tensor(clips[videos[idx, None], starts[idx, None] + window])
         if hp.level:
-            half = hp.span // 2
-            frames = torch.stack(encode(lower, torch.cat([frames[:, :half], frames[:, half:]])).chunk(2), dim=1)
+            frames = torch.stack(halves(lower, frames), dim=1)
         parts.append(frames.float().cpu())
     return torch.cat(parts)
 
