@@ -160,7 +160,7 @@ def level_inputs(hp: VideoTraining, clips: torch.Tensor, lower: list[torch.nn.Mo
         frames = frames_tensor(clips[videos[idx, None], starts[idx, None] + window])
         if hp.level:
             frames = torch.stack(halves(lower, frames), dim=1)
-        parts.append(frames.float().cpu())
+        parts.append(frames)
     return torch.cat(parts)
 
 
@@ -191,7 +191,7 @@ def train_video_level(
     seed_torch("video-weights", hp.seed, hp.level)  # weight init: same seed, same weights
     objective = LevelObjective(make_level(cfg, hp.level), lower, hp).to(device)
     if cfg.linear_path:  # the level starts as the PCA of its inputs
-        objective.net.init_from_data(level_inputs(hp, clips, lower).to(device))
+        objective.net.init_from_data(level_inputs(hp, clips, lower))  # on the clips' device, as the level
     if objective.net.decoder is not None and hp.level:  # its frame decoder starts as the one the levels below use
         objective.net.decoder.load_state_dict(frame_decoder(lower).state_dict())
     optimizer = torch.optim.Adam(objective.net.parameters(), lr=hp.lr, fused=True)
