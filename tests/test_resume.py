@@ -73,11 +73,12 @@ def _jobs(w) -> dict[str, tuple[list[str], int]]:
                                      "--decoder-hidden", 16, "--decoder-frames", 512, "--source", "mnist",
                                      "--mnist", w["mnist"], "--split", w["split"]], 4),
         "student": (["train-student", "--trajectories", w["trajectories"], "--seed", 0, "--epochs", 4,
-                     "--trajectories-per-epoch", 20, "--batch-size", 10, "--hidden", 16, "--architecture", "slot",
+                     "--trajectories-per-epoch", 20, "--batch-size", 10, "--hidden", 16, "--architecture", "positional",
                      "--lr-schedule", "one-cycle", "--init", "regression"], 4),  # the lr schedule resumes too
         "dense-student": (["train-student", "--trajectories", w["trajectories"], "--seed", 0, "--epochs", 4,
-                           "--trajectories-per-epoch", 20, "--batch-size", 10, "--hidden", 16, "--architecture", "slot",
-                           "--lr-schedule", "one-cycle", "--init", "regression", "--writes", "all"], 4),
+                           "--trajectories-per-epoch", 20, "--batch-size", 10, "--hidden", 16,
+                           "--architecture", "positional", "--lr-schedule", "one-cycle", "--init", "regression",
+                           "--writes", "all"], 4),
         "transformer": (compressor + ["--model", "transformer", "--epochs", 3], 3),
         "mamba": (compressor + ["--model", "mamba", "--d-state", 4, "--decoder-layers", 1, "--epochs", 3], 3),
         "video": (video + ["--epochs", 3], 3),
@@ -95,12 +96,16 @@ def _run(command, out, env, kill_after=None, log=None):
 
 
 def _weights(path):
-    state = torch.load(path, weights_only=False)
-    tensors = {}
-    for key, value in state.items():
+    """Every tensor of a checkpoint's ``state`` (one module's, or one per module of a level), by its dotted key."""
+
+    def tensors(value, prefix: str) -> dict:
+        if isinstance(value, torch.Tensor):
+            return {prefix: value}
         if isinstance(value, dict):
-            tensors |= {f"{key}.{k}": v for k, v in value.items() if isinstance(v, torch.Tensor)}
-    return tensors
+            return {k: v for key, item in value.items() for k, v in tensors(item, f"{prefix}.{key}").items()}
+        return {}
+
+    return tensors(torch.load(path, weights_only=False)["state"], "state")
 
 
 @pytest.mark.slow

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
+from imfn.data.frame import FrameShape
 from imfn.data.sequences import open_sequences
-from imfn.models.teacher import Teacher, load_sweeper_checkpoint
+from imfn.models.teacher import Teacher, load_level
 from imfn.store import read_array, read_attrs, write_arrays
 from imfn.train.bank import build_image_bank, build_latent_bank
 from imfn.train.depth_decoder import DepthDecoderTraining
@@ -39,7 +40,7 @@ def _train(bank, tmp_path, name, level=0, epochs=2, limits=None, decoder=None, l
 
 
 def _weights(path):
-    state = torch.load(path, weights_only=False)
+    state = torch.load(path, weights_only=False)["state"]
     return {
         **{f"s.{k}": v for k, v in state["sweeper"].items()},
         **{f"c.{k}": v for k, v in (state["codec"] or {}).items()},
@@ -63,7 +64,8 @@ def test_image_bank_holds_adjacent_frames_of_one_sequence_and_zero_padded_pairs(
     np.testing.assert_array_equal(data[cut == 1, 0], drawn[cut == 1, 0])  # cut at frame 1: the first frame kept
     assert (data[cut == 1, 1] == 0).all() and (data[cut == 0] == 0).all()
     attrs = read_attrs(image_bank)
-    assert (attrs["source"], attrs["seed"], attrs["level"], attrs["T"], attrs["frame"]) == ("mnist", 0, 0, 2, [28, 28])
+    assert (attrs["source"], attrs["seed"], attrs["level"], attrs["T"]) == ("mnist", 0, 0, 2)
+    assert attrs["frame_shape"] == [28, 28]
 
 
 def test_a_latent_bank_holds_the_two_children_of_adjacent_windows_of_one_sequence(
@@ -117,25 +119,28 @@ def test_a_teacher_of_64x64_frames_records_its_frame_and_roundtrips_moving_mnist
     build_latent_bank(sequences, [level0], DIM, 1, 10, 200, tmp_path / "bank_L1.zarr", cpu)
     level1 = _train(tmp_path / "bank_L1.zarr", tmp_path, "m1", 1, decoder=decoder, lower=[level0], sequences=sequences,
                     **kw)  # fmt: skip
-    checkpoint = load_sweeper_checkpoint(level0)
-    assert checkpoint.state["codec_config"]["frame"] == (64, 64) and checkpoint.codec.encoder.in_features == 4096
-    assert load_sweeper_checkpoint(level1).state["depth_decoder_config"]["frame"] == (64, 64)
+    checkpoint = load_level(level0)
+    assert checkpoint.codec.config.frame_shape == FrameShape(64, 64) and checkpoint.codec.encoder.in_features == 4096
+    assert load_level(level1).saved["config"]["depth_decoder"]["frame_shape"] == {"height": 64, "width": 64}
     out = tmp_path / "roundtrip.parquet"
     evaluate_roundtrip([level0, level1], sequences, DIM, 4, 12, out, cpu, "framewise")
     frame = pd.read_parquet(out)
     assert (frame["source"] == "moving_mnist").all()
     mse = frame[frame["position"].isna() & (frame["metric"] == "mse")]["value"].item()
     assert 0.0 < mse < 0.06  # 64x64 digits on black: the mean frame alone is about 0.036
-    with pytest.raises(ValueError, match="codes 64x64 frames, mnist's are 28x28"):
+    with pytest.raises(ValueError, match="the teacher codes 64x64 frames, mnist's are 28x28"):
         evaluate_roundtrip([level0, level1], mnist_sequences, DIM, 4, 4, out, cpu)
 
 
-def test_a_checkpoint_written_before_frames_were_recorded_loads_as_28x28(image_bank, tmp_path):
+def test_a_checkpoint_of_the_old_layout_names_the_rule_that_writes_it_again(image_bank, tmp_path):
     out = _train(image_bank, tmp_path, "old", epochs=0, architecture="pca")
-    state = torch.load(out, weights_only=False)
-    del state["codec_config"]["frame"]
-    torch.save(state, out)
-    assert Teacher.load([out]).frame == (28, 28)
+    saved = torch.load(out, weights_only=False)
+    old = {"kind": "imfn-sweeper", "level": 0, "sweeper_config": saved["config"]["sweeper"], **saved["state"]}
+    torch.save(old, out)  # weights under one key per module, no format: the layout before imfn/models/checkpoint.py
+    with pytest.raises(ValueError, match=r"older layout \(format 1, this imfn reads 2\): rerun rule train_sweeper"):
+        Teacher.load([out])
+    with pytest.raises(FileNotFoundError, match="checkpoint .*missing.pt not found: rerun rule train_sweeper"):
+        Teacher.load([tmp_path / "missing.pt"])
 
 
 def test_same_seed_same_weights(image_bank, tmp_path):
@@ -240,8 +245,8 @@ def test_depth_decoders_learn_what_the_linear_read_out_cannot(image_bank, mnist_
     curve = pd.read_parquet(tmp_path / "d1_loss.parquet")
     assert curve["stage"].tolist() == ["depth_decoder"] * 4 and (curve["level"] == 1).all()
     assert curve["reconstruction"].iloc[-1] < curve["reconstruction"].iloc[0]
-    state = torch.load(tmp_path / "d1.pt", weights_only=False)
-    assert state["depth_decoder_config"]["depth"] == 2 and state["codec"] is None
+    saved = torch.load(tmp_path / "d1.pt", weights_only=False)
+    assert saved["config"]["depth_decoder"]["depth"] == 2 and saved["state"]["codec"] is None
 
 
 def test_depth_decoder_above_level_0_needs_the_levels_below(image_bank, tmp_path):
@@ -266,9 +271,9 @@ def test_framewise_levels_train_their_merge_in_pixels_and_beat_the_pca_tree(imag
     assert curve["stage"].tolist() == ["level_and_decoder"] * 3
     assert curve["reconstruction"].iloc[-1] < curve["reconstruction"].iloc[0]
     # the level itself was trained, from its per-block PCA start (one frame per block: 8 numbers -> 4)
-    state = torch.load(trees["framewise"][1], weights_only=False)
-    assert state["sweeper_config"] == {"dim": DIM, "hidden": 32, "architecture": "framewise", "level": 1}
-    assert state["sweeper"]["merge_net.residual.4.weight"].abs().sum() > 0
+    saved = torch.load(trees["framewise"][1], weights_only=False)
+    assert saved["config"]["sweeper"] == {"dim": DIM, "hidden": 32, "architecture": "framewise", "level": 1}
+    assert saved["state"]["sweeper"]["merge_net.residual.4.weight"].abs().sum() > 0
     health = pd.read_parquet(tmp_path / "framewise1_health.parquet").iloc[0]
     assert not health["collapsed"]
     mse = {}

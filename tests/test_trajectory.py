@@ -5,9 +5,11 @@ import math
 import pytest
 import torch
 
+from imfn.data.frame import MNIST_FRAME
+from imfn.models.architectures.pca import init_pair_from_pca
 from imfn.models.memory import TreeMemory
 from imfn.models.merkle import frames_separate, merkle_trajectory, naive_trajectory, separable_trajectory
-from imfn.models.teacher import CodecConfig, LeafCodec, Sweeper, SweeperConfig, Teacher, init_pair_from_pca
+from imfn.models.teacher import CodecConfig, Sweeper, SweeperConfig, Teacher, build_codec, build_sweeper
 from imfn.models.tree import merge_up
 
 N, D = 3, 12
@@ -16,7 +18,7 @@ LENGTHS = (2, 4, 8, 16, 32, 64)
 
 def random_sweepers(architecture: str, levels: int, seed: int = 0) -> list[Sweeper]:
     torch.manual_seed(seed)
-    return [Sweeper(SweeperConfig.for_dim(D, architecture=architecture)).eval() for _ in range(levels)]
+    return [build_sweeper(SweeperConfig.for_dim(D, architecture=architecture)).eval() for _ in range(levels)]
 
 
 def pca_fitted_sweepers(levels: int, seed: int = 0) -> list[Sweeper]:
@@ -24,7 +26,7 @@ def pca_fitted_sweepers(levels: int, seed: int = 0) -> list[Sweeper]:
     torch.manual_seed(seed)
     sweepers = []
     for _ in range(levels):
-        sweeper = Sweeper(SweeperConfig.for_dim(D, architecture="pca")).eval()
+        sweeper = build_sweeper(SweeperConfig.for_dim(D, architecture="pca")).eval()
         codes = torch.randn(200, D) @ torch.randn(D, D) + torch.randn(D)
         init_pair_from_pca(sweeper.merge_net, sweeper.invert_net, codes)
         sweepers.append(sweeper)
@@ -66,7 +68,7 @@ def test_a_framewise_tree_trajectory_is_the_full_roots_frame_blocks_over_the_zer
     tree, equal to the Merkle path; trees that mix frames are refused."""
     dim = 32
     torch.manual_seed(0)
-    sweepers = [Sweeper(SweeperConfig.for_dim(dim, 16, "framewise", level=level)).eval() for level in range(3)]
+    sweepers = [build_sweeper(SweeperConfig.for_dim(dim, 16, "framewise", level=level)).eval() for level in range(3)]
     for sweeper in sweepers:  # switch the residual MLPs on: a nonlinear tree
         torch.nn.init.normal_(sweeper.merge_net.residual[-1].weight, std=0.3)
     leaves, zero_leaf = torch.randn(N, T, dim), torch.randn(dim)
@@ -125,7 +127,7 @@ def test_merge_counts(T):
 
 def pca_teacher(levels: int, seed: int = 0) -> Teacher:
     torch.manual_seed(seed)
-    codec = LeafCodec(CodecConfig(D, 32, "pca"))
+    codec = build_codec(CodecConfig(D, MNIST_FRAME, 32, "pca"))
     codec.init_from_data(torch.rand(300, 784))
     return Teacher(codec, pca_fitted_sweepers(levels, seed)).eval()
 
@@ -180,7 +182,7 @@ def test_student_memory_is_the_same_interface_with_one_network_step_per_frame(T)
     L = int(math.log2(T))
     teacher = pca_teacher(L)
     torch.manual_seed(3)
-    student = build_student(StudentConfig(D, T, 16, "slot")).eval()
+    student = build_student(StudentConfig(D, T, 16, "positional")).eval()
     frames = torch.rand(N, T, 784, generator=torch.Generator().manual_seed(4))
     memory = StudentMemory(teacher, student, N)
     tree = TreeMemory(teacher, T, N)

@@ -3,7 +3,9 @@
 import pytest
 import torch
 
-from imfn.models.teacher import CodecConfig, LeafCodec, Sweeper, SweeperConfig, teacher_parameter_count
+from imfn.data.frame import MNIST_FRAME
+from imfn.models.architectures.framewise import blocks
+from imfn.models.teacher import CodecConfig, SweeperConfig, build_codec, build_sweeper, teacher_parameter_count
 from imfn.models.tree import depth_for, invert_down, merge_up
 
 
@@ -43,15 +45,15 @@ def test_depth_rejects_lengths_that_are_not_powers_of_two():
 
 def test_paper_size_teacher_parameter_count():
     # d=1024, codec hidden 1024, merge/inverter hidden d, 9 sweepers; the paper reports 61.43M.
-    assert teacher_parameter_count(1024, 9) == 62_475_024
+    assert teacher_parameter_count(1024, 9, MNIST_FRAME) == 62_475_024
 
 
 def test_pca_merge_of_codes_within_its_top_components_is_exactly_invertible():
-    from imfn.models.teacher import init_pair_from_pca
+    from imfn.models.architectures.pca import init_pair_from_pca
 
     generator = torch.Generator().manual_seed(0)
     codes = torch.randn(4000, 4, generator=generator) @ torch.randn(4, 8, generator=generator)  # rank 4 = d/2
-    sweeper = Sweeper(SweeperConfig.for_dim(8, architecture="pca"))
+    sweeper = build_sweeper(SweeperConfig.for_dim(8, architecture="pca"))
     init_pair_from_pca(sweeper.merge_net, sweeper.invert_net, codes)
     a, b = codes[:50], codes[50:100]
     left, right = sweeper.invert(sweeper.merge(a, b))
@@ -61,26 +63,26 @@ def test_pca_merge_of_codes_within_its_top_components_is_exactly_invertible():
 
 def test_pca_teacher_parameter_count():
     # linear sweepers (2 x 2d x d) and codec, plus one depth decoder per level
-    assert teacher_parameter_count(1024, 9, architecture="pca", decoder_hidden=512) == 50_090_656
+    assert teacher_parameter_count(1024, 9, MNIST_FRAME, architecture="pca", decoder_hidden=512) == 50_090_656
 
 
 def test_sweeper_and_codec_shapes():
-    sweeper = Sweeper(SweeperConfig.for_dim(32))
+    sweeper = build_sweeper(SweeperConfig.for_dim(32))
     a, b = torch.randn(5, 32), torch.randn(5, 32)
     z = sweeper.merge(a, b)
     left, right = sweeper.invert(z)
     assert z.shape == left.shape == right.shape == (5, 32)
-    codec = LeafCodec(CodecConfig(32, 64))
+    codec = build_codec(CodecConfig(32, MNIST_FRAME, 64))
     images = codec.decode(codec.encode(torch.rand(5, 784)))
     assert images.shape == (5, 784) and images.min() >= 0 and images.max() <= 1
 
 
 def test_a_framewise_level_maps_each_frame_of_its_children_on_its_own():
     # level 1 at d=16: each child holds 2 frames of 8 numbers; the merge keeps 4 of each, in sequence order
-    sweeper = Sweeper(SweeperConfig.for_dim(16, 32, "framewise", level=1))
+    sweeper = build_sweeper(SweeperConfig.for_dim(16, 32, "framewise", level=1))
     torch.nn.init.normal_(sweeper.merge_net.residual[-1].weight)  # a nonlinear map, not just its linear start
     torch.nn.init.normal_(sweeper.invert_net.residual[-1].weight)
-    assert sweeper.config.blocks == 2
+    assert blocks(sweeper.config) == 2 and sweeper.frames_separate
     left, right = torch.randn(3, 16), torch.randn(3, 16)
     merged = sweeper.merge(left, right)
     moved = left.clone()
@@ -92,9 +94,9 @@ def test_a_framewise_level_maps_each_frame_of_its_children_on_its_own():
     bumped[:, 12:] += 1.0  # frame 4's share
     assert ((torch.cat(sweeper.invert(bumped), dim=-1) != inverted).any(dim=0) == (torch.arange(32) >= 24)).all()
     # past one number per frame the blocks span frames: level 8 at d=64 cuts a child into 32 blocks of 2
-    assert SweeperConfig.for_dim(64, None, "framewise", level=8).blocks == 32
+    assert blocks(SweeperConfig.for_dim(64, None, "framewise", level=8)) == 32
     with pytest.raises(ValueError, match="does not split"):
-        Sweeper(SweeperConfig.for_dim(12, 8, "framewise", level=2))
+        build_sweeper(SweeperConfig.for_dim(12, 8, "framewise", level=2))
 
 
 def test_invert_path_gives_the_nodes_invert_down_gives_on_one_root_to_leaf_path():
@@ -102,7 +104,7 @@ def test_invert_path_gives_the_nodes_invert_down_gives_on_one_root_to_leaf_path(
 
     torch.manual_seed(0)
     T, dim = 8, 6
-    sweepers = [Sweeper(SweeperConfig.for_dim(dim, 12)).eval() for _ in range(3)]
+    sweepers = [build_sweeper(SweeperConfig.for_dim(dim, 12)).eval() for _ in range(3)]
     roots, positions = torch.randn(T, dim), torch.arange(T).flip(0)
     with torch.no_grad():
         nodes = invert_path(sweepers, roots, positions, T)
@@ -122,7 +124,7 @@ def test_a_mix_merge_keeps_what_adjacent_children_share_where_the_pca_merge_cann
     pairs = torch.stack([left, left + 0.05 * torch.randn(4000, d, generator=generator)], dim=1)
     errors = {}
     for architecture in ("pca", "mix"):
-        sweeper = Sweeper(SweeperConfig.for_dim(d, 32, architecture))
+        sweeper = build_sweeper(SweeperConfig.for_dim(d, 32, architecture))
         sweeper.init_from_data(pairs)
         with torch.no_grad():
             back = torch.stack(sweeper.invert(sweeper.merge(pairs[:, 0], pairs[:, 1])), dim=1)

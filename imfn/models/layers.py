@@ -36,3 +36,15 @@ def zero_linear(fan_in: int, fan_out: int) -> nn.Linear:
 
 def parameter_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+class ResidualMap(nn.Module):
+    """``linear(x) + mlp(x)``, the MLP's output layer starting at zero: untrained, the linear map alone."""
+
+    def __init__(self, fan_in: int, fan_out: int, hidden: int):
+        super().__init__()
+        self.linear = nn.Linear(fan_in, fan_out)
+        self.residual = zero_residual([fan_in, hidden, hidden, fan_out])
+
+    def forward(self, x):
+        return self.linear(x) + self.residual(x)

@@ -125,12 +125,10 @@ def merkle_trajectory(sweepers: Sequence[Sweeper], leaves: torch.Tensor, zero_le
 
 
 def frames_separate(sweepers: Sequence[Sweeper], T: int) -> bool:
-    """Whether every level of a depth-log2(T) tree maps each frame on its own (``framewise`` sweepers while
-    a frame keeps two or more numbers): then its root is one block per frame, in sequence order."""
-    return all(
-        s.config.architecture == "framewise" and s.config.blocks == 2**s.config.level
-        for s in (getattr(s, "sweeper", s) for s in sweepers[: depth_for(T)])
-    )
+    """Whether every level of a depth-log2(T) tree maps each frame on its own (:attr:`Sweeper.frames_separate`:
+    ``framewise`` sweepers while a frame keeps two or more numbers): then its root is one block per frame, in
+    sequence order."""
+    return all(getattr(s, "sweeper", s).frames_separate for s in sweepers[: depth_for(T)])
 
 
 @torch.no_grad()
@@ -140,7 +138,7 @@ def separable_trajectory(sweepers: Sequence[Sweeper], leaves: torch.Tensor, zero
     last T - t, so a trajectory costs one tree (T - 1 merges) and the zero root's path (log2 T)."""
     N, T, d = leaves.shape
     if not frames_separate(sweepers, T):
-        raise ValueError("separable_trajectory needs sweepers that map each frame on its own (framewise)")
+        raise ValueError("separable_trajectory needs sweepers that map each frame on its own (frames_separate)")
     counters = count_sweepers(sweepers)
     root = merge_up(counters, leaves).unflatten(-1, (T, d // T))  # (N, T, k): frame t's block
     zero_root = zero_leaf.to(leaves)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imfn.data.sequences import Sequences
+from imfn.data.sequences import Sequences, same_frame_shape
 from imfn.devices import batch_size
 from imfn.job import numpy_generator
 from imfn.models.teacher import Teacher
@@ -94,7 +94,7 @@ def _attrs(sequences: Sequences, level: int, rows: int, zero_padded: int) -> dic
         "count": rows,
         "T": pair_T(level),
         "zero_padded": zero_padded,
-        "frame": sequences.frame.as_list(),
+        "frame_shape": sequences.frame_shape.as_list(),
     }
 
 
@@ -139,7 +139,7 @@ def build_latent_bank(
     teacher = Teacher.load(list(lower), device)
     if teacher.codec.config.dim != dim:
         raise ValueError(f"{lower[0]} is a d={teacher.codec.config.dim} teacher, not d={dim}")
-    teacher.check_frame(sequences.frame, sequences.source)
+    same_frame_shape("the teacher", teacher.frame_shape, sequences)
     (rows, zero_padded), T = bank_rows(sequences, level, zero_padded, bank_size, bank_frames), pair_T(level)
     cut = zero_padding_cuts(sequences.seed, level, rows, zero_padded)
     children = np.empty((rows, 2, dim), dtype=np.float32)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from imfn.data.sequences import Sequences
+from imfn.data.sequences import Sequences, same_frame_shape
 from imfn.devices import batch_size
 from imfn.job import seed_torch, seeded_generator
 from imfn.models.teacher import DepthDecoder, DepthDecoderConfig, Teacher
@@ -107,9 +107,9 @@ def train_depth_decoder(
     ``inputs`` and ``after`` (the fingerprint of the sweeper stage it follows) guard its resume checkpoint."""
     depth, T, seed = level + 1, 2 ** (level + 1), sequences.seed
     teacher.eval().requires_grad_(False)
-    teacher.check_frame(sequences.frame, sequences.source)
+    same_frame_shape("the teacher", teacher.frame_shape, sequences)
     seed_torch("decoder-weights", seed, level)
-    config = DepthDecoderConfig(teacher.codec.config.dim, hp.hidden, depth, teacher.frame)
+    config = DepthDecoderConfig(teacher.codec.config.dim, hp.hidden, depth, teacher.frame_shape)
     decoder = DepthDecoder(config).to(device)
     top = teacher.sweepers[level]
     if with_sweeper:

@@ -23,18 +23,11 @@ import torch
 import torch.nn.functional as F
 
 from imfn.atomic import atomic_output
-from imfn.data.frame import DEFAULT_FRAME
-from imfn.data.sequences import Sequences
+from imfn.data.frame import FrameShape
+from imfn.data.sequences import Sequences, same_sequences
 from imfn.job import seed_torch, seeded_generator
-from imfn.models.teacher import (
-    CodecConfig,
-    LeafCodec,
-    Sweeper,
-    SweeperConfig,
-    Teacher,
-    load_sweeper_checkpoint,
-    sweeper_checkpoint,
-)
+from imfn.models.architectures import architecture
+from imfn.models.teacher import CodecConfig, SweeperConfig, Teacher, build_codec, build_sweeper, load_level, save_level
 from imfn.store import read_array, read_attrs
 from imfn.train.bank import load_bank
 from imfn.train.depth_decoder import DepthDecoderTraining, train_depth_decoder
@@ -70,13 +63,16 @@ class SweeperTraining:
 class LevelModel(torch.nn.Module):
     """What one level trains: its sweeper, plus the leaf codec at level 0."""
 
-    def __init__(self, hp: SweeperTraining, frame: tuple[int, int] = DEFAULT_FRAME):
-        """``frame``: (height, width) of the bank's frames, which level 0's codec is built for."""
+    def __init__(self, hp: SweeperTraining, frame_shape: FrameShape | None = None):
+        """``frame_shape``: the bank's frames, which level 0's codec is built for (the levels above hold none)."""
         super().__init__()
         self.level = hp.level
-        self.sweeper = Sweeper(SweeperConfig.for_dim(hp.dim, hp.sweeper_hidden, hp.architecture, hp.level))
-        codec = CodecConfig(hp.dim, hp.codec_hidden, hp.architecture, tuple(frame))
-        self.codec = LeafCodec(codec) if hp.level == 0 else None
+        self.architecture = architecture(hp.architecture)
+        self.sweeper = build_sweeper(SweeperConfig.for_dim(hp.dim, hp.sweeper_hidden, hp.architecture, hp.level))
+        if hp.level == 0 and frame_shape is None:
+            raise ValueError("level 0 holds the leaf codec: it needs the frame shape of its bank")
+        codec = CodecConfig(hp.dim, frame_shape, hp.codec_hidden, hp.architecture) if hp.level == 0 else None
+        self.codec = build_codec(codec) if codec is not None else None
 
     def inputs(self, rows: torch.Tensor) -> torch.Tensor:
         """Bank rows as the sweeper's inputs: pixels in [0, 1] at level 0, codes above."""
@@ -90,9 +86,9 @@ class LevelModel(torch.nn.Module):
 
     @torch.no_grad()
     def init_from_bank(self, data: torch.Tensor, hp: SweeperTraining) -> None:
-        """Data-dependent initialization (``pca``, ``framewise``, ``mix``) from a sample of the bank's pairs;
-        ``mlp`` sweepers start from random weights."""
-        if hp.architecture == "mlp":
+        """Data-dependent initialization from a sample of the bank's pairs, for an architecture that
+        ``starts_from_data`` (the others start from random weights)."""
+        if not self.architecture.starts_from_data:
             return
         gen = seeded_generator("sweeper-init-sample", hp.seed, hp.level)
         inputs = self.inputs(data[torch.randperm(len(data), generator=gen)[:INIT_SAMPLES]].flatten(0, 1))
@@ -166,12 +162,11 @@ def train_sweeper(
         )
     data = load_bank(bank, hp.level, hp.dim)
     attrs = read_attrs(bank)
-    if sequences is not None and (attrs.get("source"), attrs.get("seed")) != (sequences.source, sequences.seed):
-        raise ValueError(f"{bank} holds pairs of {attrs.get('source')} seed {attrs.get('seed')}, not of "
-                         f"{sequences.source} seed {sequences.seed}")  # fmt: skip
+    if sequences is not None:
+        same_sequences(str(bank), attrs, sequences)
     n = len(data)
     seed_torch("sweeper-weights", hp.seed, hp.level)  # weight init: same seed, same weights
-    model = LevelModel(hp, attrs.get("frame", DEFAULT_FRAME))
+    model = LevelModel(hp, FrameShape.of(attrs["frame_shape"]) if hp.level == 0 else None)
     labels = {"source": attrs.get("source"), "variant": hp.variant, "seed": hp.seed, "dim": hp.dim, "level": hp.level}
     model.init_from_bank(data, hp)
     model.to(device)
@@ -211,7 +206,7 @@ def train_sweeper(
     model.eval()
     depth_decoder, decoder_run = None, None
     if train_decoder:
-        below = [load_sweeper_checkpoint(path, device) for path in lower]
+        below = [load_level(path, device) for path in lower]
         codec = model.codec if hp.level == 0 else below[0].codec
         teacher = Teacher(codec, [level.sweeper for level in below] + [model.sweeper])
         depth_decoder, decoder_run = train_depth_decoder(
@@ -225,10 +220,10 @@ def train_sweeper(
             inputs=[bank, *lower],
             after=run.fingerprint,
             labels=labels,
-            with_sweeper=hp.architecture == "framewise",
+            with_sweeper=model.architecture.trains_in_pixels,
         )
         rows = rows + decoder_run.rows
-    # health last: with the framewise architecture the decoder stage trains the sweeper too
+    # health last: an architecture that trains in pixels trains the sweeper in the decoder stage too
     health = {
         "source": attrs.get("source"),
         "variant": hp.variant,
@@ -265,19 +260,10 @@ def train_sweeper(
     with atomic_output(health_out) as tmp:
         pd.DataFrame([health]).to_parquet(tmp, index=False)
     write_rows(rows, loss_out, LOSS_COLUMNS)
-    with atomic_output(out) as tmp:
-        torch.save(
-            sweeper_checkpoint(
-                hp.level,
-                model.sweeper,
-                model.codec,
-                depth_decoder,
-                training=asdict(hp),
-                decoder_training=asdict(decoder) if train_decoder else None,
-                source_bank=str(bank),
-            ),
-            tmp,
-        )
+    save_level(
+        out, hp.level, model.sweeper, model.codec, depth_decoder, training=asdict(hp),
+        decoder_training=asdict(decoder) if train_decoder else None, source_bank=str(bank),
+    )  # fmt: skip
     run.close()
     if decoder_run is not None:
         decoder_run.close()

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imfn.data.sequences import PARTS, Sequences
+from imfn.data.sequences import PARTS, Sequences, same_frame_shape
 from imfn.devices import batch_size
 from imfn.models.merkle import frames_separate, merkle_trajectory, separable_trajectory
 from imfn.models.teacher import Teacher
@@ -44,7 +44,7 @@ def write_trajectory_set(
         raise ValueError(f"part must be one of {PARTS}, got {part!r}")
     checkpoints = list(teacher_checkpoints)[: depth_for(T)]
     teacher = Teacher.load_for(T, checkpoints, device)
-    teacher.check_frame(sequences.frame, sequences.source)
+    same_frame_shape("the teacher", teacher.frame_shape, sequences)
     zero_leaf = teacher.zero_leaf()
     trajectory = separable_trajectory if frames_separate(teacher.sweepers, T) else merkle_trajectory
     targets, leaves = [], []
@@ -65,7 +65,7 @@ def write_trajectory_set(
         "count": n,
         "T": T,
         "dim": int(leaves_array.shape[-1]),
-        "frame": sequences.frame.as_list(),
+        "frame_shape": sequences.frame_shape.as_list(),
         "teacher_checkpoints": [str(path) for path in checkpoints],
     }
     write_arrays(out, {"targets": targets_array, "leaves": leaves_array}, attrs)
