@@ -8,17 +8,18 @@ import pandas as pd
 import pytest
 import torch
 
+from imfn.data.frame import MNIST_FRAME
 from imfn.data.mnist import write_split
 from imfn.data.sequences import open_sequences, trajectory_frames
 from imfn.eval.metrics import mse_per_frame
 from imfn.eval.online import COLUMNS, evaluate_online, prefix_grid
 from imfn.models.memory import ReadOnlyMemory
 from imfn.models.merkle import naive_trajectory, separable_trajectory
-from imfn.models.student import StudentConfig, build_student, load_student, student_checkpoint
-from imfn.models.teacher import CodecConfig, LeafCodec, Sweeper, SweeperConfig, Teacher, sweeper_checkpoint
+from imfn.models.student import StudentConfig, build_student, load_student, save_student
+from imfn.models.teacher import CodecConfig, SweeperConfig, Teacher, build_codec, build_sweeper, save_level
 from imfn.store import read_array, read_attrs, write_arrays
 from imfn.train.harness import NonFiniteLossError
-from imfn.train.student import StudentTraining, fit_linear_path, train_student
+from imfn.train.student import StudentTraining, fit_linear_write, train_student
 from imfn.train.trajectories import write_trajectory_set
 
 D, T, SEED = 8, 8, 3
@@ -40,14 +41,14 @@ def world(tmp_path_factory):
 
     torch.manual_seed(0)
     pixels = torch.from_numpy(read_array(mnist, "images")).float() / 255.0
-    codec = LeafCodec(CodecConfig(D, architecture="pca"))
+    codec = build_codec(CodecConfig(D, MNIST_FRAME, architecture="pca"))
     codec.init_from_data(pixels)
     checkpoints, codes = [], codec.encode(pixels).detach()
     for level in range(int(math.log2(T))):
-        sweeper = Sweeper(SweeperConfig.for_dim(D, architecture="pca"))
+        sweeper = build_sweeper(SweeperConfig.for_dim(D, architecture="pca"))
         sweeper.init_from_data(torch.stack([codes, codes], dim=1))  # (n, 2, d) pairs: pca fits one child
         path = folder / f"level{level}.pt"
-        torch.save(sweeper_checkpoint(level, sweeper, codec if level == 0 else None), path)
+        save_level(path, level, sweeper, codec if level == 0 else None)
         checkpoints.append(path)
         with torch.no_grad():
             half = len(codes) // 2
@@ -112,15 +113,15 @@ def test_trajectory_set_is_seeded(world, tmp_path):
     write_trajectory_set(world["checkpoints"], other_seed, "train", T, 64, other)
     assert np.array_equal(read_array(again, "leaves"), read_array(world["train"], "leaves"))
     assert not np.array_equal(read_array(other, "leaves"), read_array(world["train"], "leaves"))
-    with pytest.raises(ValueError, match="holds mnist seed 3 sequences, not mnist seed 4"):
+    with pytest.raises(ValueError, match="holds mnist seed 3 data, not mnist seed 4"):
         trajectory_frames(other_seed, read_attrs(world["train"]), 0, 1)
 
 
-@pytest.mark.parametrize("architecture", ["mlp", "slot"])
+@pytest.mark.parametrize("architecture", ["mlp", "positional"])
 def test_student_rollout_shapes_steps_and_checkpoint(tmp_path, architecture):
     torch.manual_seed(0)
     student = build_student(StudentConfig(D, T, 16, architecture))
-    if architecture == "slot":  # its residual starts at zero: switch it on so the test sees it
+    if architecture == "positional":  # its residual starts at zero: switch it on so the test sees it
         torch.nn.init.normal_(student.residual[-1].weight)
     m0, codes = torch.randn(5, D), torch.randn(5, T, D)
     with torch.no_grad():
@@ -138,7 +139,7 @@ def test_student_rollout_shapes_steps_and_checkpoint(tmp_path, architecture):
             torch.testing.assert_close(mixed[i : i + 1], alone)
     with pytest.raises(IndexError):
         student.step(m0, codes[:, 0], T)
-    torch.save(student_checkpoint(student, note="x"), tmp_path / "s.pt")
+    save_student(tmp_path / "s.pt", student, note="x")
     loaded = load_student(tmp_path / "s.pt")
     assert loaded.config == student.config
     with torch.no_grad():
@@ -155,7 +156,7 @@ def test_training_lowers_loss_and_is_deterministic(world, trained):
 
     again, _ = _train(world, "again")
     other, _ = _train(world, "other", seed=SEED + 1)
-    a, b, c = (torch.load(p, weights_only=False)["state_dict"] for p in (out, again, other))
+    a, b, c = (torch.load(p, weights_only=False)["state"] for p in (out, again, other))
     assert all(torch.equal(a[key], b[key]) for key in a)
     assert not all(torch.equal(a[key], c[key]) for key in a)
 
@@ -258,15 +259,15 @@ def test_prefix_grid_is_every_k_to_8_then_two_per_octave():
 
 
 def test_student_variant_settings_are_checked():
-    with pytest.raises(ValueError, match="architecture"):
+    with pytest.raises(ValueError, match="unknown student architecture 'lstm'"):
         StudentTraining(seed=0, architecture="lstm")
     with pytest.raises(ValueError, match="regression"):
         StudentTraining(seed=0, architecture="mlp", init="regression")
     with pytest.raises(ValueError, match="lr_schedule"):
         StudentTraining(seed=0, lr_schedule="cosine")
     with pytest.raises(ValueError, match="writes"):
-        StudentTraining(seed=0, architecture="slot", writes="half")
-    with pytest.raises(ValueError, match="slot"):
+        StudentTraining(seed=0, architecture="positional", writes="half")
+    with pytest.raises(ValueError, match="architecture 'mlp' has none"):
         StudentTraining(seed=0, architecture="mlp", writes="all")
 
 
@@ -274,7 +275,7 @@ def framewise_trajectories(n: int, dim: int = 16, T: int = 4, nonlinear: bool = 
     """Zero-padded trajectories of a random framewise tree (its levels map each frame on its own), with
     its residual MLPs off (a linear tree) or switched on (``nonlinear``)."""
     torch.manual_seed(seed)
-    sweepers = [Sweeper(SweeperConfig.for_dim(dim, 32, "framewise", level=level)).eval() for level in range(2)]
+    sweepers = [build_sweeper(SweeperConfig.for_dim(dim, 32, "framewise", level=level)).eval() for level in range(2)]
     if nonlinear:
         for sweeper in sweepers:
             torch.nn.init.normal_(sweeper.merge_net.residual[-1].weight, std=0.3)
@@ -284,38 +285,38 @@ def framewise_trajectories(n: int, dim: int = 16, T: int = 4, nonlinear: bool = 
 
 def test_regression_fits_a_linear_framewise_tree_exactly():
     """A linear framewise tree writes frame t into slot t by one linear map shared by every frame: the
-    slot student's reduced-rank fit (rank d // T) recovers it from the trajectories alone, before any step."""
+    positional student's reduced-rank fit (rank d // T) recovers it from the trajectories alone, before any step."""
     targets, leaves = framewise_trajectories(4000)
     torch.manual_seed(2)
-    student = build_student(StudentConfig(16, 4, 8, "slot"))
+    student = build_student(StudentConfig(16, 4, 8, "positional"))
     student.fit_scales(targets, leaves)
-    fit_linear_path(student, targets, leaves, ridge=1e-9)
+    fit_linear_write(student, targets, leaves, ridge=1e-9)
     with torch.no_grad():
         error = (student.rollout(targets[:, 0], leaves) - targets).square().mean()
     spread = (targets[:, -1] - targets[:, -1].mean(0)).square().mean()
     assert error < 1e-4 * spread  # not 0: the read is fitted under the covariance pooled over positions
 
 
-def test_a_frame_that_writes_d_numbers_follows_a_linear_mix_tree_where_a_slot_cannot():
+def test_a_frame_that_writes_d_numbers_follows_a_linear_mix_tree_where_its_share_cannot():
     """A linear ``mix`` tree maps both children whole, so frame t reaches the root through a full d x d map of its
-    own: a slot of d // T numbers per frame cannot hold that, a student whose frames write d numbers fits it."""
+    own: a share of d // T numbers per frame cannot hold that, a student whose frames write d numbers fits it."""
     torch.manual_seed(0)
     dim, T = 16, 4
-    sweepers = [Sweeper(SweeperConfig.for_dim(dim, 32, "mix", level=level)).eval() for level in range(2)]
+    sweepers = [build_sweeper(SweeperConfig.for_dim(dim, 32, "mix", level=level)).eval() for level in range(2)]
     leaves = torch.randn(4000, T, dim)
     targets = naive_trajectory(sweepers, leaves, torch.zeros(dim)).states.detach()
     spread = (targets[:, -1] - targets[:, -1].mean(0)).square().mean()
     errors = {}
-    for writes in ("slot", "all"):
-        student = build_student(StudentConfig(dim, T, 8, "slot", writes))
-        assert student.config.rank == {"slot": dim // T, "all": dim}[writes]
+    for writes in ("share", "all"):
+        student = build_student(StudentConfig(dim, T, 8, "positional", writes))
+        assert student.config.rank == {"share": dim // T, "all": dim}[writes]
         student.fit_scales(targets, leaves)
-        fit_linear_path(student, targets, leaves, ridge=1e-9)
+        fit_linear_write(student, targets, leaves, ridge=1e-9)
         with torch.no_grad():
             errors[writes] = ((student.rollout(targets[:, 0], leaves) - targets).square().mean() / spread).item()
-    assert errors["all"] < 1e-4 < 0.05 < errors["slot"]
+    assert errors["all"] < 1e-4 < 0.05 < errors["share"]
     with pytest.raises(ValueError, match="writes"):
-        StudentConfig(dim, T, 8, "slot", writes="some")
+        StudentConfig(dim, T, 8, "positional", writes="some")
 
 
 def test_slot_variant_trains_with_a_one_cycle_lr_and_beats_its_linear_start(tmp_path):
@@ -324,25 +325,10 @@ def test_slot_variant_trains_with_a_one_cycle_lr_and_beats_its_linear_start(tmp_
     attrs = {"source": "mnist", "seed": SEED, "part": "train", "start": 0, "count": 600, "T": 4, "dim": 16}
     path = tmp_path / "train.zarr"
     write_arrays(path, {"targets": targets.numpy(), "leaves": leaves.numpy()}, attrs)
-    hp = StudentTraining(seed=SEED, variant="slot", architecture="slot", lr=3e-3, lr_schedule="one-cycle",
+    hp = StudentTraining(seed=SEED, variant="slot", architecture="positional", lr=3e-3, lr_schedule="one-cycle",
                          init="regression", hidden=64, epochs=40, trajectories_per_epoch=64, batch_size=32)  # fmt: skip
     train_student(hp, path, tmp_path / "s.pt", tmp_path / "loss.parquet", CPU)
     frame = pd.read_parquet(tmp_path / "loss.parquet")
     lr = frame["lr"].to_numpy()
     assert lr.argmax() in range(2, 8) and lr[-1] < 1e-3 * hp.lr  # up over the first 10%, then down to ~0
     assert frame["loss"].iloc[-5:].mean() < 0.8 * frame["loss"].iloc[0]  # the residual MLP learns the nonlinear part
-
-
-def test_intermediate_supervision_adds_the_path_nodes_and_needs_the_teacher(world, tmp_path):
-    settings = {"seed": SEED, "epochs": 2, "trajectories_per_epoch": 16, "batch_size": 16, "hidden": 16, "lr": 1e-3}
-    losses = {}
-    for intermediate in (False, True):
-        hp = StudentTraining(**settings, intermediate=intermediate)
-        loss_out = tmp_path / f"loss_{intermediate}.parquet"
-        train_student(hp, world["train"], tmp_path / f"s_{intermediate}.pt", loss_out, CPU, world["checkpoints"])
-        losses[intermediate] = pd.read_parquet(loss_out)["loss"].iloc[0]
-    assert losses[True] > losses[False]  # the same first step, plus the nodes' errors
-    with pytest.raises(ValueError, match="sweepers"):
-        train_student(StudentTraining(**settings, intermediate=True), world["train"], tmp_path / "x.pt",
-                      tmp_path / "x.parquet", CPU)  # fmt: skip
-    assert not (tmp_path / "x.pt").exists()

@@ -1,19 +1,21 @@
 """The online students (method.md section 4): one residual update per frame, O(1) per step.
 
 ``m_{t+1} = m_t + delta(m_t, latent(x_t), t)``: the memory ``m`` lives in the teacher's root space
-(d dims), ``latent(x_t)`` is the frozen teacher's leaf code of frame t (0-based). Two architectures:
+(d dims), ``latent(x_t)`` is the frozen teacher's leaf code of frame t (0-based). Two architectures, looked up by
+name in :data:`imfn.registry.STUDENT_ARCHITECTURES` (a student variant's ``architecture``):
 
 - ``mlp`` (the paper's): ``delta = g(concat(m_t, latent, onehot_T(t)))``, g a 4-layer MLP (three hidden ReLU
   layers of width ``hidden``, a linear output of width d), as the paper describes it.
-- ``slot``: the position selects where the frame is written. A shared read maps the frame code to
+- ``positional``: the position selects where the frame is written. A shared read maps the frame code to
   ``r = d // T`` numbers, ``u = C latent + f(m_t, latent)`` (f a zero-started MLP of two hidden layers
   of width ``hidden``); position t writes them into memory through its own d x r map, plus its own
   bias: ``delta = W_t u + b_t``. Seen as one layer, the position opens one group of r units of a
   d-wide hidden layer (``onehot(t) kron u``) and a d x d map writes it. Per step that costs
   O(d hidden + d r), independent of T; the W_t and b_t hold T (d r + d) = d^2 + T d numbers, which
   grow with T no faster than the paper's one-hot input (T x hidden). Inputs and outputs are scaled
-  by fixed statistics of the training set (:meth:`SlotStudent.fit_scales`).
-  With ``writes="all"`` a frame writes r = d numbers instead: position t maps it through a full d x d map
+  by fixed statistics of the training set (:meth:`PositionalStudent.fit_scales`).
+  With ``writes="share"`` a frame writes its share of the memory, r = d // T numbers; with ``writes="all"`` it
+  writes r = d numbers instead: position t maps it through a full d x d map
   of its own, so the frame may change the whole state (what a tree whose merges mix both children, ``mix``,
   asks of a student). A step then costs O(d hidden + d^2), still independent of T; the maps hold T d^2 numbers.
 """
@@ -26,12 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from imfn import registry
+from imfn.models.checkpoint import load_checkpoint, save_checkpoint
 from imfn.models.layers import mlp, zero_residual
 
-ARCHITECTURES = ("mlp", "slot")  # config student.variants.<name>.architecture
-# config student.variants.<name>.writes (``slot`` architecture): a frame writes d // T numbers, a slot of its own
-# (the T positions fill the memory once), or all d numbers, so that any frame may rewrite the whole state
-WRITES = ("slot", "all")
+# config student.variants.<name>.writes (``positional`` architecture): a frame writes d // T numbers, its share of
+# the memory (the T positions fill it once), or all d numbers, so that any frame may rewrite the whole state
+WRITES = ("share", "all")
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class StudentConfig:
     T: int
     hidden: int
     architecture: str = "mlp"
-    writes: str = "slot"  # ``slot``: what a frame writes, see :data:`WRITES`
+    writes: str = "share"  # ``positional``: what a frame writes, see :data:`WRITES`
 
     def __post_init__(self):
         if self.writes not in WRITES:
@@ -48,14 +51,17 @@ class StudentConfig:
 
     @property
     def rank(self) -> int:
-        """``slot``: numbers a frame writes into memory: d // T (at least 1), or all d."""
+        """``positional``: numbers a frame writes into memory: d // T (at least 1), or all d."""
         return self.dim if self.writes == "all" else max(1, self.dim // self.T)
 
 
 class Student(nn.Module):
-    """What both architectures share: the step, the rollout and the checkpoint."""
+    """What both architectures share: the step, the rollout and the checkpoint. ``has_linear_write``: the
+    architecture writes a frame through a linear map of its code per position (``W_t C``), which
+    ``init: regression`` fits (:func:`imfn.train.student.fit_linear_write`) and ``writes`` sizes."""
 
     config: StudentConfig
+    has_linear_write = False
 
     def delta(self, m: torch.Tensor, code: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The update for (N, d) memories, (N, d) leaf codes and (N,) integer positions."""
@@ -88,7 +94,9 @@ class MlpStudent(Student):
         return self.g(torch.cat([m, code, position], dim=-1))
 
 
-class SlotStudent(Student):
+class PositionalStudent(Student):
+    has_linear_write = True
+
     def __init__(self, config: StudentConfig):
         super().__init__()
         self.config = config
@@ -130,23 +138,22 @@ class SlotStudent(Student):
         return written * self.out_scale
 
 
+def student_class(architecture: str) -> type[Student]:
+    """The student architecture ``architecture`` (:data:`imfn.registry.STUDENT_ARCHITECTURES`)."""
+    return registry.lookup(registry.STUDENT_ARCHITECTURES, architecture)
+
+
 def build_student(config: StudentConfig) -> Student:
-    if config.architecture == "mlp":
-        return MlpStudent(config)
-    if config.architecture == "slot":
-        return SlotStudent(config)
-    raise ValueError(f"unknown student architecture {config.architecture!r}; expected one of {ARCHITECTURES}")
+    return student_class(config.architecture)(config)
 
 
-def student_checkpoint(student: Student, **extra) -> dict:
+def save_student(path, student: Student, **extra) -> None:
     """A student's checkpoint: its config and weights, plus any provenance in ``extra``."""
-    return {"kind": "imfn-student", **extra, "config": asdict(student.config), "state_dict": student.state_dict()}
+    save_checkpoint(path, "imfn-student", asdict(student.config), student.state_dict(), **extra)
 
 
 def load_student(path, device: torch.device | str = "cpu") -> Student:
-    state = torch.load(path, map_location=device, weights_only=False)
-    if not isinstance(state, dict) or state.get("kind") != "imfn-student":
-        raise ValueError(f"{path} is not an IMFN student checkpoint")
-    student = build_student(StudentConfig(**state["config"])).to(device)
-    student.load_state_dict(state["state_dict"])
+    saved = load_checkpoint(path, "imfn-student", device)
+    student = build_student(StudentConfig(**saved["config"])).to(device)
+    student.load_state_dict(saved["state"])
     return student.eval()

@@ -10,49 +10,40 @@ Training runs in the harness (:mod:`imfn.train.harness`): resumable after every 
 loss stops the job before anything is written.
 
 A variant (a named override set, config ``student.variants``; its name is ``variant``) sets:
-- ``architecture``: ``mlp`` (the paper's) or ``slot`` (:mod:`imfn.models.student`).
+- ``architecture``: ``mlp`` (the paper's) or ``positional`` (:mod:`imfn.models.student`).
 - ``prefix``: ``full``, every epoch uses all T steps; or ``curriculum``, epochs train on a prefix
   of the sequence that grows linearly from T/4 steps (first epoch) to all T steps (reached halfway
   through training, kept to the end). Still the student's own rollouts, never teacher forcing.
 - ``lr_schedule``: ``constant``, or ``one-cycle`` (10% warm-up to ``lr``, then cosine decay to zero;
   Adam's beta1 cycles 0.95 -> 0.85 -> 0.95 with it).
-- ``writes`` (``slot`` only): ``slot``, each frame writes d // T numbers through its position's map; or
-  ``all``, each frame writes d numbers, so any frame may rewrite the whole state.
-- ``init``: ``random``, or ``regression`` (``slot`` only): before any step, the linear path of the
-  update (read C, writes W_t, biases b_t) is the reduced-rank least-squares fit of the teacher's
-  increments ``y_{t+1} - y_t`` on the frame codes over the whole training set
-  (:func:`fit_linear_path`); training then refines it on the student's own rollouts.
-- ``intermediate``: the paper's named fix, supervision on intermediate tree states beside the root.
-  Off: the loss is on the root alone. On: it adds the MSE between the nodes that the predicted and the
-  teacher's state give on the written frame's root-to-leaf path through the frozen inverters (every
-  level below the root down to the leaf code, one node per level), averaged over the levels, for one
-  of the sampled steps of each trajectory (a path through a framewise tree costs about 2T block maps).
+- ``writes`` (an architecture with a linear write, ``positional``): ``share``, each frame writes d // T numbers
+  through its position's map; or ``all``, each frame writes d numbers, so any frame may rewrite the whole state.
+- ``init``: ``random``, or ``regression`` (an architecture with a linear write): before any step, the linear
+  write of the update (read C, writes W_t, biases b_t) is the reduced-rank least-squares fit of the teacher's
+  increments ``y_{t+1} - y_t`` on the frame codes over the whole training set (:func:`fit_linear_write`);
+  training then refines it on the student's own rollouts.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from imfn.atomic import atomic_output
 from imfn.job import seed_torch, seeded_generator
 from imfn.models.student import (
-    ARCHITECTURES,
     WRITES,
-    SlotStudent,
+    PositionalStudent,
     Student,
     StudentConfig,
     build_student,
-    student_checkpoint,
+    save_student,
+    student_class,
 )
-from imfn.models.teacher import Sweeper, Teacher
-from imfn.models.tree import invert_path
 from imfn.store import read_array, read_attrs
 from imfn.train.harness import NonFiniteLossError, Run, resume_path, write_rows
 
@@ -78,25 +69,20 @@ class StudentTraining:
     lr: float = 1e-4
     lr_schedule: str = "constant"
     init: str = "random"
-    intermediate: bool = False  # also match the tree's nodes on the written frame's path (needs the teacher)
     hidden: int | None = None  # None: 2d, the method's default
-    writes: str = "slot"  # slot architecture: a frame writes d // T numbers (slot) or all d (all)
+    writes: str = "share"  # an architecture with a linear write: a frame writes d // T numbers (share) or all d (all)
 
     def __post_init__(self):
-        for name, allowed in (
-            ("architecture", ARCHITECTURES),
-            ("prefix", PREFIXES),
-            ("lr_schedule", LR_SCHEDULES),
-            ("init", INITS),
-            ("writes", WRITES),
-        ):
+        linear_write = student_class(self.architecture).has_linear_write  # an unknown name: a clear error
+        for name, allowed in (("prefix", PREFIXES), ("lr_schedule", LR_SCHEDULES), ("init", INITS), ("writes", WRITES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"student {name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if self.writes != "slot" and self.architecture != "slot":
-            raise ValueError(f"writes {self.writes!r} sets what the slot student's frames write; use it with "
-                             "architecture 'slot'")  # fmt: skip
-        if self.init == "regression" and self.architecture != "slot":
-            raise ValueError("init 'regression' fits the slot student's linear path; use it with architecture 'slot'")
+        if self.writes != "share" and not linear_write:
+            raise ValueError(f"writes {self.writes!r} sets what a linear write writes; architecture "
+                             f"{self.architecture!r} has none (positional has)")  # fmt: skip
+        if self.init == "regression" and not linear_write:
+            raise ValueError(f"init 'regression' fits a linear write; architecture {self.architecture!r} has none "
+                             "(positional has)")  # fmt: skip
         if not 0.0 < self.step_fraction <= 1.0:
             raise ValueError(f"step_fraction must be in (0, 1], got {self.step_fraction}")
 
@@ -127,15 +113,9 @@ def load_train_set(path: Path) -> tuple[torch.Tensor, torch.Tensor, dict]:
 
 
 def student_loss(
-    student: Student,
-    targets: torch.Tensor,
-    leaves: torch.Tensor,
-    fraction: float,
-    generator: torch.Generator,
-    sweepers: Sequence[Sweeper] | None = None,
+    student: Student, targets: torch.Tensor, leaves: torch.Tensor, fraction: float, generator: torch.Generator
 ) -> torch.Tensor:
-    """Loss on one minibatch: (B, k+1, d) teacher states and (B, k, d) leaves for a k-step prefix;
-    with ``sweepers`` (the frozen teacher's) the intermediate states of the written frames' paths too."""
+    """Loss on one minibatch: (B, k+1, d) teacher states and (B, k, d) leaves for a k-step prefix."""
     B, k, _ = leaves.shape
     with torch.no_grad():
         states = student.rollout(targets[:, 0], leaves)  # (B, k+1, d), the student's own rollout
@@ -144,20 +124,14 @@ def student_loss(
     rows = torch.arange(B, device=leaves.device)[:, None].expand_as(t)
     m = states[rows, t].detach()
     prediction = m + student.delta(m.flatten(0, 1), leaves[rows, t].flatten(0, 1), t.flatten()).view_as(m)
-    target = targets[rows, t + 1]
-    loss = F.mse_loss(prediction, target)
-    if sweepers is None:
-        return loss
-    T = student.config.T  # the path nodes of one sampled step per trajectory: a path costs about 2T block maps
-    predicted = invert_path(sweepers, prediction[:, 0], t[:, 0], T)
-    with torch.no_grad():
-        teacher = invert_path(sweepers, target[:, 0], t[:, 0], T)
-    return loss + torch.stack([F.mse_loss(p, q) for p, q in zip(predicted, teacher, strict=True)]).mean()
+    return F.mse_loss(prediction, targets[rows, t + 1])
 
 
 @torch.no_grad()
-def fit_linear_path(student: SlotStudent, targets: torch.Tensor, leaves: torch.Tensor, ridge: float = 1e-3) -> None:
-    """Set the slot student's read C, writes W_t and biases b_t to the reduced-rank regression of the
+def fit_linear_write(
+    student: PositionalStudent, targets: torch.Tensor, leaves: torch.Tensor, ridge: float = 1e-3
+) -> None:
+    """Set the positional student's read C, writes W_t and biases b_t to the reduced-rank regression of the
     teacher's increments on the frame codes: minimize sum_t E||inc_t - W_t C x_t - b_t||^2 with C shared
     by every position (x: the scaled codes, inc: the scaled increments, both as the student sees them).
 
@@ -219,27 +193,20 @@ def train_student(
     out: Path,
     loss_out: Path,
     device: torch.device,
-    teacher_checkpoints: Sequence[Path] = (),
 ) -> None:
     """Train a student on the trajectory set ``train_set_path``; write its checkpoint ``out`` and
-    per-epoch loss ``loss_out``. ``teacher_checkpoints`` (the teacher's sweepers) are read only for
-    ``intermediate`` supervision. A non-finite loss stops the job before anything is written."""
+    per-epoch loss ``loss_out``. A non-finite loss stops the job before anything is written."""
     targets, leaves, attrs = load_train_set(train_set_path)
     if attrs.get("part", "train") != "train":
         raise ValueError(f"{train_set_path} is a {attrs['part']!r} trajectory set, not a train set")
     n, T, dim = leaves.shape
-    sweepers = None
-    if hp.intermediate:
-        if not teacher_checkpoints:
-            raise ValueError("intermediate supervision reads the teacher's nodes: pass its sweepers (--sweepers)")
-        sweepers = Teacher.load_for(T, teacher_checkpoints, device).requires_grad_(False).sweepers
     seed_torch("student-weights", hp.seed, T)  # weight init: same seed, same weights
     student = build_student(StudentConfig(dim, T, hp.hidden or 2 * dim, hp.architecture, hp.writes))
-    if isinstance(student, SlotStudent):
+    if isinstance(student, PositionalStudent):
         student.fit_scales(targets, leaves)
         if hp.init == "regression":
-            fit_linear_path(student, targets, leaves)
-            log.info("linear path fitted by reduced-rank regression (rank %d)", student.config.rank)
+            fit_linear_write(student, targets, leaves)
+            log.info("linear write fitted by reduced-rank regression (rank %d)", student.config.rank)
     targets, leaves = targets.to(device), leaves.to(device)
     student = student.to(device)
     optimizer = torch.optim.Adam(student.parameters(), lr=hp.lr)
@@ -270,9 +237,7 @@ def train_student(
         for idx in run.batches(draw.split(hp.batch_size)):
             idx = idx.to(device)
             with run.autocast():
-                loss = student_loss(
-                    student, targets[idx, : steps + 1], leaves[idx, :steps], hp.step_fraction, gen, sweepers
-                )
+                loss = student_loss(student, targets[idx, : steps + 1], leaves[idx, :steps], hp.step_fraction, gen)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -288,15 +253,7 @@ def train_student(
     rows = run.train(hp.epochs, epoch)
     student.eval().cpu()
     write_rows(rows, loss_out, LOSS_COLUMNS)
-    with atomic_output(out) as tmp:
-        torch.save(
-            student_checkpoint(
-                student,
-                training=asdict(hp),
-                train_set=str(train_set_path),
-                teacher_checkpoints=list(attrs.get("teacher_checkpoints", [])),
-            ),
-            tmp,
-        )
+    save_student(out, student, training=asdict(hp), train_set=str(train_set_path),
+                 teacher_checkpoints=list(attrs.get("teacher_checkpoints", [])))  # fmt: skip
     run.close()
     log.info("wrote %s", out)
