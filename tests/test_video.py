@@ -22,7 +22,7 @@ from imfn.data.video import (
     build_clip_bank,
     cut_clip,
     decode_video,
-    demo_sources,
+    demo_videos,
     read_clips,
     window_start,
     write_video_split,
@@ -187,7 +187,7 @@ def test_training_levels_is_deterministic_and_evaluation_reports_per_video_metri
         for level in (0, 1):
             _train(bank_dir, level, run)
     for level in (0, 1):
-        a, b = (torch.load(run / f"level{level}.pt", weights_only=False)["state_dict"] for run in runs)
+        a, b = (torch.load(run / f"level{level}.pt", weights_only=False)["state"] for run in runs)
         for name in a:
             torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
     curve = pd.read_parquet(runs[0] / "level1_loss.parquet")
@@ -233,14 +233,14 @@ def test_training_levels_is_deterministic_and_evaluation_reports_per_video_metri
 def test_a_linear_path_level_starts_as_the_pca_of_its_inputs_and_reads_back_through_its_own_frame_decoder(
     bank, tmp_path
 ):
-    cfg = replace(TINY, linear_path=True, depth_decoder=True)
+    cfg = replace(TINY, architecture="mix")
     # untrained, level 0 is the joint PCA of its frame pairs: 8 x 16 = 128 of their 2 x 768 numbers, and back
     torch.manual_seed(0)
     level = FramePairLevel(cfg)
     pairs = torch.rand(300, 2, 3, 16, 16)
     level.init_from_data(pairs)
-    mean, basis = fit_pca(pairs.flatten(1))
-    kept = basis[:, :128]
+    fit = fit_pca(pairs.flatten(1))
+    kept, mean = fit.components(128), fit.mean.float()
     x = pairs[:5].flatten(1)
     pca = ((x - mean) @ kept @ kept.T + mean).clamp(0, 1)
     roundtrip = torch.stack(level.invert(level.merge(pairs[:5, 0], pairs[:5, 1])), dim=1).flatten(1)
@@ -249,12 +249,13 @@ def test_a_linear_path_level_starts_as_the_pca_of_its_inputs_and_reads_back_thro
     token_level = TokenLevel(cfg, 1)
     children = torch.randn(300, 2, 8, 16)
     token_level.init_from_data(children)
-    mean, basis = fit_pca(children.flatten(1))
+    fit = fit_pca(children.flatten(1))
+    kept, mean = fit.components(128), fit.mean.float()
     x = children[:5].flatten(1)
     left, right = token_level.invert(token_level.merge(children[:5, 0], children[:5, 1]))
     torch.testing.assert_close(
         torch.stack([left, right], dim=1).flatten(1),
-        (x - mean) @ basis[:, :128] @ basis[:, :128].T + mean,
+        (x - mean) @ kept @ kept.T + mean,
         atol=1e-4,
         rtol=0,
     )
@@ -299,7 +300,7 @@ def test_a_non_finite_loss_stops_training_before_anything_is_written(bank, tmp_p
 
 
 def test_demo_footage_is_cut_into_many_short_clips():
-    sources = list(demo_sources(DOWNLOADS, 16, segment_frames=16))
+    sources = list(demo_videos(DOWNLOADS, 16, segment_frames=16))
     assert len(sources) == 30  # 132, 250 and 120 frames -> 8 + 15 + 7 segments
     path, decode_segment = sources[0]
     assert path == "bigbuckbunny/bigbuckbunny_s000"
@@ -377,11 +378,11 @@ def test_table3_of_moving_mnist_sets_the_sources_tree_and_clip_pca_beside_each_l
     frame = pd.DataFrame(source)
     frame[frame["model"] == "imfn-teacher"].to_parquet(tmp_path / "metrics" / "teacher.parquet")
     frame[frame["model"] != "imfn-teacher"].to_parquet(tmp_path / "metrics" / "clip_pca.parquet")
-    references = sequence_references(tmp_path, 0, 256, [0, 1])
+    references = sequence_references(tmp_path, "moving_mnist", 0, 256, [0, 1])
     table = table3(video, references)
     assert "| L0 | IMFN | 2:1 | 2 | 0.020000 +/- 0.000000 |" in table
     assert "| L1 | vector tree `mix` (moving_mnist, T = 4) | 4:1 | - | 0.004000 | 20.00 |" in table
     assert "| L0 | clip PCA, 256 components (moving_mnist, T = 2) | 2:1 | - | 0.002000 | 20.00 |" in table
     assert "mean frame" not in table
     with pytest.raises(ValueError, match=r"T = 8: the grid of sources.moving_mnist must cover video level 2"):
-        sequence_references(tmp_path, 0, 256, [0, 1, 2])
+        sequence_references(tmp_path, "moving_mnist", 0, 256, [0, 1, 2])

@@ -60,8 +60,8 @@ def evaluate_video_level(
     levels = load_levels(level_paths, device)
     level = len(levels) - 1
     attrs = read_attrs(bank)
-    frame = pd.read_parquet(split).sort_values("path")
-    validation = frame[frame["split"] == "validation"]
+    table = pd.read_parquet(split).sort_values("path")
+    validation = table[table["split"] == "validation"]
     if max_videos is not None:
         validation = validation.iloc[:max_videos]
     indices = validation["bank_index"].to_numpy(dtype=np.int64)

@@ -8,9 +8,9 @@
   (sigmoid) back to pixels, then unpatchifies.
 - Level l >= 1 (``TokenLevel``): two token latents (2 x memory_tokens tokens) -> one, and back, in
   token space, with the same stacks.
-- ``linear_path`` and ``depth_decoder`` (config ``video.model``) build the levels the way the vector tree's
-  ``mix`` levels are built: a linear map started at the PCA of the level's inputs with the stacks a residual
-  on it, and a frame decoder per level.
+- The architecture (config ``video.model.architecture``, :mod:`imfn.models.video_config`): ``perceiver``, the
+  paper's stacks alone; ``mix``, the levels built the way the vector tree's ``mix`` levels are: a linear path
+  started at the PCA of the level's inputs with the stacks a residual on it, and a frame decoder per level.
 
 Every level has ``merge(left, right)`` and ``invert(memory) -> (left, right)``, the tree's interface
 (:mod:`imfn.models.tree`); ``encode`` / ``decode`` are the tree's ``merge_up`` / ``invert_down`` over 2^(k+1) frames.
@@ -19,64 +19,18 @@ Every level has ``merge(left, right)`` and ``invert(memory) -> (left, right)``, 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from imfn.models.checkpoint import load_checkpoint, save_checkpoint
 from imfn.models.layers import zero_linear
 from imfn.models.pca import init_from_pca
 from imfn.models.tree import invert_down, invert_path, merge_up
-
-
-@dataclass(frozen=True)
-class VideoModelConfig:
-    frame_size: int = 64
-    patch: int = 8
-    channels: int = 3  # 3: RGB footage; training takes it from the clip bank (1: moving_mnist's grayscale)
-    width: int = 256  # token width (lost; default 256)
-    heads: int = 8
-    memory_tokens: int = 96
-    cross_layers: int = 1
-    self_layers: int = 4
-    mlp_ratio: int = 4
-    # A linear path set from the PCA of the level's own inputs (two frames' pixels at level 0, two children's
-    # tokens above), the attention stacks a residual on it that starts at zero: untrained, a level is that PCA
-    # (the vector tree's ``mix`` construction). Its maps are (2 x numbers of a child) x (memory numbers): for
-    # small frames and memories, such as moving_mnist's.
-    linear_path: bool = False
-    # Each level above 0 with a frame decoder of its own (level 0's, trained on memories read back through the
-    # level): the vector tree's depth decoders.
-    depth_decoder: bool = False
-
-    def __post_init__(self):
-        if self.frame_size % self.patch:
-            raise ValueError(f"frame_size {self.frame_size} is not a multiple of patch {self.patch}")
-        if self.width % self.heads:
-            raise ValueError(f"width {self.width} is not a multiple of heads {self.heads}")
-
-    @property
-    def memory_numbers(self) -> int:
-        """Numbers one memory holds: ``memory_tokens`` x ``width``."""
-        return self.memory_tokens * self.width
-
-    @property
-    def frame_numbers(self) -> int:
-        return self.channels * self.frame_size**2
-
-    @property
-    def grid(self) -> int:
-        return self.frame_size // self.patch
-
-    @property
-    def patches(self) -> int:
-        return self.grid**2
-
-    @property
-    def patch_dim(self) -> int:
-        return self.patch * self.patch * self.channels
+from imfn.models.video_config import VideoModelConfig
 
 
 class Attention(nn.Module):
@@ -212,7 +166,7 @@ class FramePairLevel(nn.Module):
 
 
 class TokenLevel(nn.Module):
-    """Level l >= 1: two token latents (B, M, w) each <-> one (B, M, w). With ``depth_decoder`` it also holds a
+    """Level l >= 1: two token latents (B, M, w) each <-> one (B, M, w). With a frame decoder per level it holds a
     :class:`FrameDecoder` of its own, started from level 0's and trained on memories read back through it."""
 
     def __init__(self, cfg: VideoModelConfig, level: int):
@@ -226,7 +180,7 @@ class TokenLevel(nn.Module):
             self.linear_invert = nn.Linear(cfg.memory_numbers, 2 * cfg.memory_numbers)
             self.merge_out = zero_linear(cfg.width, cfg.width)
             self.invert_out = zero_linear(cfg.width, cfg.width)
-        self.decoder = FrameDecoder(cfg) if cfg.depth_decoder else None
+        self.decoder = FrameDecoder(cfg) if cfg.frame_decoder_per_level else None
 
     def merge(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         both, lead = fold(torch.cat([left, right], dim=-2), 2)
@@ -262,7 +216,7 @@ def make_level(cfg: VideoModelConfig, level: int) -> FramePairLevel | TokenLevel
 
 def frame_decoder(levels: list[nn.Module]) -> FrameDecoder:
     """The frame decoder a memory of the top level is read back through: the top level's own
-    (``depth_decoder``), else level 0's."""
+    (an architecture with a frame decoder per level), else level 0's."""
     own = levels[-1].decoder if len(levels) > 1 else None
     return own if own is not None else levels[0].decoder
 
@@ -294,15 +248,15 @@ def decode_path(levels: list[nn.Module], memory: torch.Tensor, bits: torch.Tenso
     return torch.stack(levels[0].invert(node), dim=1), 2 * pair
 
 
-def checkpoint(level: nn.Module, cfg: VideoModelConfig, **meta) -> dict:
-    return {"level": level.level, "config": asdict(cfg), "state_dict": level.state_dict(), **meta}
+def save_level(path: str | Path, level: nn.Module, cfg: VideoModelConfig, **meta) -> None:
+    save_checkpoint(path, "imfn-video-level", asdict(cfg), level.state_dict(), level=level.level, **meta)
 
 
 def load_level(path: str | Path, device: torch.device | str = "cpu") -> FramePairLevel | TokenLevel:
     """A trained level from its checkpoint, frozen, in eval mode."""
-    state = torch.load(path, map_location=device, weights_only=False)
-    level = make_level(VideoModelConfig(**state["config"]), state["level"])
-    level.load_state_dict(state["state_dict"])
+    saved = load_checkpoint(path, "imfn-video-level", device)
+    level = make_level(VideoModelConfig(**saved["config"]), saved["level"])
+    level.load_state_dict(saved["state"])
     level.to(device).eval().requires_grad_(False)
     return level
 

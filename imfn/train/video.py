@@ -25,20 +25,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from imfn.atomic import atomic_output
 from imfn.data.video import frames_tensor, read_clips, split_bank_indices
 from imfn.job import seed_torch, seeded_generator
 from imfn.models.layers import parameter_count
-from imfn.models.video import (
-    VideoModelConfig,
-    checkpoint,
-    decode_path,
-    encode,
-    frame_decoder,
-    load_levels,
-    make_level,
-    readout,
-)
+from imfn.models.video import decode_path, encode, frame_decoder, load_levels, make_level, readout, save_level
+from imfn.models.video_config import VideoModelConfig
 from imfn.store import read_attrs
 from imfn.train.harness import Run, resume_path, write_rows
 
@@ -239,10 +230,6 @@ def train_video_level(
     rows = run.train(hp.epochs, epoch)
     objective.net.cpu()
     write_rows(rows, loss_out, LOSS_COLUMNS)
-    with atomic_output(out) as tmp:
-        torch.save(
-            checkpoint(objective.net, cfg, training=asdict(hp), source_bank=str(bank), dataset=attrs["dataset"]),
-            tmp,
-        )
+    save_level(out, objective.net, cfg, training=asdict(hp), source_bank=str(bank), dataset=attrs["dataset"])
     run.close()
     log.info("wrote %s", out)
