@@ -7,12 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from imfn.data.frame import MNIST_FRAME
 from imfn.data.mnist import write_split
 from imfn.data.sequences import open_sequences
 from imfn.eval.compressor import evaluate_compressor
 from imfn.models.compressors import TransformerCompressor, load_compressor
 from imfn.report.compressors import param_counts, table1, table2
-from imfn.train.compressor import CompressorTraining, model_config, train_compressor
+from imfn.train.compressor import CompressorTraining, compressor_config, train_compressor
 from imfn.train.harness import NonFiniteLossError
 
 T = 4
@@ -38,7 +39,7 @@ def _train(model, mnist, split, folder, epochs=2, name="m", source="mnist"):
     hp = CompressorTraining(seed=0, epochs=epochs, T=T, sequences_per_epoch=48, batch_size=16, lr=1e-3)
     out, loss_out = folder / f"{name}.pt", folder / f"{name}_loss.parquet"
     sequences = open_sequences(source, mnist, split, 0)
-    config = model_config(model, 16, T, SIZES[model], tuple(sequences.frame.as_list()))
+    config = compressor_config(model, 16, T, SIZES[model], sequences.frame_shape)
     train_compressor(model, config, hp, sequences, out, loss_out, "cpu")
     return out, loss_out
 
@@ -79,7 +80,7 @@ def test_evaluation_uses_the_teachers_held_out_sequences(source, mnist_store, sp
     with torch.no_grad():
         expected = F.mse_loss(model(frames), frames).item()
     assert overall["mse"] == pytest.approx(expected, rel=1e-5)
-    assert model.source == source and model.config.frame == tuple(sequences.frame.as_list())
+    assert model.source == source and model.config.frame_shape == sequences.frame_shape
     assert set(rows["model"]) == {"mamba"} and set(rows["T"]) == {T} and set(rows["dim"]) == {16}
     assert set(rows["source"]) == {source}
     assert rows["variant"].isna().all()  # a compressor has no variant: its size is its setup
@@ -135,13 +136,12 @@ def test_paper_size_counts_on_meta_modules_equal_instantiated_ones(tmp_path):
 
 
 def test_unknown_compressor_or_setting_is_a_clear_error():
-    frame = (28, 28)
-    with pytest.raises(ValueError, match="unknown compressor 'lstm'"):
-        model_config("lstm", 16, T, {}, frame)
+    with pytest.raises(ValueError, match="unknown sequence compressor 'lstm'"):
+        compressor_config("lstm", 16, T, {}, MNIST_FRAME)
     with pytest.raises(ValueError, match=r"transformer has no setting \['d_state'\]"):
-        model_config("transformer", 16, T, {"d_state": 4}, frame)
-    with pytest.raises(ValueError, match=r"transformer has no setting \['frame'\]"):  # the source sets it
-        model_config("transformer", 16, T, {"frame": [64, 64]}, frame)
+        compressor_config("transformer", 16, T, {"d_state": 4}, MNIST_FRAME)
+    with pytest.raises(ValueError, match=r"transformer has no setting \['frame_shape'\]"):  # the source sets it
+        compressor_config("transformer", 16, T, {"frame_shape": [64, 64]}, MNIST_FRAME)
 
 
 def test_a_compressor_of_one_source_is_not_evaluated_on_another(mnist_store, split, tmp_path):
@@ -150,8 +150,8 @@ def test_a_compressor_of_one_source_is_not_evaluated_on_another(mnist_store, spl
     with pytest.raises(ValueError, match="was trained on mnist sequences, not moving_mnist"):
         evaluate_compressor(checkpoint, moving, 4, tmp_path / "x.parquet", torch.device("cpu"))
     hp = CompressorTraining(seed=0, epochs=1, T=T, sequences_per_epoch=16)
-    with pytest.raises(ValueError, match=r"transformer built for \(28, 28\) frames; moving_mnist's are \(64, 64\)"):
-        train_compressor("transformer", model_config("transformer", 16, T, SIZES["transformer"], (28, 28)), hp,
+    with pytest.raises(ValueError, match="the transformer compressor codes 28x28 frames, moving_mnist's are 64x64"):
+        train_compressor("transformer", compressor_config("transformer", 16, T, SIZES["transformer"], MNIST_FRAME), hp,
                          moving, tmp_path / "y.pt", tmp_path / "y.parquet", "cpu")  # fmt: skip
     assert not list(tmp_path.glob("[xy]*"))
 

@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from imfn import provenance
-from imfn.data.frame import MNIST_FRAME
+from imfn.data.frame import MNIST_FRAME, FrameShape
 from imfn.models import compressors
+from imfn.models.checkpoint import FORMAT
 from imfn.models.compressors import (
     MambaBlock,
     MambaCompressor,
@@ -17,8 +18,8 @@ from imfn.models.compressors import (
     TransformerCompressor,
     TransformerConfig,
     choose_mamba_kernels,
-    compressor_checkpoint,
     load_compressor,
+    save_compressor,
     selective_scan,
 )
 from imfn.models.layers import parameter_count
@@ -32,11 +33,11 @@ def one_thread():
     torch.set_num_threads(1)
 
 
-def tiny(kind: str, **overrides):
+def tiny(kind: str, frame_shape=MNIST_FRAME):
     torch.manual_seed(0)
     if kind == "transformer":
-        return TransformerCompressor(TransformerConfig(D, T, layers=2, heads=4, **overrides))
-    return MambaCompressor(MambaConfig(D, T, layers=2, decoder_layers=2, heads=4, **overrides), use_kernels=False)
+        return TransformerCompressor(TransformerConfig(D, T, frame_shape, layers=2, heads=4))
+    return MambaCompressor(MambaConfig(D, T, frame_shape, layers=2, decoder_layers=2, heads=4), use_kernels=False)
 
 
 def frames(n: int = N, t: int = T, seed: int = 1) -> torch.Tensor:
@@ -175,19 +176,19 @@ def test_checkpoint_round_trip(kind, tmp_path):
         assert not torch.equal(model(x), model(x))  # dropout is on in training: eval mode is what we compare
         model.eval()
         expected = model(x)
-    torch.save(compressor_checkpoint(model, epoch=3), tmp_path / "model.pt")
+    save_compressor(tmp_path / "model.pt", model, source="mnist", epoch=3)
     torch.manual_seed(123)  # a fresh model would come out different
     loaded = load_compressor(tmp_path / "model.pt")
     assert type(loaded) is type(model) and loaded.config == model.config and not loaded.training
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), expected, rtol=0, atol=0)
-    old = compressor_checkpoint(model)
-    old["config"].pop("frame")  # a checkpoint from before frames had a shape: MNIST digits
-    torch.save(old, tmp_path / "old.pt")
-    assert load_compressor(tmp_path / "old.pt").config.frame == (MNIST_FRAME.height, MNIST_FRAME.width)
-    assert load_compressor(tmp_path / "old.pt").source == "mnist"
+    saved = torch.load(tmp_path / "model.pt", weights_only=False)
+    assert (saved["kind"], saved["format"], saved["architecture"]) == ("imfn-compressor", FORMAT, kind)
+    torch.save({"kind": "imfn-compressor", "model": kind, "state": saved["state"]}, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="older layout .*rerun rule train_compressor"):  # no format: an old layout
+        load_compressor(tmp_path / "old.pt")
     torch.save({"kind": "something-else"}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="not an IMFN compressor"):
+    with pytest.raises(ValueError, match="not an imfn-compressor checkpoint .*holds something-else"):
         load_compressor(tmp_path / "other.pt")
 
 
@@ -200,9 +201,9 @@ MEASURED = {"transformer": 182_431_504, "mamba": 186_727_184}
 @pytest.mark.parametrize("kind", ["transformer", "mamba"])
 def test_paper_size_parameter_counts(kind):
     if kind == "transformer":
-        model = TransformerCompressor(TransformerConfig(1024, 128))
+        model = TransformerCompressor(TransformerConfig(1024, 128, MNIST_FRAME))
     else:
-        model = MambaCompressor(MambaConfig(1024, 128), use_kernels=False)
+        model = MambaCompressor(MambaConfig(1024, 128, MNIST_FRAME), use_kernels=False)
     count = parameter_count(model)
     assert count == MEASURED[kind], (
         f"{kind}: {count:,} parameters (expected {MEASURED[kind]:,}; paper {PAPER[kind]:,}, "
@@ -213,13 +214,13 @@ def test_paper_size_parameter_counts(kind):
 
 @pytest.mark.parametrize("kind", ["transformer", "mamba"])
 def test_frames_of_another_shape_in_and_out_and_in_the_checkpoint(kind, tmp_path):
-    model = tiny(kind, frame=(12, 20)).eval()
+    model = tiny(kind, FrameShape(12, 20)).eval()
     x = torch.rand(N, T, 12 * 20, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
         assert model(x).shape == (N, T, 12 * 20)
-    torch.save(compressor_checkpoint(model, source="moving_mnist"), tmp_path / "model.pt")
+    save_compressor(tmp_path / "model.pt", model, source="moving_mnist")
     loaded = load_compressor(tmp_path / "model.pt")
-    assert loaded.config.frame == (12, 20) and loaded.source == "moving_mnist"
+    assert loaded.config.frame_shape == FrameShape(12, 20) and loaded.source == "moving_mnist"
     with pytest.raises(RuntimeError):  # frames of the wrong size do not fit the embedding
         model(frames())
 
@@ -240,5 +241,5 @@ def test_mamba_on_cuda_without_kernels_fails_unless_the_slow_scan_is_allowed(mon
     provenance.start("mamba-choice")
     assert choose_mamba_kernels("cpu", allow_slow_scan=False) is False  # the CPU always scans in PyTorch
     assert provenance.finish(ok=True)["notes"] == {"mamba": "pure-PyTorch scan"}  # recorded in the job's record
-    model = MambaCompressor(MambaConfig(16, 4, layers=1, decoder_layers=1, heads=2), use_kernels=False)
+    model = MambaCompressor(MambaConfig(16, 4, MNIST_FRAME, layers=1, decoder_layers=1, heads=2), use_kernels=False)
     assert model.implementation == "pure-PyTorch scan"

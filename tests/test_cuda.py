@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from imfn.data.frame import MNIST_FRAME
 from imfn.devices import (
     autocast,
     batch_size,
@@ -44,7 +45,7 @@ def test_a_sweeper_step_under_bf16_tracks_float32(cuda):
 
     hp = SweeperTraining(seed=0, dim=256, level=0, epochs=1, batch_size=64)
     torch.manual_seed(0)
-    model = LevelModel(hp).to(cuda)
+    model = LevelModel(hp, MNIST_FRAME).to(cuda)
     rows = [torch.randint(0, 256, (64, 784), dtype=torch.uint8, device=cuda) for _ in range(2)]
     noise = torch.randn(64, hp.dim, device=cuda)
     losses = {}
@@ -57,7 +58,7 @@ def test_a_sweeper_step_under_bf16_tracks_float32(cuda):
 
 @pytest.mark.skipif(bool(mamba_kernels_problem()), reason="mamba-ssm's kernels are not installed")
 def test_mamba_kernels_match_the_pure_pytorch_scan(cuda):
-    config = MambaConfig(64, 16, width=64, layers=2, decoder_layers=1, heads=4)
+    config = MambaConfig(64, 16, MNIST_FRAME, width=64, layers=2, decoder_layers=1, heads=4)
     torch.manual_seed(0)
     slow = MambaCompressor(config, use_kernels=False).to(cuda).eval()
     fast = MambaCompressor(config, use_kernels=True).to(cuda).eval()

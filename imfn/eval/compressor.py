@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 
 from imfn.atomic import atomic_output
-from imfn.data.sequences import Sequences
+from imfn.data.sequences import Sequences, same_frame_shape
 from imfn.devices import autocast, batch_size
 from imfn.eval.metrics import psnr, score_held_out
-from imfn.eval.roundtrip import metric_rows, to_frame
+from imfn.eval.roundtrip import metric_rows, to_table
 from imfn.models.compressors import load_compressor
 from imfn.models.layers import parameter_count
 
@@ -29,7 +29,7 @@ def size_label(model) -> str:
     """The model's size as it appears in tables: width, layers and parameters (Mamba: and its implementation)."""
     c = model.config
     label = f"width {c.width or c.dim}, {c.layers} layers, {parameter_count(model) / 1e6:.2f}M params"
-    return f"{label}, {model.implementation}" if model.kind == "mamba" else label
+    return f"{label}, {model.implementation}" if model.implementation else label
 
 
 @torch.no_grad()
@@ -55,17 +55,15 @@ def evaluate_compressor(
     model = load_compressor(checkpoint, device, allow_slow_mamba)
     if model.source != sequences.source:
         raise ValueError(f"{checkpoint} was trained on {model.source} sequences, not {sequences.source}")
-    if tuple(model.config.frame) != tuple(sequences.frame.as_list()):
-        raise ValueError(f"{checkpoint} codes {model.config.frame} frames; {sequences.source}'s are "
-                         f"{tuple(sequences.frame.as_list())}")  # fmt: skip
+    same_frame_shape(str(checkpoint), model.config.frame_shape, sequences)
     dim, T, seed = model.config.dim, model.config.T, sequences.seed
     mse, ssim = score_held_out(sequences, T, count, lambda frames: reconstruct(model, frames, device))
-    frame = to_frame(metric_rows(sequences.source, model.kind, None, seed, dim, T, mse, ssim, setup=size_label(model)))
+    rows = metric_rows(sequences.source, model.architecture, None, seed, dim, T, mse, ssim, setup=size_label(model))
     with atomic_output(out) as tmp:
-        frame.to_parquet(tmp, index=False)
+        to_table(rows).to_parquet(tmp, index=False)
     log.info(
         "%s %s seed %d d=%d T=%d: MSE %.5f, PSNR %.2f, SSIM %.4f",
-        model.kind,
+        model.architecture,
         sequences.source,
         seed,
         dim,

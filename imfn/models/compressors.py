@@ -1,7 +1,7 @@
 """End-to-end sequence compressors, the paper's baselines (method.md section 5).
 
-Both squeeze T frames (of the source's frame shape, ``config.frame``) into one d-dim memory and decode all T frames back
-from it; the memory of shape (N, d) is the only path from input to output (the bottleneck).
+Both squeeze T frames (of the source's frame shape, ``config.frame_shape``) into one d-dim memory and decode all T
+frames back from it; the memory of shape (N, d) is the only path from input to output (the bottleneck).
 
 - :class:`TransformerCompressor`: frame embedding, a learnable [CLS] token and learned positions,
   a Transformer encoder; memory = the [CLS] output.
@@ -30,17 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from imfn import provenance
-from imfn.data.frame import DEFAULT_FRAME, FrameShape
+from imfn import provenance, registry
+from imfn.data.frame import FrameShape
 from imfn.devices import mamba_kernels_problem
+from imfn.models.checkpoint import load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
-
-# A checkpoint from before frames had a shape holds 28x28 MNIST digits.
-
-
-def frame_pixels(frame: tuple[int, int]) -> int:
-    return FrameShape(*frame).pixels
 
 
 class FrameEmbedding(nn.Module):
@@ -119,31 +114,32 @@ class QueryDecoder(nn.Module):
 class TransformerConfig:
     dim: int  # memory size d
     T: int
+    frame_shape: FrameShape  # the frames: the sequence source's
     width: int | None = None  # model width; None: d, as the paper
     layers: int = 6  # encoder layers; the decoder has as many
     heads: int = 8
     ffn_mult: int = 4
     dropout: float = 0.1
-    frame: tuple[int, int] = DEFAULT_FRAME  # (height, width) of the frames, the sequence source's
 
     def __post_init__(self):
-        object.__setattr__(self, "frame", tuple(self.frame))
+        object.__setattr__(self, "frame_shape", FrameShape.of(self.frame_shape))
 
 
 class TransformerCompressor(nn.Module):
-    kind = "transformer"
+    architecture = "transformer"
+    implementation = None  # one implementation on every device
 
     def __init__(self, config: TransformerConfig):
         super().__init__()
         self.config = config
         c = config
         w = c.width or c.dim
-        self.embed = FrameEmbedding(frame_pixels(c.frame), w)
+        self.embed = FrameEmbedding(c.frame_shape.pixels, w)
         self.cls = nn.Parameter(0.02 * torch.randn(1, 1, w))
         self.positions = nn.Parameter(0.02 * torch.randn(c.T + 1, w))
         self.encoder = transformer_encoder(w, c.layers, c.heads, c.ffn_mult, c.dropout)
         self.bottleneck = Bottleneck(w, c.dim)
-        self.decoder = QueryDecoder(w, c.T, frame_pixels(c.frame), c.layers, c.heads, c.ffn_mult, c.dropout)
+        self.decoder = QueryDecoder(w, c.T, c.frame_shape.pixels, c.layers, c.heads, c.ffn_mult, c.dropout)
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         """Frames (N, T, pixels) -> memory (N, d), the [CLS] output."""
@@ -289,6 +285,7 @@ class ResidualMambaLayer(nn.Module):
 class MambaConfig:
     dim: int  # memory size d
     T: int
+    frame_shape: FrameShape  # the frames: the sequence source's
     width: int | None = None  # model width; None: d, as the paper
     layers: int = 12
     d_state: int = 16
@@ -299,17 +296,16 @@ class MambaConfig:
     heads: int = 8
     ffn_mult: int = 4
     dropout: float = 0.1
-    frame: tuple[int, int] = DEFAULT_FRAME  # (height, width) of the frames, the sequence source's
 
     def __post_init__(self):
-        object.__setattr__(self, "frame", tuple(self.frame))
+        object.__setattr__(self, "frame_shape", FrameShape.of(self.frame_shape))
 
 
 class MambaCompressor(nn.Module):
     """``use_kernels`` builds the layers from ``mamba_ssm``'s CUDA Mamba (:func:`choose_mamba_kernels` decides),
     else from :class:`MambaBlock`; state_dict keys are the same either way, so a checkpoint loads on both."""
 
-    kind = "mamba"
+    architecture = "mamba"
 
     def __init__(self, config: MambaConfig, use_kernels: bool = False):
         super().__init__()
@@ -318,13 +314,13 @@ class MambaCompressor(nn.Module):
         self.use_kernels = use_kernels
         self.implementation = KERNELS if use_kernels else SLOW_SCAN
         w = c.width or c.dim
-        self.embed = FrameEmbedding(frame_pixels(c.frame), w)
+        self.embed = FrameEmbedding(c.frame_shape.pixels, w)
         self.layers = nn.ModuleList(
             ResidualMambaLayer(w, c.d_state, c.rms_norm, self.use_kernels) for _ in range(c.layers)
         )
         self.norm_f = norm_layer(w, c.rms_norm)  # final norm, as mamba_ssm's MixerModel
         self.bottleneck = Bottleneck(w, c.dim)
-        self.decoder = QueryDecoder(w, c.T, frame_pixels(c.frame), c.decoder_layers, c.heads, c.ffn_mult, c.dropout)
+        self.decoder = QueryDecoder(w, c.T, c.frame_shape.pixels, c.decoder_layers, c.heads, c.ffn_mult, c.dropout)
 
     def encode_sequence(self, frames: torch.Tensor) -> torch.Tensor:
         """Frames (N, T, pixels) -> per-timestep states (N, T, width); causal in time."""
@@ -345,36 +341,39 @@ class MambaCompressor(nn.Module):
 
 
 # -----------------------------------------------------------------------------
-# checkpoints
-
-MODELS = {"transformer": (TransformerCompressor, TransformerConfig), "mamba": (MambaCompressor, MambaConfig)}
+# building and checkpoints
 
 
-def compressor_checkpoint(model: TransformerCompressor | MambaCompressor, **extra) -> dict:
-    return {
-        "kind": "imfn-compressor",
-        "model": model.kind,
-        "config": asdict(model.config),
-        "state": model.state_dict(),
-        **extra,
-    }
+def compressor_class(name: str) -> type[TransformerCompressor] | type[MambaCompressor]:
+    """The compressor architecture ``name`` (config ``compressors.models``: :data:`imfn.registry.COMPRESSORS`)."""
+    return registry.lookup(registry.COMPRESSORS, name)
+
+
+def build_compressor(config, device: torch.device | str = "cpu", allow_slow_mamba: bool = False):
+    """The compressor ``config`` describes (a :class:`TransformerConfig` or :class:`MambaConfig`), on ``device``;
+    Mamba's CUDA kernels only for a model that will run on CUDA (:func:`choose_mamba_kernels`)."""
+    if isinstance(config, MambaConfig):
+        return MambaCompressor(config, use_kernels=choose_mamba_kernels(device, allow_slow_mamba)).to(device)
+    return TransformerCompressor(config).to(device)
+
+
+TransformerCompressor.config_class = TransformerConfig
+MambaCompressor.config_class = MambaConfig
+
+
+def save_compressor(path, model: TransformerCompressor | MambaCompressor, **extra) -> None:
+    save_checkpoint(path, "imfn-compressor", asdict(model.config), model.state_dict(),
+                    architecture=model.architecture, **extra)  # fmt: skip
 
 
 def load_compressor(
     path, device: torch.device | str = "cpu", allow_slow_mamba: bool = False
 ) -> TransformerCompressor | MambaCompressor:
-    """A compressor from :func:`compressor_checkpoint`, in eval mode (Mamba: see :func:`choose_mamba_kernels`),
+    """A compressor from :func:`save_compressor`, in eval mode (Mamba: see :func:`choose_mamba_kernels`),
     with ``source``: the sequence source it was trained on."""
-    state = torch.load(path, map_location=device, weights_only=False)
-    if not isinstance(state, dict) or state.get("kind") != "imfn-compressor":
-        raise ValueError(f"{path} is not an IMFN compressor checkpoint")
-    model_cls, config_cls = MODELS[state["model"]]
-    config = config_cls(**state["config"])
-    if model_cls is MambaCompressor:  # the CUDA kernels only for a model that will run on CUDA
-        model = MambaCompressor(config, use_kernels=choose_mamba_kernels(device, allow_slow_mamba))
-    else:
-        model = model_cls(config)
-    model = model.to(device)
-    model.load_state_dict(state["state"])
-    model.source = state.get("source", "mnist")  # the sequence source it was trained on (before sources: mnist)
+    saved = load_checkpoint(path, "imfn-compressor", device)
+    model = build_compressor(compressor_class(saved["architecture"]).config_class(**saved["config"]), device,
+                             allow_slow_mamba)  # fmt: skip
+    model.load_state_dict(saved["state"])
+    model.source = saved["source"]  # the sequence source it was trained on
     return model.eval()

@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from imfn.atomic import atomic_output
-from imfn.data.sequences import Sequences
+from imfn.data.frame import FrameShape
+from imfn.data.sequences import Sequences, same_frame_shape
 from imfn.job import seed_torch
-from imfn.models.compressors import MODELS, choose_mamba_kernels, compressor_checkpoint
+from imfn.models.compressors import build_compressor, compressor_class, save_compressor
 from imfn.models.layers import parameter_count
 from imfn.train.harness import Run, resume_path, write_rows
 
@@ -46,18 +46,16 @@ class CompressorTraining:
 LOSS_COLUMNS = ["model", "seed", "epoch", "loss", "lr", "samples", "seconds", "samples_per_second"]
 
 
-def model_config(model_name: str, dim: int, T: int, settings: dict, frame: tuple[int, int]):
-    """The model's config dataclass from ``settings`` (config ``compressors.<model>``) for frames of ``frame``
-    (height, width); unknown keys are an error."""
-    if model_name not in MODELS:
-        raise ValueError(f"unknown compressor {model_name!r}; choose one of {sorted(MODELS)}")
-    config_cls = MODELS[model_name][1]
-    known = {f.name for f in fields(config_cls)}
-    unknown = sorted(set(settings) - known - {"frame"})
-    if unknown or "frame" in settings:
-        bad = unknown or ["frame"]
-        raise ValueError(f"{model_name} has no setting {bad}; its settings are {sorted(known - {'dim', 'T', 'frame'})}")
-    return config_cls(dim=dim, T=T, frame=tuple(frame), **settings)
+def compressor_config(model_name: str, dim: int, T: int, settings: dict, frame_shape: FrameShape):
+    """The model's config dataclass from ``settings`` (config ``compressors.<model>``) for frames of
+    ``frame_shape``; unknown keys are an error."""
+    config_cls = compressor_class(model_name).config_class
+    given = {"dim", "T", "frame_shape"}
+    known = {f.name for f in fields(config_cls)} - given
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ValueError(f"{model_name} has no setting {unknown}; its settings are {sorted(known)}")
+    return config_cls(dim=dim, T=T, frame_shape=frame_shape, **settings)
 
 
 def train_compressor(
@@ -71,16 +69,13 @@ def train_compressor(
     allow_slow_mamba: bool = False,
     inputs: Sequence[Path] = (),
 ) -> None:
-    """Train ``model_name`` (transformer | mamba) built from ``config`` (:func:`model_config`) on the training
+    """Train ``model_name`` (transformer | mamba) built from ``config`` (:func:`compressor_config`) on the training
     sequences of ``sequences``; write the checkpoint ``out`` (it records the source and its frame shape) and the
     per-epoch loss ``loss_out``. ``allow_slow_mamba``: see :func:`~imfn.models.compressors.choose_mamba_kernels`.
     ``inputs``: the files the sequences are read from (a resume point from other files is not resumed)."""
-    model_cls = MODELS[model_name][0]
     if sequences.seed != hp.seed:
         raise ValueError(f"training seed {hp.seed} but the sequences are seed {sequences.seed}'s")
-    if tuple(config.frame) != tuple(sequences.frame.as_list()):
-        raise ValueError(f"{model_name} built for {config.frame} frames; {sequences.source}'s are "
-                         f"{tuple(sequences.frame.as_list())}")  # fmt: skip
+    same_frame_shape(f"the {model_name} compressor", config.frame_shape, sequences)
     training_digits = len(sequences.digits.train)
     per_epoch = hp.sequences_per_epoch or training_digits // hp.T
     if per_epoch < 1:
@@ -88,8 +83,7 @@ def train_compressor(
     batches = math.ceil(per_epoch / hp.batch_size)
 
     seed_torch("compressor-weights-and-dropout", hp.seed, model_name)
-    kwargs = {"use_kernels": choose_mamba_kernels(device, allow_slow_mamba)} if model_name == "mamba" else {}
-    model = model_cls(config, **kwargs).to(device)
+    model = build_compressor(config, device, allow_slow_mamba)
     optimizer = torch.optim.AdamW(model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=hp.epochs * batches)
     log.info(
@@ -134,7 +128,6 @@ def train_compressor(
     rows = run.train(hp.epochs, epoch)
     model.eval().cpu()
     write_rows(rows, loss_out, LOSS_COLUMNS)
-    with atomic_output(out) as tmp:
-        torch.save(compressor_checkpoint(model, training=asdict(hp), source=sequences.source), tmp)
+    save_compressor(out, model, training=asdict(hp), source=sequences.source)
     run.close()
     log.info("wrote %s", out)
