@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
+from imfn.data.frame import MNIST_FRAME, FrameShape
 from imfn.data.mnist import write_split
 from imfn.data.sequences import open_sequences, training_frames
-from imfn.eval.clip_pca import evaluate_clip_pca, fit_clip_pca, fit_clip_pcas
+from imfn.eval.clip_pca import evaluate_clip_pca, fit_clip_pcas
 from imfn.eval.frame_autoencoder import cells_for, evaluate_frame_autoencoder
 from imfn.eval.metrics import score_held_out
 from imfn.eval.pca import evaluate_pca
@@ -50,10 +51,10 @@ def test_the_frame_pca_store_is_the_fit_of_the_training_frames_and_names_its_sou
 ):
     sequences = open_sequences("moving_mnist", mnist_store, split, 1)
     mean, basis = load_frame_pca(frame_pcas / "moving_mnist.zarr", sequences)
-    fit_mean, fit_basis = fit_pca(training_frames(sequences))
-    torch.testing.assert_close(mean, fit_mean)
-    torch.testing.assert_close(basis[:, :16].abs(), fit_basis[:, :16].abs())
-    with pytest.raises(ValueError, match="holds the frame PCA of mnist seed 1, not of moving_mnist seed 1"):
+    fit = fit_pca(training_frames(sequences))
+    torch.testing.assert_close(mean, fit.mean.float())
+    torch.testing.assert_close(basis[:, :16].abs(), fit.components(16).abs())
+    with pytest.raises(ValueError, match="mnist.zarr holds mnist seed 1 data, not moving_mnist seed 1"):
         load_frame_pca(frame_pcas / "mnist.zarr", sequences)
 
 
@@ -64,8 +65,10 @@ def _mse(frame: pd.DataFrame, model: str, dim: int, T: int) -> float:
 
 def test_per_frame_pca_is_exact_at_full_rank_and_chunking_does_not_change_it():
     frames = torch.rand(300, 64, generator=torch.Generator().manual_seed(0))
-    mean, basis = fit_pca(frames)
-    torch.testing.assert_close(pca_roundtrip(frames, mean, basis, 64), frames, atol=1e-5, rtol=0)
+    fit = fit_pca(frames)
+    assert fit.rank == 64  # more frames than pixels: every direction of the covariance
+    torch.testing.assert_close(pca_roundtrip(frames, fit.mean.float(), fit.basis, 64), frames, atol=1e-5, rtol=0)
+    torch.testing.assert_close(fit.reconstruct(frames, 64), frames, atol=1e-5, rtol=0)
     pixels = (frames * 255).round().to(torch.uint8)  # uint8 pixels fit as pixels / 255
     import imfn.models.pca as pca
 
@@ -76,17 +79,17 @@ def test_per_frame_pca_is_exact_at_full_rank_and_chunking_does_not_change_it():
     finally:
         pca.PCA_CHUNK = chunked
     whole = fit_pca(pixels.float() / 255.0)
-    torch.testing.assert_close(small_chunks[0], whole[0])
+    torch.testing.assert_close(small_chunks.mean, whole.mean)
     # the same subspace: directions are defined up to sign
-    torch.testing.assert_close(small_chunks[1][:, :8].abs(), whole[1][:, :8].abs(), atol=1e-4, rtol=0)
+    torch.testing.assert_close(small_chunks.components(8).abs(), whole.components(8).abs(), atol=1e-4, rtol=0)
     # fewer frames than pixels: the directions they span, from their Gram matrix, as an SVD finds them
     few = frames[:20].double()
-    mean, basis = fit_pca(few)
-    assert basis.shape == (64, 19)  # 20 frames about their mean span 19 directions
-    torch.testing.assert_close(pca_roundtrip(few.float(), mean, basis, 19), few.float(), atol=1e-5, rtol=0)
+    fit = fit_pca(few)
+    assert fit.rank == 19 and fit.components(19).shape == (64, 19)  # 20 frames about their mean span 19 directions
+    torch.testing.assert_close(fit.reconstruct(few.float(), 19), few.float(), atol=1e-5, rtol=0)
     _, _, components = torch.linalg.svd(few - few.mean(dim=0), full_matrices=False)
-    torch.testing.assert_close((basis[:, :5].double().T @ components[:5].T).abs(), torch.eye(5, dtype=torch.float64),
-                               atol=1e-5, rtol=0)  # fmt: skip
+    torch.testing.assert_close((fit.components(5).double().T @ components[:5].T).abs(),
+                               torch.eye(5, dtype=torch.float64), atol=1e-5, rtol=0)  # fmt: skip
 
 
 @pytest.mark.parametrize("source", ["mnist", "moving_mnist"])
@@ -118,9 +121,10 @@ def test_held_out_scoring_draws_the_test_part_in_chunks(mnist_store, split, monk
 
 def test_the_untrained_per_frame_autoencoder_is_per_frame_pca():
     images = torch.rand(300, 12 * 20)
-    config = FrameAutoencoderConfig(k=16, hidden=32, frame=(12, 20))
+    config = FrameAutoencoderConfig(k=16, frame_shape=FrameShape(12, 20), hidden=32)
     untrained = FrameAutoencoder(config)
-    mean, basis = fit_pca(images)
+    fit = fit_pca(images)
+    mean, basis = fit.mean.float(), fit.basis
     untrained.init_from_pca(mean, basis)
     torch.testing.assert_close(untrained(images), pca_roundtrip(images, mean, basis, 16), atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="not of 240-pixel frames"):
@@ -132,7 +136,7 @@ def test_per_frame_autoencoder_starts_at_per_frame_pca_and_training_beats_it(
     source, frame_pcas, mnist_store, split, tmp_path
 ):
     sequences = open_sequences(source, mnist_store, split, 1)
-    pixels = sequences.frame.pixels
+    pixels = sequences.frame_shape.pixels
     assert cells_for(8, [64, 256, 1024], [2, 8, 32, 128], pixels) == [(64, 8), (256, 32), (1024, 128)]
     assert cells_for(pixels, [pixels, 4 * pixels], [2], pixels) == [(4 * pixels, 2)]  # a frame holds its pixels
     outs = {name: tmp_path / f"ae_{name}" for name in ("model.pt", "loss.parquet", "roundtrip.parquet")}
@@ -155,22 +159,18 @@ def test_per_frame_autoencoder_starts_at_per_frame_pca_and_training_beats_it(
     assert _mse(runs[0], "autoencoder", 64, 8) == pytest.approx(pca_mse.mean().item(), rel=1e-4)
     assert _mse(frame, "autoencoder", 64, 8) < _mse(runs[0], "autoencoder", 64, 8)  # 2 epochs on 600 frames help
     model = load_frame_autoencoder(outs["model.pt"])
-    assert model.config == FrameAutoencoderConfig(k=8, hidden=32, frame=tuple(sequences.frame.as_list()))
+    assert model.config == FrameAutoencoderConfig(k=8, frame_shape=sequences.frame_shape, hidden=32)
 
 
-def test_a_checkpoint_without_a_frame_is_an_mnist_one_and_a_mismatch_is_an_error(mnist_store, split, tmp_path):
-    from dataclasses import asdict
+def test_a_checkpoint_of_other_frames_is_an_error_naming_both(mnist_store, split, tmp_path):
+    from imfn.models.frame_autoencoder import save_frame_autoencoder
 
-    from imfn.models.frame_autoencoder import frame_autoencoder_checkpoint
-
-    model = FrameAutoencoder(FrameAutoencoderConfig(k=4, hidden=8))
-    state = frame_autoencoder_checkpoint(model)
-    state["config"] = {key: value for key, value in asdict(model.config).items() if key != "frame"}  # as before
-    torch.save(state, tmp_path / "old.pt")
-    assert load_frame_autoencoder(tmp_path / "old.pt").config.frame == (28, 28)
+    model = FrameAutoencoder(FrameAutoencoderConfig(k=4, frame_shape=MNIST_FRAME, hidden=8))
+    save_frame_autoencoder(tmp_path / "mnist.pt", model)
+    assert load_frame_autoencoder(tmp_path / "mnist.pt").config.frame_shape == MNIST_FRAME
     moving = open_sequences("moving_mnist", mnist_store, split, 1)
-    with pytest.raises(ValueError, match=r"codes \(28, 28\) frames; moving_mnist's are \(64, 64\)"):
-        evaluate_frame_autoencoder(tmp_path / "old.pt", moving, [16], [4], 2, tmp_path / "x.parquet", CPU)
+    with pytest.raises(ValueError, match="mnist.pt codes 28x28 frames, moving_mnist's are 64x64"):
+        evaluate_frame_autoencoder(tmp_path / "mnist.pt", moving, [16], [4], 2, tmp_path / "x.parquet", CPU)
     assert not (tmp_path / "x.parquet").exists()
 
 
@@ -181,7 +181,7 @@ def test_clip_pca_is_exact_on_clips_of_known_rank_and_matches_an_svd():
     clips, held_out = (0.5 + 0.03 * torch.randn(n, r, generator=generator, dtype=torch.float64) @ directions
                        for n in (M, 7))  # fmt: skip
     assert min(clips.min(), held_out.min()) > 0 and max(clips.max(), held_out.max()) < 1  # no clipping in the way
-    pca = fit_clip_pca(clips)
+    pca = fit_pca(clips)
     assert pca.rank == r  # 40 clips in a 5-dimensional subspace span 5 directions about their mean
     for d in range(r + 1):  # clips the fit never saw, from the same subspace: exact at d = r, not before
         error = (pca.reconstruct(held_out.float(), d) - held_out.float()).pow(2).mean().item()
@@ -193,19 +193,19 @@ def test_clip_pca_is_exact_on_clips_of_known_rank_and_matches_an_svd():
     mean = noisy.mean(dim=0)
     _, _, components = torch.linalg.svd(noisy - mean, full_matrices=False)
     test = torch.rand(9, 50, generator=generator, dtype=torch.float64)
-    fit = fit_clip_pca(noisy)
+    fit = fit_pca(noisy)
     for d in (1, 7, 20):
         expected = ((test - mean) @ components[:d].T @ components[:d] + mean).clamp(0, 1)
         torch.testing.assert_close(fit.reconstruct(test.float(), d), expected.float(), atol=1e-5, rtol=0)
 
 
 def test_clip_pca_chunks_and_uint8_clips_give_the_same_fit(monkeypatch):
-    import imfn.eval.clip_pca as clip_pca
+    import imfn.models.pca as pca
 
     pixels = torch.randint(0, 256, (30, 500), generator=torch.Generator().manual_seed(2), dtype=torch.uint8)
-    whole = fit_clip_pca(pixels.double() / 255.0)
-    monkeypatch.setattr(clip_pca, "CHUNK_VALUES", 30 * 7)  # 7 columns at a time
-    chunked = fit_clip_pca(pixels)
+    whole = fit_pca(pixels.double() / 255.0)
+    monkeypatch.setattr(pca, "CHUNK_VALUES", 30 * 7)  # 7 columns at a time
+    chunked = fit_pca(pixels)
     torch.testing.assert_close(chunked.eigenvalues, whole.eigenvalues, rtol=1e-5, atol=0)  # float32 products
     test = torch.rand(4, 500, generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(chunked.reconstruct(test, 12), whole.reconstruct(test, 12), atol=1e-5, rtol=0)
@@ -218,7 +218,7 @@ def test_clip_pca_of_every_T_from_one_draw_is_the_fit_of_each_T_alone(mnist_stor
     fits = dict(fit_clip_pcas(clips, [4, 1, 2]))
     assert list(fits) == [1, 2, 4]
     for T, grown in fits.items():
-        alone = fit_clip_pca(torch.from_numpy(sequences.draw("train", 0, 30, T)).flatten(1))
+        alone = fit_pca(torch.from_numpy(sequences.draw("train", 0, 30, T)).flatten(1))
         torch.testing.assert_close(grown.eigenvalues, alone.eigenvalues, rtol=1e-6, atol=0)
         torch.testing.assert_close(grown.reconstruct(test[:, :T], 10), alone.reconstruct(test[:, :T], 10),
                                    atol=1e-5, rtol=0)  # fmt: skip

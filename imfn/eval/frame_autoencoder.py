@@ -10,10 +10,10 @@ from pathlib import Path
 import torch
 
 from imfn.atomic import atomic_output
-from imfn.data.sequences import Sequences
+from imfn.data.sequences import Sequences, same_frame_shape
 from imfn.devices import autocast, batch_size
 from imfn.eval.metrics import score_held_out
-from imfn.eval.roundtrip import metric_rows, to_frame
+from imfn.eval.roundtrip import metric_rows, to_table
 from imfn.models.frame_autoencoder import FrameAutoencoder, load_frame_autoencoder
 
 log = logging.getLogger(__name__)
@@ -46,11 +46,9 @@ def evaluate_frame_autoencoder(
     device: torch.device,
 ) -> None:
     model = load_frame_autoencoder(checkpoint, device)
-    if model.config.frame != tuple(sequences.frame.as_list()):
-        raise ValueError(f"{checkpoint} codes {model.config.frame} frames; {sequences.source}'s are "
-                         f"{tuple(sequences.frame.as_list())}")  # fmt: skip
+    same_frame_shape(str(checkpoint), model.config.frame_shape, sequences)
     k = model.config.k
-    cells = cells_for(k, dims, Ts, sequences.frame.pixels)
+    cells = cells_for(k, dims, Ts, sequences.frame_shape.pixels)
     if not cells:
         raise ValueError(f"no (d, T) of dims {list(dims)} x T {list(Ts)} keeps k={k} numbers per frame")
     rows = []
@@ -60,4 +58,4 @@ def evaluate_frame_autoencoder(
         log.info("per-frame autoencoder %s seed %d d=%d T=%d (k=%d): MSE %.5f", sequences.source, sequences.seed,
                  dim, T, k, mse.mean())  # fmt: skip
     with atomic_output(out) as tmp:
-        to_frame(rows).to_parquet(tmp, index=False)
+        to_table(rows).to_parquet(tmp, index=False)

@@ -20,8 +20,8 @@ import torch
 from imfn.atomic import atomic_output
 from imfn.data.sequences import Sequences
 from imfn.eval.metrics import psnr, score_held_out
-from imfn.eval.roundtrip import metric_rows, to_frame
-from imfn.models.pca import load_frame_pca, pca_roundtrip
+from imfn.eval.roundtrip import metric_rows, to_table
+from imfn.models.pca import fit_pca, load_frame_pca, pca_roundtrip, spanned
 from imfn.store import read_attrs
 
 log = logging.getLogger(__name__)
@@ -41,9 +41,8 @@ def evaluate_pca(
             mse, ssim = score_held_out(sequences, T, count, lambda frames, k=k: pca_roundtrip(frames, mean, basis, k))
             rows += metric_rows(source, "pca", None, seed, dim, T, mse, ssim)
             log.info("per-frame PCA %s seed %d d=%d T=%d (k=%d): MSE %.5f", source, seed, dim, T, k, mse.mean())
-    frame = to_frame(rows)
     with atomic_output(out) as tmp:
-        frame.to_parquet(tmp, index=False)
+        to_table(rows).to_parquet(tmp, index=False)
 
 
 VIDEO_PCA_FRAMES = 8192  # training frames the video PCA is fit on (at most)
@@ -64,23 +63,20 @@ def evaluate_video_pca(
     train = torch.from_numpy(read_clips(bank, split_bank_indices(split, "train")))
     frames = frames_tensor(train).flatten(0, 1).flatten(1)  # (training frames, C * H * W)
     picks = torch.randperm(len(frames), generator=seeded_generator("video-pca-sample", attrs["seed"]))
-    sample = frames[picks[:VIDEO_PCA_FRAMES]].double()
-    mean = sample.mean(dim=0)
-    _, singular, components = torch.linalg.svd(sample - mean, full_matrices=False)
-    rank = int((singular > singular[0] * 1e-6).sum())
-    frame = pd.read_parquet(split).sort_values("path")
-    validation = frame[frame["split"] == "validation"]
+    fit = fit_pca(frames[picks[:VIDEO_PCA_FRAMES]])
+    rank = spanned(fit.eigenvalues)
+    table = pd.read_parquet(split).sort_values("path")
+    validation = table[table["split"] == "validation"]
     if max_videos is not None:
         validation = validation.iloc[:max_videos]
     clips = frames_tensor(torch.from_numpy(read_clips(bank, validation["bank_index"].to_numpy(dtype="int64"))))
-    pixels = clips.flatten(2).double()  # (videos, frames, C * H * W)
+    pixels = clips.flatten(2)  # (videos, frames, C * H * W)
     rows = []
     for level in range(levels):
         ratio = 2 ** (level + 1)
         k = min(dim // ratio, rank)
-        basis = components[:k].T
-        reconstruction = ((pixels - mean) @ basis @ basis.T + mean).clamp(0.0, 1.0)
-        mse = (reconstruction - pixels).pow(2).flatten(1).mean(dim=1)
+        reconstruction = fit.reconstruct(pixels.flatten(0, 1), k).view_as(pixels)
+        mse = (reconstruction - pixels).double().pow(2).flatten(1).mean(dim=1)
         for path, value in zip(validation["path"], mse.tolist(), strict=True):
             for metric, number in (("mse", value), ("psnr", psnr(torch.tensor(value)).item())):
                 rows.append(
@@ -100,7 +96,7 @@ def evaluate_video_pca(
             "video per-frame PCA L%d (%d:1, k=%d of rank %d per frame): MSE %.6f over %d videos",
             level, ratio, k, rank, mse.mean().item(), len(mse),
         )  # fmt: skip
-    table = pd.DataFrame(rows)
+    result = pd.DataFrame(rows)
     with atomic_output(out) as tmp:
-        table.to_parquet(tmp, index=False)
-    return table
+        result.to_parquet(tmp, index=False)
+    return result

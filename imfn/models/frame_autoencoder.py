@@ -11,10 +11,9 @@ per-frame code: the top k principal components of the frame plus a nonlinear res
 with ``P`` set in closed form from training frames and both MLPs starting at zero. Untrained it is per-frame
 PCA; training can only move it from there, so at every k it is at least as good as the PCA reference beside it,
 and it needs far fewer epochs than the same MLPs from random weights. Frames that share content across time
-(``moving_mnist``) can be coded jointly, so there it is a reference, not the limit.
+(a source whose ``frames_share_content``) can be coded jointly, so there it is a reference, not the limit.
 
-The frame's height and width are part of the config (and so of the checkpoint); a checkpoint without them is
-from before frames had a shape and holds 28x28 MNIST digits.
+The frame shape is part of the config (and so of the checkpoint).
 """
 
 from __future__ import annotations
@@ -24,24 +23,25 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from imfn.data.frame import DEFAULT_FRAME, FrameShape
+from imfn.data.frame import FrameShape
+from imfn.models.checkpoint import load_checkpoint, save_checkpoint
 from imfn.models.layers import zero_residual
 
 
 @dataclass(frozen=True)
 class FrameAutoencoderConfig:
     k: int  # numbers per frame
+    frame_shape: FrameShape
     hidden: int = 1024
-    frame: tuple[int, int] = DEFAULT_FRAME  # (height, width) in pixels
 
     def __post_init__(self):
-        object.__setattr__(self, "frame", tuple(self.frame))  # a checkpoint's list or a FrameShape's values
-        if self.k < 1 or self.hidden < 1 or len(self.frame) != 2 or min(self.frame) < 1:
-            raise ValueError(f"a per-frame autoencoder needs k, hidden and frame sides >= 1, got {self}")
+        object.__setattr__(self, "frame_shape", FrameShape.of(self.frame_shape))
+        if self.k < 1 or self.hidden < 1:
+            raise ValueError(f"a per-frame autoencoder needs k and hidden >= 1, got {self}")
 
     @property
     def pixels(self) -> int:
-        return FrameShape(*self.frame).pixels
+        return self.frame_shape.pixels
 
 
 class FrameAutoencoder(nn.Module):
@@ -79,14 +79,12 @@ class FrameAutoencoder(nn.Module):
         return self.decode(self.encode(images))
 
 
-def frame_autoencoder_checkpoint(model: FrameAutoencoder, **extra) -> dict:
-    return {"kind": "imfn-frame-autoencoder", "config": asdict(model.config), "model": model.state_dict(), **extra}
+def save_frame_autoencoder(path, model: FrameAutoencoder, **extra) -> None:
+    save_checkpoint(path, "imfn-frame-autoencoder", asdict(model.config), model.state_dict(), **extra)
 
 
 def load_frame_autoencoder(path, device: torch.device | str = "cpu") -> FrameAutoencoder:
-    state = torch.load(path, map_location=device, weights_only=False)
-    if not isinstance(state, dict) or state.get("kind") != "imfn-frame-autoencoder":
-        raise ValueError(f"{path} is not a per-frame autoencoder checkpoint")
-    model = FrameAutoencoder(FrameAutoencoderConfig(**state["config"])).to(device)
-    model.load_state_dict(state["model"])
+    saved = load_checkpoint(path, "imfn-frame-autoencoder", device)
+    model = FrameAutoencoder(FrameAutoencoderConfig(**saved["config"])).to(device)
+    model.load_state_dict(saved["state"])
     return model.eval()

@@ -18,10 +18,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from imfn.atomic import atomic_output
 from imfn.data.sequences import Sequences, training_frames
 from imfn.job import seed_torch, seeded_generator
-from imfn.models.frame_autoencoder import FrameAutoencoder, FrameAutoencoderConfig, frame_autoencoder_checkpoint
+from imfn.models.frame_autoencoder import FrameAutoencoder, FrameAutoencoderConfig, save_frame_autoencoder
 from imfn.models.pca import load_frame_pca
 from imfn.train.harness import Run, resume_path, write_rows
 
@@ -56,7 +55,7 @@ def train_frame_autoencoder(
         raise ValueError(f"training seed {hp.seed} but the sequences are seed {sequences.seed}'s")
     frames = training_frames(sequences, hp.frames)
     seed_torch("autoencoder-weights", hp.seed, hp.k)
-    model = FrameAutoencoder(FrameAutoencoderConfig(hp.k, hp.hidden, tuple(sequences.frame.as_list())))
+    model = FrameAutoencoder(FrameAutoencoderConfig(hp.k, sequences.frame_shape, hp.hidden))
     model.init_from_pca(*load_frame_pca(pca, sequences))
     model.to(device)
     images = frames.to(device)  # uint8
@@ -71,8 +70,8 @@ def train_frame_autoencoder(
         labels={"seed": hp.seed, "k": hp.k},
         hint=f"Lower reference.autoencoder.lr (now {hp.lr}).",
     )
-    log.info("per-frame autoencoder k=%d on %d %s training frames of %s", hp.k, len(images),
-             "x".join(map(str, model.config.frame)), sequences.source)  # fmt: skip
+    log.info("per-frame autoencoder k=%d on %d %dx%d training frames of %s", hp.k, len(images),
+             sequences.frame_shape.height, sequences.frame_shape.width, sequences.source)  # fmt: skip
 
     def epoch(e: int) -> dict:
         order = torch.randperm(len(images), generator=seeded_generator("autoencoder-order", hp.seed, hp.k, e))
@@ -92,7 +91,6 @@ def train_frame_autoencoder(
     loss_rows = run.train(hp.epochs, epoch)
     model.eval().cpu()
     write_rows(loss_rows, loss_out)
-    with atomic_output(out) as tmp:
-        torch.save(frame_autoencoder_checkpoint(model, training=asdict(hp), source=sequences.source), tmp)
+    save_frame_autoencoder(out, model, training=asdict(hp), source=sequences.source)
     run.close()
     log.info("wrote %s", out)
