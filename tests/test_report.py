@@ -15,8 +15,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from imfn.data.source import source
+from imfn.registry import SOURCES
 from imfn.report.compare import compare_metrics
-from imfn.report.results_page import SOURCE_REPORTS
 
 REPORT_DIR = Path(__file__).resolve().parents[1] / "workflow" / "report"
 
@@ -33,8 +34,9 @@ def build_report(repo: Path, work: Path, env: dict, *args: str) -> Path:
 def caption_name(stem: str) -> str:
     """The caption a file of this stem has: a source's report shares one per file (``moving_mnist_strip`` ->
     ``source_strip``)."""
-    source = next((s for s in SOURCE_REPORTS if stem == s or stem.startswith(f"{s}_")), None)
-    return stem if source is None else "source" + stem[len(source) :]
+    reported = [name for name in SOURCES if source(name).frames_share_content]
+    owner = next((s for s in reported if stem == s or stem.startswith(f"{s}_")), None)
+    return stem if owner is None else "source" + stem[len(owner) :]
 
 
 def caption_start(name: str) -> str:
@@ -85,7 +87,7 @@ def test_profiles_name_real_snakemake_options(repo, tmp_path, env_with_venv):
     slurm = yaml.safe_load((repo / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
     assert slurm["executor"] == "slurm" and slurm["slurm-status-command"] == "squeue"  # no accounting needed
     # group-components applies by the group's name as the rule writes it: a key that no rule's group has merges nothing
-    groups = set(re.findall(r'^GROUP_\w+ = "([^"]+)"', (repo / "workflow" / "rules" / "common.smk").read_text(), re.M))
+    groups = set(re.findall(r'^GROUP_\w+ = "([^"]+)"', (repo / "workflow" / "rules" / "paths.smk").read_text(), re.M))
     assert groups and set(slurm["group-components"]) <= groups, (sorted(slurm["group-components"]), sorted(groups))
 
 

@@ -61,7 +61,7 @@ def as_frame_shape(frame: FrameShape | tuple[int, int] | list[int] | None, pixel
         if side * side != pixels:
             raise ValueError(f"frames of {pixels} pixels are not square: name their height and width")
         return FrameShape(side, side)
-    shape = frame if isinstance(frame, FrameShape) else FrameShape(*frame)
+    shape = FrameShape.of(frame)
     if shape.pixels != pixels:
         raise ValueError(f"frames of {pixels} pixels are not {shape.height}x{shape.width}")
     return shape
@@ -71,7 +71,7 @@ def ssim_per_frame(
     reconstruction: torch.Tensor, target: torch.Tensor, frame: FrameShape | tuple[int, int] | None = None
 ) -> torch.Tensor:
     """(..., height*width) -> (...): SSIM of each frame. ``frame``: the frames' height and width (a source's
-    :attr:`~imfn.data.sequences.Sequences.frame`); None: square frames."""
+    :attr:`~imfn.data.sequences.Sequences.frame_shape`); None: square frames."""
     shape = reconstruction.shape[:-1]
     frame = as_frame_shape(frame, reconstruction.shape[-1])
     rows = gaussian_window_matrix(frame.height).to(reconstruction.device)
@@ -101,11 +101,11 @@ def score_held_out(
     are drawn and scored ``CHUNK_PIXELS`` at a time, so a long T at 64x64 never holds all of them as floats at once."""
     if count < 1:
         raise ValueError(f"need at least one held-out sequence, got {count}")
-    step = max(1, CHUNK_PIXELS // (T * sequences.frame.pixels))
+    step = max(1, CHUNK_PIXELS // (T * sequences.frame_shape.pixels))
     mse, ssim = [], []
     for start in range(0, count, step):
         frames = sequences.draw_float("test", start, min(step, count - start), T)
         reconstruction = reconstruct(frames).float()
         mse.append(mse_per_frame(reconstruction, frames))
-        ssim.append(ssim_per_frame(reconstruction, frames, sequences.frame))
+        ssim.append(ssim_per_frame(reconstruction, frames, sequences.frame_shape))
     return torch.cat(mse), torch.cat(ssim)

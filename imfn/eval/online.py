@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 
 from imfn.atomic import atomic_output
-from imfn.data.sequences import Sequences, trajectory_frames
+from imfn.data.sequences import Sequences, same_frame_shape, same_sequences, trajectory_frames
 from imfn.devices import autocast, batch_size
 from imfn.eval.metrics import mse_per_frame
 from imfn.models.memory import ReadOnlyMemory
@@ -113,14 +113,12 @@ def evaluate_online(
     teacher (of the teacher variant ``teacher_variant``)."""
     seed, source = sequences.seed, sequences.source
     attrs = read_attrs(test_set_path)
-    if (attrs.get("T"), attrs.get("seed"), attrs.get("source"), attrs.get("part")) != (T, seed, source, "test"):
-        raise ValueError(
-            f"{test_set_path} holds {attrs.get('part')!r} trajectories of {attrs.get('source')} seed "
-            f"{attrs.get('seed')}, T={attrs.get('T')}; expected held-out ('test') trajectories of {source} seed "
-            f"{seed}, T={T}"
-        )
+    same_sequences(str(test_set_path), attrs, sequences)
+    if (attrs.get("T"), attrs.get("part")) != (T, "test"):
+        raise ValueError(f"{test_set_path} holds {attrs.get('part')!r} trajectories of T={attrs.get('T')}; expected "
+                         f"held-out ('test') trajectories of T={T}")  # fmt: skip
     teacher = Teacher.load_for(T, teacher_checkpoints, device)
-    teacher.check_frame(sequences.frame, source)
+    same_frame_shape("the teacher", teacher.frame_shape, sequences)
     student = load_student(student_path, device).requires_grad_(False)
     if student.config.T != T:
         raise ValueError(f"{student_path} is a student for T={student.config.T}, not T={T}")

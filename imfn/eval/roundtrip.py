@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from imfn.atomic import atomic_output
-from imfn.data.sequences import Sequences
+from imfn.data.sequences import Sequences, same_frame_shape
 from imfn.devices import autocast, batch_size
 from imfn.eval.metrics import mse_per_frame, psnr, ssim_per_frame
 from imfn.models.teacher import Teacher
@@ -57,12 +57,12 @@ def metric_rows(
     return rows
 
 
-def to_frame(rows: list[dict]) -> pd.DataFrame:
+def to_table(rows: list[dict]) -> pd.DataFrame:
     """The rows as a table; ``variant`` is a string column even when every row's is null."""
-    frame = pd.DataFrame(rows)
-    frame["position"] = frame["position"].astype("Int64")
-    frame["variant"] = frame["variant"].astype("string")  # null stays null (pandas 2 writes None as "None" for "str")
-    return frame
+    table = pd.DataFrame(rows)
+    table["position"] = table["position"].astype("Int64")
+    table["variant"] = table["variant"].astype("string")  # null stays null (pandas 2 writes None as "None" for "str")
+    return table
 
 
 def evaluate_roundtrip(
@@ -77,7 +77,7 @@ def evaluate_roundtrip(
 ) -> None:
     """The teacher's roundtrip on held-out sequences ``0 .. count - 1`` of ``sequences`` at ``T`` frames."""
     teacher = Teacher.load_for(T, checkpoints, device)
-    teacher.check_frame(sequences.frame, sequences.source)
+    same_frame_shape("the teacher", teacher.frame_shape, sequences)
     step = max(1, batch_size(FRAMES_PER_BATCH, device) // T)
     mse_parts, ssim_parts = [], []
     for start in progress(range(0, count, step), f"roundtrip T={T}"):
@@ -85,12 +85,12 @@ def evaluate_roundtrip(
         with autocast():
             reconstruction = teacher.roundtrip(batch).float()
         mse_parts.append(mse_per_frame(reconstruction, batch).cpu())
-        ssim_parts.append(ssim_per_frame(reconstruction, batch, sequences.frame).cpu())
+        ssim_parts.append(ssim_per_frame(reconstruction, batch, sequences.frame_shape).cpu())
     mse, ssim = torch.cat(mse_parts), torch.cat(ssim_parts)
     seed = sequences.seed
-    frame = to_frame(metric_rows(sequences.source, "imfn-teacher", variant, seed, dim, T, mse, ssim))
+    table = to_table(metric_rows(sequences.source, "imfn-teacher", variant, seed, dim, T, mse, ssim))
     with atomic_output(out) as tmp:
-        frame.to_parquet(tmp, index=False)
+        table.to_parquet(tmp, index=False)
     log.info(
         "roundtrip %s %s seed %d d=%d T=%d: MSE %.5f, PSNR %.2f, SSIM %.4f",
         sequences.source,

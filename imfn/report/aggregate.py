@@ -18,9 +18,9 @@ Transform = Callable[[pd.DataFrame], pd.DataFrame]
 
 def aggregate(parts: Sequence[Path], out: Path, transform: Transform | None = None) -> None:
     """Concatenate per-cell metric Parquet files into one table (optionally transformed)."""
-    frame = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    table = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
     if transform is not None:
-        frame = transform(frame)
+        table = transform(table)
     with atomic_output(out) as tmp:
-        frame.to_parquet(tmp, index=False)
-    log.info("aggregated %d files, %d rows into %s", len(parts), len(frame), out)
+        table.to_parquet(tmp, index=False)
+    log.info("aggregated %d files, %d rows into %s", len(parts), len(table), out)

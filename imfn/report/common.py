@@ -12,17 +12,17 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from imfn.atomic import atomic_output
+from imfn.data.source import paper_source
 
 log = logging.getLogger(__name__)
 
 
-REPORTED_SOURCE = "mnist"  # the sequence source these figures and tables show (results/{source}/...)
-
-
-def read_metrics(path: Path, source: str = REPORTED_SOURCE) -> pd.DataFrame:
-    """A metric table's rows of one sequence source (a table written before sources were a column: all rows)."""
-    frame = pd.read_parquet(path)
-    return frame[frame["source"] == source].reset_index(drop=True) if "source" in frame else frame
+def read_metrics(path: Path, source: str | None = None) -> pd.DataFrame:
+    """A metric table's rows of one sequence source (unset: the paper's, whose results Figures 2-6 and Tables 1-2
+    show; a table written before sources were a column: all rows)."""
+    table = pd.read_parquet(path)
+    source = source or paper_source()
+    return table[table["source"] == source].reset_index(drop=True) if "source" in table else table
 
 
 def seed_summary(frame: pd.DataFrame, metric: str, by: list[str]) -> pd.DataFrame:

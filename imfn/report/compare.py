@@ -32,9 +32,9 @@ NULL = "<NA>"  # how a null label reads when rows are matched
 TOP_ROWS = 3
 
 
-def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame[sorted(frame.columns)]
-    return frame.sort_values(list(frame.columns), na_position="first", kind="stable").reset_index(drop=True)
+def _sorted(table: pd.DataFrame) -> pd.DataFrame:
+    table = table[sorted(table.columns)]
+    return table.sort_values(list(table.columns), na_position="first", kind="stable").reset_index(drop=True)
 
 
 def difference(before: pd.DataFrame, after: pd.DataFrame) -> str | None:
@@ -93,21 +93,21 @@ def parse_renamed_values(items: Sequence[str]) -> Scoped:
     return values
 
 
-def renamed(frame: pd.DataFrame, columns: dict[str, str], values: dict[str, dict[str, str | None]]) -> pd.DataFrame:
+def renamed(table: pd.DataFrame, columns: dict[str, str], values: dict[str, dict[str, str | None]]) -> pd.DataFrame:
     """A *before* table under the new names: its columns renamed, then the named values of a column replaced
     (compared as text, so ``architecture:paper=mlp`` and ``level:3=4`` both work)."""
-    clash = [f"{old}={new}" for old, new in columns.items() if old in frame and new in frame and old != new]
+    clash = [f"{old}={new}" for old, new in columns.items() if old in table and new in table and old != new]
     if clash:
         raise ValueError(f"renaming columns {clash} would give a table two columns of one name: scope it to a table")
-    frame = frame.rename(columns=columns)
+    table = table.rename(columns=columns)
     for column, mapping in values.items():
-        if column in frame:
-            text = frame[column].astype(object).map(lambda v: NULL if pd.isna(v) else str(v))
+        if column in table:
+            text = table[column].astype(object).map(lambda v: NULL if pd.isna(v) else str(v))
             hit = text.isin(list(mapping))
-            replaced = frame[column].astype(object).copy()
+            replaced = table[column].astype(object).copy()
             replaced[hit] = text[hit].map(mapping)
-            frame[column] = replaced
-    return frame
+            table[column] = replaced
+    return table
 
 
 def _labels(column: pd.Series) -> pd.Series:
@@ -131,13 +131,13 @@ def movement(before: pd.DataFrame, after: pd.DataFrame) -> list[str]:
     if not labels:
         return ["no label column in both tables: rows cannot be matched"]
     keyed = []
-    for frame in (before, after):
-        frame = frame[labels + floats].drop_duplicates()  # a row repeated whole is one row
-        key = pd.DataFrame({c: _labels(frame[c]) for c in labels})
+    for table in (before, after):
+        table = table[labels + floats].drop_duplicates()  # a row repeated whole is one row
+        key = pd.DataFrame({c: _labels(table[c]) for c in labels})
         repeated = int(key.duplicated().sum())
         if repeated:
             return [f"{repeated} rows share their labels {labels} with another row: rows cannot be matched"]
-        keyed.append(pd.concat([key, frame[floats].reset_index(drop=True)], axis=1))
+        keyed.append(pd.concat([key, table[floats].reset_index(drop=True)], axis=1))
     merged = keyed[0].merge(keyed[1], on=labels, how="outer", suffixes=(" before", " after"), indicator=True)
     matched = merged[merged["_merge"] == "both"]
     only = {side: int((merged["_merge"] == f"{side}_only").sum()) for side in ("left", "right")}
@@ -165,13 +165,13 @@ def movement(before: pd.DataFrame, after: pd.DataFrame) -> list[str]:
     return lines
 
 
-def only_rows(frame: pd.DataFrame, only: Sequence[tuple[str, str]]) -> pd.DataFrame:
+def only_rows(table: pd.DataFrame, only: Sequence[tuple[str, str]]) -> pd.DataFrame:
     """``frame``'s rows whose ``column`` reads ``value`` (as text), for each (column, value) of ``only`` that it has,
     without those columns; a table without the column whole."""
     for column, value in only:
-        if column in frame:
-            frame = frame[_labels(frame[column]).to_numpy() == value].drop(columns=column).reset_index(drop=True)
-    return frame
+        if column in table:
+            table = table[_labels(table[column]).to_numpy() == value].drop(columns=column).reset_index(drop=True)
+    return table
 
 
 def compare_metrics(

@@ -18,8 +18,8 @@ import pandas as pd
 import torch
 
 from imfn.atomic import atomic_output
-from imfn.report.common import REPORTED_SOURCE, read_metrics, write_table
-from imfn.report.paper import PAPER_PARAMS, PAPER_TABLE1
+from imfn.report.common import read_metrics, write_table
+from imfn.report.published import PAPER_PARAMS, PAPER_TABLE1
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ FIGURE6_FRAMES = 16
 
 def param_counts(out: Path) -> None:
     """Instantiate the paper-size models (d = 1024, T = 128, 9 teacher levels) and count parameters."""
+    from imfn.data.source import paper_source, source
     from imfn.models.compressors import (
         MambaCompressor,
         MambaConfig,
@@ -44,32 +45,33 @@ def param_counts(out: Path) -> None:
     from imfn.models.layers import parameter_count
     from imfn.models.teacher import teacher_parameter_count
 
+    frame_shape = source(paper_source()).frame_shape
     rows = [
         {
             "model": "imfn-teacher",
             "setup": "paper variant (mlp architecture), d=1024, 9 levels",
-            "params": teacher_parameter_count(1024, 9, 1024, None, "mlp"),
+            "params": teacher_parameter_count(1024, 9, frame_shape, 1024, None, "mlp"),
         }
     ]
     for name, build in (
-        ("transformer", lambda: TransformerCompressor(TransformerConfig(1024, 128))),
-        ("mamba", lambda: MambaCompressor(MambaConfig(1024, 128), use_kernels=False)),
+        ("transformer", lambda: TransformerCompressor(TransformerConfig(1024, 128, frame_shape))),
+        ("mamba", lambda: MambaCompressor(MambaConfig(1024, 128, frame_shape), use_kernels=False)),
     ):
         with torch.device("meta"):  # shapes only: no memory, no initialization
             model = build()
         rows.append({"model": name, "setup": "paper size, d=1024, T=128", "params": parameter_count(model)})
-    frame = pd.DataFrame(rows)
-    frame["paper_params"] = frame["model"].map(PAPER_PARAMS)
+    table = pd.DataFrame(rows)
+    table["paper_params"] = table["model"].map(PAPER_PARAMS)
     with atomic_output(out) as tmp:
-        frame.to_parquet(tmp, index=False)
+        table.to_parquet(tmp, index=False)
     for row in rows:
         log.info("%s (%s): %s parameters", row["model"], row["setup"], f"{row['params']:,}")
 
 
-def _summary(frame: pd.DataFrame, T: int, dim: int) -> pd.DataFrame:
+def _summary(table: pd.DataFrame, T: int, dim: int) -> pd.DataFrame:
     """Mean and std over seeds of the sequence-level metrics, one row per (model, its setup): the setup is
     ``setup`` where a row has one (a compressor's size), else ``variant`` (the teacher's), else empty."""
-    rows = frame[(frame["T"] == T) & (frame["dim"] == dim) & frame["position"].isna()]
+    rows = table[(table["T"] == T) & (table["dim"] == dim) & table["position"].isna()]
     setup = rows["setup"] if "setup" in rows else pd.Series(pd.NA, index=rows.index)
     rows = rows.assign(setup=setup.fillna(rows["variant"]).fillna(""))
     return rows.groupby(["model", "setup", "metric"])["value"].agg(["mean", "std", "count"]).reset_index()
@@ -77,9 +79,9 @@ def _summary(frame: pd.DataFrame, T: int, dim: int) -> pd.DataFrame:
 
 def table1(metrics: Sequence[Path], teacher_variant: str, T: int, dim: int, out: Path) -> pd.DataFrame:
     """Table 1 as Markdown from the teacher, compressor and per-frame reference metric Parquet files."""
-    frame = pd.concat([read_metrics(p) for p in metrics], ignore_index=True)
-    frame = frame[(frame["model"] != "imfn-teacher") | (frame["variant"] == teacher_variant)]
-    summary = _summary(frame, T, dim)
+    measured = pd.concat([read_metrics(p) for p in metrics], ignore_index=True)
+    measured = measured[(measured["model"] != "imfn-teacher") | (measured["variant"] == teacher_variant)]
+    summary = _summary(measured, T, dim)
     if summary.empty:
         raise ValueError(f"no metrics at T={T}, d={dim} in {', '.join(map(str, metrics))}")
     lines = [
@@ -126,14 +128,14 @@ def table1(metrics: Sequence[Path], teacher_variant: str, T: int, dim: int, out:
 
 def table2(param_counts_path: Path, out: Path) -> None:
     """Table 2 as Markdown: instantiated parameter counts next to the paper's."""
-    frame = pd.read_parquet(param_counts_path)
+    table = pd.read_parquet(param_counts_path)
     lines = [
         "# Table 2: parameters of the paper-size models",
         "",
         "| model | setup | parameters (counted here) | paper | difference |",
         "|---|---|---|---|---|",
     ]
-    for row in frame.itertuples():
+    for row in table.itertuples():
         diff = row.params - row.paper_params
         lines.append(f"| {DISPLAY[row.model]} | {row.setup} | {row.params:,} | {row.paper_params:,} | {diff:+,} |")
     lines += [
@@ -160,12 +162,13 @@ def figure6(
     import matplotlib.pyplot as plt
 
     from imfn.data.sequences import open_sequences
+    from imfn.data.source import paper_source
     from imfn.models.compressors import load_compressor
-    from imfn.models.pca import fit_pca, pca_roundtrip
+    from imfn.models.pca import fit_pca
     from imfn.models.teacher import Teacher
     from imfn.report.common import save_figure
 
-    sequences = open_sequences(REPORTED_SOURCE, mnist, split, seed)
+    sequences = open_sequences(paper_source(), mnist, split, seed)
     data = sequences.digits
     frames = sequences.draw_float("test", 0, 1, T)  # (1, T, pixels), the first held-out sequence every model saw
     rows = [("original", frames)]
@@ -174,17 +177,17 @@ def figure6(
         rows.append((DISPLAY["imfn-teacher"], teacher.roundtrip(frames)))
         for path in compressors:
             model = load_compressor(path, "cpu")
-            rows.append((DISPLAY[model.kind], model(frames)))
+            rows.append((DISPLAY[model.architecture], model(frames)))
     dim = teacher.codec.config.dim
-    mean, basis = fit_pca(torch.from_numpy(data.images)[torch.from_numpy(data.train)].float() / 255.0)
-    rows.append((f"{DISPLAY['pca']} (k={dim // T})", pca_roundtrip(frames, mean, basis, dim // T)))
+    pca = fit_pca(torch.from_numpy(data.images)[torch.from_numpy(data.train)].float() / 255.0)
+    rows.append((f"{DISPLAY['pca']} (k={dim // T})", pca.reconstruct(frames, dim // T)))
 
     positions = torch.linspace(0, T - 1, min(FIGURE6_FRAMES, T)).round().long().tolist()
     fig, axes = plt.subplots(len(rows), len(positions), figsize=(0.8 * len(positions) + 1.6, 0.85 * len(rows)))
     for r, (label, sequence) in enumerate(rows):
         for c, t in enumerate(positions):
             ax = axes[r, c]
-            image = sequence[0, t].reshape(sequences.frame.height, sequences.frame.width).clamp(0, 1)
+            image = sequence[0, t].reshape(sequences.frame_shape.height, sequences.frame_shape.width).clamp(0, 1)
             ax.imshow(image.numpy(), cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])

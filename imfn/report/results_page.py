@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 CAPTIONS = Path(__file__).resolve().parents[2] / "workflow" / "report"
 MAX_FIGURE_BYTES = 1_000_000
-SOURCE_REPORTS = ("moving_mnist",)  # sources with a report of their own (rule source_report)
 
 
 @dataclass(frozen=True)
@@ -44,18 +43,15 @@ class Section:
     figures: tuple[str, ...] = ()
 
 
-# In the order a reader wants them; a section whose files the run did not make is left out.
+TEACHER_SECTION = Section(
+    "Teacher: roundtrip MSE against memory size and sequence length (Figures 2-3)",
+    (),
+    ("fig2_mse_vs_dim", "fig3_mse_vs_T", "teacher_health"),
+)
+SOURCE_FIGURES = ("mse_vs_T", "per_position", "strip")  # a source report's figures: <source>_<name>
+# After the teacher's and the sources' own reports, in the order a reader wants them; a section whose files the run
+# did not make is left out.
 SECTIONS = (
-    Section(
-        "Teacher: roundtrip MSE against memory size and sequence length (Figures 2-3)",
-        (),
-        ("fig2_mse_vs_dim", "fig3_mse_vs_T", "teacher_health"),
-    ),
-    Section(
-        "Sequences that move (`moving_mnist`): the tree beside every reference at equal memory",
-        ("moving_mnist",),
-        ("moving_mnist_mse_vs_T", "moving_mnist_per_position", "moving_mnist_strip"),
-    ),
     Section("Sequence compressors (Tables 1-2, Figure 6)", ("table1_compressors", "table2_params"), ("fig6_sequence",)),
     Section("Students (Figures 4-5)", ("student",), ("fig4_prefix_retention", "fig5_end_of_sequence")),
     Section("Video hierarchy (Table 3)", ("table3_video",), ("fig_video_reconstructions",)),
@@ -65,18 +61,37 @@ SECTIONS = (
 )
 
 
-def caption(name: str) -> str:
+def reported_sources(results: Path) -> list[str]:
+    """The sequence sources with a report of their own in this run (rule source_report's table), in the teacher
+    table's order."""
+    teacher = Path(results) / "metrics" / "teacher.parquet"
+    if not teacher.exists():
+        return []
+    table = pd.read_parquet(teacher)
+    names = dict.fromkeys(table["source"]) if "source" in table else {}
+    return [name for name in names if (Path(results) / "tables" / f"{name}.md").exists()]
+
+
+def sections(sources: list[str]) -> list[Section]:
+    """Every section of the page: the teacher's, one per source with a report of its own, then :data:`SECTIONS`."""
+    own = [
+        Section(f"Sequences that share content (`{name}`): the tree beside every reference at equal memory", (name,),
+                tuple(f"{name}_{figure}" for figure in SOURCE_FIGURES))
+        for name in sources
+    ]  # fmt: skip
+    return [TEACHER_SECTION, *own, *SECTIONS]
+
+
+def caption(name: str, sources: list[str] = ()) -> str:
     """The figure's or table's caption for `snakemake --report`, as one Markdown paragraph: reST's ``code`` as
     Markdown's `code`, and a config value the report would fill in (``{{ snakemake.config["video"]["dataset"] }}``)
-    named by its key (`video.dataset`)."""
-    path = CAPTIONS / f"{name}.rst"
-    for source in SOURCE_REPORTS:  # a source's report shares one caption per file, {source} filled in below
-        if name == source or name.startswith(f"{source}_"):
-            path = CAPTIONS / f"source{name[len(source) :]}.rst"
+    named by its key (`video.dataset`). A file of a source's own report (``sources``) shares one caption per file
+    with every source's, ``{source}`` filled in."""
+    source = next((s for s in sources if name == s or name.startswith(f"{s}_")), None)
+    path = CAPTIONS / (f"source{name[len(source) :]}.rst" if source is not None else f"{name}.rst")
     if not path.exists():
         return ""
     text = " ".join(path.read_text().split())
-    source = next((s for s in SOURCE_REPORTS if name == s or name.startswith(f"{s}_")), None)
     if source is not None:
         text = re.sub(r"\{\{\s*snakemake\.wildcards\.source\s*\}\}", source, text)
     text = re.sub(
@@ -162,12 +177,12 @@ def stamp(records: list[dict], time_summary: Path | None) -> tuple[list[str], st
 # --- the headline table ------------------------------------------------------------------------------
 
 
-def _overall_mse(frame: pd.DataFrame) -> pd.DataFrame:
+def _overall_mse(table: pd.DataFrame) -> pd.DataFrame:
     """The rows of one metric table that hold a sequence's overall MSE (not one position's)."""
-    frame = frame[frame["metric"] == "mse"]
-    if "position" in frame:
-        frame = frame[frame["position"].isna()]
-    return frame
+    table = table[table["metric"] == "mse"]
+    if "position" in table:
+        table = table[table["position"].isna()]
+    return table
 
 
 def _label(row: pd.Series, name: str) -> str:
@@ -189,6 +204,8 @@ def headline(metrics: Path) -> tuple[str, pd.DataFrame] | None:
     student = tables.get("student")
     compressors = tables.get("compressors")
     teacher = _overall_mse(tables["teacher"])
+    if teacher.empty:  # the run did not run the paper's source
+        return None
     if student is not None and len(student):
         dim = int(student["dim"].iloc[0])
         Ts = sorted(student["T"].unique())
@@ -202,10 +219,10 @@ def headline(metrics: Path) -> tuple[str, pd.DataFrame] | None:
 
     rows: list[tuple[str, dict]] = []
 
-    def add(frame: pd.DataFrame, label_of) -> None:
-        frame = frame[(frame["dim"] == dim) & frame["T"].isin(Ts)]
-        keys = [c for c in ("model", "variant") if c in frame]
-        for _, part in frame.groupby(keys, dropna=False, sort=False):
+    def add(table: pd.DataFrame, label_of) -> None:
+        table = table[(table["dim"] == dim) & table["T"].isin(Ts)]
+        keys = [c for c in ("model", "variant") if c in table]
+        for _, part in table.groupby(keys, dropna=False, sort=False):
             means = part.groupby("T")["value"].mean()
             seeds = part["seed"].nunique()
             rows.append((f"{label_of(part.iloc[0])}, {seeds} seed{'s' if seeds > 1 else ''}", means.to_dict()))
@@ -239,9 +256,9 @@ def source_headline(metrics: Path, source: str) -> tuple[str, pd.DataFrame] | No
     from imfn.report.source import REFERENCES, _order, curves
 
     paths = [metrics / f"{name}.parquet" for name in ("teacher", "autoencoder", "pca", "clip_pca", "compressors")]
-    frames = [pd.read_parquet(path) for path in paths if path.exists()]
-    frames = [frame for frame in frames if "source" in frame]  # a table from before sources: mnist's alone
-    rows = curves(pd.concat(frames, ignore_index=True), source) if frames else pd.DataFrame()
+    tables = [pd.read_parquet(path) for path in paths if path.exists()]
+    tables = [table for table in tables if "source" in table]  # a table from before sources: the paper's alone
+    rows = curves(pd.concat(tables, ignore_index=True), source) if tables else pd.DataFrame()
     if rows.empty:
         return None
     summary = seed_summary(rows, "mse", ["dim", "curve", "T"])
@@ -258,13 +275,14 @@ def source_headline(metrics: Path, source: str) -> tuple[str, pd.DataFrame] | No
 def video_headline(results: Path) -> tuple[str, pd.DataFrame] | None:
     """Held-out MSE per level of the video hierarchy on the sequence source (mean over validation clips) and of
     every reference storing as many numbers over the same window (Table 3's rows, :mod:`imfn.report.video`)."""
-    from imfn.report.video import SEQUENCE_SOURCE, sequence_references
+    from imfn.report.video import sequence_references, sequence_source
 
     path = results / "metrics" / "video.parquet"
     if not path.exists():
         return None
     mse = pd.read_parquet(path).query("metric == 'mse'")
-    if set(mse["dataset"]) != {SEQUENCE_SOURCE}:
+    source = sequence_source(mse)
+    if source is None:
         return None  # footage: no reference but per-frame PCA (Table 3 on the results page)
     imfn = mse[mse["model"] == "imfn-video"]
     levels = sorted(int(level) for level in imfn["level"].unique())
@@ -273,12 +291,12 @@ def video_headline(results: Path) -> tuple[str, pd.DataFrame] | None:
         "IMFN video levels": imfn.groupby("level")["value"].mean(),
         "per-frame PCA, same memory": mse[mse["model"] == "pca"].groupby("level")["value"].mean(),
     }
-    references = sequence_references(results, int(imfn["seed"].iloc[0]), dim, levels).query("metric == 'mse'")
+    references = sequence_references(results, source, int(imfn["seed"].iloc[0]), dim, levels).query("metric == 'mse'")
     for name, part in references.groupby("name", sort=False):
         rows[name] = part.set_index("level")["value"]
     table = pd.DataFrame(rows).T[levels]
     table.columns = [f"L{level} ({2 ** (level + 1)} frames)" for level in levels]
-    title = (f"`{SEQUENCE_SOURCE}`, the video hierarchy (Table 3): held-out MSE per pixel of each level at d = {dim} "
+    title = (f"`{source}`, the video hierarchy (Table 3): held-out MSE per pixel of each level at d = {dim} "
              "numbers per window, beside every reference storing as many over the same window")  # fmt: skip
     return title, table
 
@@ -313,12 +331,13 @@ def results_page(results: Path, logs: Path, out: Path, readme: Path | None = Non
         *lines_stamp,
         "",
     ]
-    heads = [head, *(source_headline(results / "metrics", s) for s in SOURCE_REPORTS), video_headline(results)]
+    sources = reported_sources(results)
+    heads = [head, *(source_headline(results / "metrics", s) for s in sources), video_headline(results)]
     heads = [h for h in heads if h is not None]
     for title, table in heads:
         page += [f"## {title}", "", markdown_table(table), ""]
     figures = []
-    for section in SECTIONS:
+    for section in sections(sources):
         tables = [t for t in section.tables if (results / "tables" / f"{t}.md").exists()]
         shown = [f for f in section.figures if (results / "figures" / f"{f}.png").exists()]
         if not tables and not shown:
@@ -326,12 +345,12 @@ def results_page(results: Path, logs: Path, out: Path, readme: Path | None = Non
         page += [f"## {section.title}", ""]
         for name in tables:
             table, has_heading = table_text(results / "tables" / f"{name}.md")
-            text = "" if has_heading else caption(name)
+            text = "" if has_heading else caption(name, sources)
             page += ([text, ""] if text else []) + [table, ""]
         for name in shown:
             figures.append(name)
             page += [f"![{name}](figures/{name}.png)", ""]
-            text = caption(name)
+            text = caption(name, sources)
             page += [text, ""] if text else []
     text = "\n".join(page).rstrip() + "\n"
     figure_dir.mkdir(parents=True, exist_ok=True)

@@ -4,8 +4,8 @@ shape, with the references), and MSE per position; from results/metrics alone.
 The references store as many numbers per clip as the memory d: the per-frame autoencoder and per-frame PCA keep
 k = d // T numbers per frame, clip PCA the d principal components of the whole T-frame clip (the best linear code of
 the sequence), the mean frame none. The compressors (Transformer, Mamba) are trained at one (d, T). Where frames
-share content (``moving_mnist``), the per-frame autoencoder is not the limit of a memory: a memory that keeps each
-digit once and its motion needs the same numbers at every T.
+share content (a source whose ``frames_share_content``), the per-frame autoencoder is not the limit of a memory: a
+memory that keeps each digit once and its motion needs the same numbers at every T.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from imfn.data.source import source as sequence_source
 from imfn.report.common import log2_axis, save_figure, seed_summary, write_table
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def source_table(summary: pd.DataFrame, source: str) -> list[str]:
         "k = d // T numbers per frame; clip PCA keeps the d principal components of the whole clip; the "
         "compressors are trained at one (d, T)."
     )
-    if source != "mnist":
+    if sequence_source(source).frames_share_content:
         lines.append(
             "On this source frames share content, so the per-frame autoencoder is **not** the limit at "
             "equal memory: it is what a memory gets by ignoring time."
@@ -111,12 +112,17 @@ def source_table(summary: pd.DataFrame, source: str) -> list[str]:
     return lines
 
 
+def _colours(names) -> dict:
+    """One colour per curve, the same in every figure of the report: the teachers first, then the references."""
+    teachers = [c for c in _order(names) if c.startswith("IMFN ")]
+    return {c: plt.get_cmap("tab10")(i % 10) for i, c in enumerate(teachers + list(REFERENCES))}
+
+
 def mse_vs_T(summary: pd.DataFrame, source: str) -> plt.Figure:
     """One panel per d: MSE against T for every curve (the teacher solid, the references styled by kind)."""
     dims = sorted(summary["dim"].unique())
     fig, axes = plt.subplots(1, len(dims), figsize=(6.2 * len(dims), 4.4), squeeze=False)
-    teachers = [c for c in _order(summary["curve"].unique()) if c.startswith("IMFN ")]
-    colours = {c: plt.get_cmap("tab10")(i) for i, c in enumerate(teachers + list(REFERENCES))}
+    colours = _colours(summary["curve"].unique())
     for ax, dim in zip(axes[0], dims, strict=True):
         part = summary[summary["dim"] == dim]
         for curve in _order(part["curve"].unique()):
@@ -142,7 +148,8 @@ def per_position(rows: pd.DataFrame, source: str) -> plt.Figure | None:
         return None
     shown = sorted({max([T for T in Ts if T <= 32] or Ts[:1]), Ts[-1]})
     dims = sorted(positioned["dim"].unique())
-    fig, axes = plt.subplots(len(dims), len(shown), figsize=(6 * len(shown), 3.6 * len(dims)), squeeze=False)
+    fig, axes = plt.subplots(len(dims), len(shown), figsize=(6 * len(shown), 3.4 * len(dims) + 0.8), squeeze=False)
+    colours, drawn = _colours(positioned["curve"].unique()), {}
     for r, dim in enumerate(dims):
         for c, T in enumerate(shown):
             ax = axes[r, c]
@@ -151,20 +158,20 @@ def per_position(rows: pd.DataFrame, source: str) -> plt.Figure | None:
             for curve in _order(mean["curve"].unique()):
                 line = mean[mean["curve"] == curve]
                 style = STYLE.get(curve, dict(ls="-", lw=2))
-                ax.plot(
-                    line["position"],
-                    line["value"],
-                    label=_label(curve),
-                    **{k: v for k, v in style.items() if k in ("ls", "lw")},
-                )
+                # a line for every curve: the compressors' style is markers alone, too sparse for 64 positions
+                ls = style.get("ls") or ":"
+                (drawn[curve],) = ax.plot(line["position"], line["value"], color=colours[curve], ls=ls,
+                                          lw=style.get("lw", 1.2))  # fmt: skip
             ax.set_yscale("log")
             ax.set_xlabel("frame position")
             ax.set_ylabel("MSE (mean over seeds)")
             ax.set_title(f"d = {dim}, T = {T}")
             ax.grid(True, alpha=0.3)
-            ax.legend(fontsize=7)
+    names = _order(drawn)  # one legend below the panels, of the curves drawn: none covers a curve
+    fig.legend([drawn[n] for n in names], [_label(n) for n in names], loc="lower center", ncol=min(len(names), 4),
+               fontsize=8, frameon=False)  # fmt: skip
     fig.suptitle(f"{source}: MSE per frame position")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.12 if len(names) > 4 else 0.07, 1, 1))
     return fig
 
 
@@ -201,10 +208,9 @@ def strip_figure(
     as the evaluation fits it, on ``fit_clips`` training clips), and the compressors trained at this T."""
     import torch
 
-    from imfn.eval.clip_pca import fit_clip_pca
     from imfn.models.compressors import load_compressor
     from imfn.models.frame_autoencoder import load_frame_autoencoder
-    from imfn.models.pca import load_frame_pca, pca_roundtrip
+    from imfn.models.pca import fit_pca, load_frame_pca, pca_roundtrip
     from imfn.models.teacher import Teacher
     from imfn.models.tree import depth_for
 
@@ -224,14 +230,14 @@ def strip_figure(
         mean, basis = load_frame_pca(pca, sequences)
         rows.append((f"per-frame PCA (k={k})", pca_roundtrip(frames, mean, basis, k)))
         clips = torch.from_numpy(sequences.draw("train", 0, fit_clips, T)).flatten(1)
-        clip_pca = fit_clip_pca(clips)
+        clip_pca = fit_pca(clips)
         kept = min(dim, clip_pca.rank)
         rows.append((f"clip PCA ({kept})", clip_pca.reconstruct(frames, kept)))
         for path in compressors:
             model = load_compressor(path)
-            rows.append((f"{REFERENCES[model.kind]}", model(frames)))
+            rows.append((f"{REFERENCES[model.architecture]}", model(frames)))
     positions = sorted({min(p, T) - 1 for p in STRIP_FRAMES})  # a shorter clip: its last frame stands for the rest
-    height, width = sequences.frame.height, sequences.frame.width
+    height, width = sequences.frame_shape.height, sequences.frame_shape.width
     fig, axes = plt.subplots(
         len(rows), len(positions), figsize=(1.1 * len(positions) + 2.4, 1.1 * len(rows)), squeeze=False
     )

@@ -51,7 +51,7 @@ def source_curves(students: pd.DataFrame, references: dict[str, pd.DataFrame]) -
         ["variant", "seed", "dim", "T", "frames_written", "metric"]
     )
     Ts, dim, seeds = sorted(students["T"].unique()), int(students["dim"].iloc[0]), set(students["seed"])
-    streaming = [streaming_rows(frame, STREAMING[model], dim, Ts) for model, frame in references.items()]
+    streaming = [streaming_rows(table, STREAMING[model], dim, Ts) for model, table in references.items()]
     return pd.concat(
         [
             teacher.assign(curve="teacher"),
@@ -61,14 +61,14 @@ def source_curves(students: pd.DataFrame, references: dict[str, pd.DataFrame]) -
     )
 
 
-def student_table(frame: pd.DataFrame) -> str:
+def student_table(table: pd.DataFrame) -> str:
     """Markdown for one source: per student variant and T, the end-of-sequence MSE of student and teacher
     (mean ± std over seeds), the mean over seeds of their ratio, the largest ratio of the seed-mean prefix
     curves over the frames written measured, and the streaming per-frame references' end of sequence; then,
     where measured, what student and teacher hold of the last T frames after 2T and 4T. ``frame``: the
     figures' rows of the source (:func:`source_curves`)."""
-    end = frame[frame["metric"] == "mse"]
-    prefix = frame[frame["metric"] == "prefix_mse"].groupby(["curve", "T", "frames_written"])["value"].mean()
+    end = table[table["metric"] == "mse"]
+    prefix = table[table["metric"] == "prefix_mse"].groupby(["curve", "T", "frames_written"])["value"].mean()
     teacher_end = end[end["curve"] == "teacher"].set_index(["seed", "T"])["value"]
     students = list(dict.fromkeys(c for c in end["curve"] if c.startswith("student")))
     lines = [
@@ -91,7 +91,7 @@ def student_table(frame: pd.DataFrame) -> str:
                 + " | ".join(f"{v:.5f}" for v in streaming)
                 + " |"
             )
-    past = frame[frame["metric"] == "past_end_mse"]
+    past = table[table["metric"] == "past_end_mse"]
     if len(past):
         mean = past.groupby(["curve", "T", "frames_written"])["value"].mean()
         multiples = sorted({int(k // T) for T, k in zip(past["T"], past["frames_written"], strict=True)})
@@ -130,16 +130,16 @@ def student_figures(
     columns = max(curves[source]["T"].nunique() for source in sources)
     fig4, axes4 = plt.subplots(len(sources), columns, figsize=(4.2 * columns, 3.8 * len(sources)), squeeze=False)
     fig5, axes5 = plt.subplots(1, len(sources), figsize=(6.4 * len(sources), 4.4), squeeze=False)
-    students = list(dict.fromkeys(c for frame in curves.values() for c in frame["curve"] if c.startswith("student")))
+    students = list(dict.fromkeys(c for rows in curves.values() for c in rows["curve"] if c.startswith("student")))
     style = REFERENCE_STYLE | {curve: dict(ls="-", color=f"C{i}") for i, curve in enumerate(students)}
     parts = []
     for row, source in enumerate(sources):
-        frame = curves[source]
-        Ts, dim, n_seeds = sorted(frame["T"].unique()), int(frame["dim"].iloc[0]), frame["seed"].nunique()
-        teacher = frame[frame["curve"] == "teacher"]["variant"].iloc[0]
+        rows = curves[source]
+        Ts, dim, n_seeds = sorted(rows["T"].unique()), int(rows["dim"].iloc[0]), rows["seed"].nunique()
+        teacher = rows[rows["curve"] == "teacher"]["variant"].iloc[0]
         seeds = f"{n_seeds} seed{'s' if n_seeds > 1 else ''}"
         for ax, T in zip(axes4[row], Ts, strict=False):
-            part = frame[(frame["T"] == T) & (frame["metric"] == "prefix_mse")]
+            part = rows[(rows["T"] == T) & (rows["metric"] == "prefix_mse")]
             for curve, rows in part.groupby("curve", sort=False):
                 stats = rows.groupby("frames_written")["value"].agg(["mean", "std"]).fillna(0.0)
                 ax.plot(stats.index, stats["mean"], label=curve, **style[curve])
@@ -154,7 +154,7 @@ def student_figures(
             ax.set_visible(False)
         axes4[row][0].set_ylabel("MSE over the first k frames")
         axes4[row][0].legend(fontsize=8)
-        end = seed_summary(frame[frame["metric"] == "mse"].assign(position=None), "mse", ["curve", "T"])
+        end = seed_summary(rows[rows["metric"] == "mse"].assign(position=None), "mse", ["curve", "T"])
         ax = axes5[0][row]
         for curve, rows in end.groupby("curve", sort=False):
             rows = rows.sort_values("T")
@@ -163,7 +163,7 @@ def student_figures(
         log2_axis(ax, Ts, "end-of-sequence MSE (mean ± std over seeds)")
         ax.set_title(f"{source} (d={dim}, teacher {teacher}, {seeds})")
         ax.legend(fontsize=8)
-        parts.append(f"**{source}**: teacher `{teacher}`, d = {dim}, {seeds}\n\n{student_table(frame)}")
+        parts.append(f"**{source}**: teacher `{teacher}`, d = {dim}, {seeds}\n\n{student_table(rows)}")
     fig4.suptitle("Fig. 4: prefix retention, student vs teacher and per-frame references at equal memory")
     fig4.tight_layout()
     fig5.suptitle("Fig. 5: end of the sequence, student vs teacher and per-frame references at equal memory")

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from imfn.report.common import log2_axis, read_metrics, save_figure, seed_summary, write_table
-from imfn.report.paper import PAPER_TEACHER_MSE
+from imfn.report.published import PAPER_TEACHER_MSE
 
 log = logging.getLogger(__name__)
 
@@ -21,29 +21,31 @@ log = logging.getLogger(__name__)
 def _lines(
     summary: pd.DataFrame, limit: pd.DataFrame, x: str, curve: str, xlabel: str, curve_label: str, title: str
 ) -> plt.Figure:
-    """Teacher curves (solid) with the per-frame autoencoder at the same memory (dashed, same colour)."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    """Left: the teacher's MSE (a coloured curve per ``curve`` value) on log axes, so that every T shows, beside the
+    per-frame autoencoder at the same memory (grey, dashed: the limit, one style for all). Right: the teacher's
+    ratio to that limit at each point (1: the limit reached)."""
+    fig, (ax, ratio_ax) = plt.subplots(1, 2, figsize=(11.5, 4.4), gridspec_kw={"width_ratios": [3, 2]})
     curves = sorted(summary[curve].unique())
     cmap = plt.get_cmap("viridis", max(len(curves), 2))
     for i, value in enumerate(curves):
         part = summary[summary[curve] == value].sort_values(x)
-        ax.errorbar(
-            part[x],
-            part["mean"],
-            yerr=part["std"],
-            marker="o",
-            ms=4,
-            capsize=3,
-            color=cmap(i),
-            label=f"{curve_label}={value}",
-        )
+        ax.errorbar(part[x], part["mean"], yerr=part["std"], marker="o", ms=4, capsize=3, color=cmap(i),
+                    label=f"{curve_label}={value}")  # fmt: skip
         reference = limit[limit[curve] == value].sort_values(x)
-        ax.plot(reference[x], reference["mean"], ls="--", lw=1, marker="x", ms=4, color=cmap(i))
-    ax.plot([], [], ls="--", marker="x", color="gray", label="per-frame autoencoder\n(the limit, same memory)")
-    log2_axis(ax, sorted(summary[x].unique()), "roundtrip MSE (mean ± std over seeds)", xlabel)
+        ax.plot(reference[x], reference["mean"], ls="--", lw=0.9, marker="x", ms=4, color="0.55", zorder=1,
+                label="per-frame autoencoder, same memory (the limit)" if i == 0 else None)  # fmt: skip
+        both = part.merge(reference, on=[x, curve], suffixes=("", "_limit"))
+        ratio_ax.plot(both[x], both["mean"] / both["mean_limit"], marker="o", ms=4, color=cmap(i))
+    xs = sorted(summary[x].unique())
+    log2_axis(ax, xs, "roundtrip MSE (mean ± std over seeds)", xlabel, log_y=True)
+    log2_axis(ratio_ax, xs, "teacher / per-frame autoencoder", xlabel)
+    ratio_ax.axhline(1.0, color="0.55", ls="--", lw=0.9)
+    ratio_ax.set_title("ratio to the limit at equal memory")
     n_seeds = int(summary["count"].max())
     ax.set_title(f"{title} ({n_seeds} seed{'s' if n_seeds != 1 else ''})")
-    ax.legend(fontsize=8, ncol=2 if len(curves) > 5 else 1)
+    handles, labels = ax.get_legend_handles_labels()  # one legend below both panels: none covers a curve
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 * (1 + (len(labels) - 1) // 5), 1, 1))
     return fig
 
 
@@ -63,16 +65,16 @@ def teacher_figures(teacher_metrics: Path, autoencoder_metrics: Path, figures_di
 
 def health_figure(health: Path, out_dir: Path, name: str = "teacher_health") -> list[Path]:
     """Per level: unexplained variance and effective rank of the merged codes, a curve per d."""
-    frame = read_metrics(health)
+    table = read_metrics(health)
     fig, (ax_fvu, ax_rank) = plt.subplots(1, 2, figsize=(10, 4))
-    for (variant, dim), part in frame.groupby(["variant", "dim"]):
+    for (variant, dim), part in table.groupby(["variant", "dim"]):
         stats = part.groupby("level").agg(
             fvu=("unexplained_variance", "mean"),
             fvu_max=("unexplained_variance", "max"),
             rank=("effective_rank", "mean"),
             collapsed=("collapsed", "any"),
         )
-        label = f"d={dim}" if frame["variant"].nunique() == 1 else f"{variant} d={dim}"
+        label = f"d={dim}" if table["variant"].nunique() == 1 else f"{variant} d={dim}"
         line = ax_fvu.plot(stats.index, stats["fvu"], marker="o", ms=4, label=label)[0]
         if "tree_unexplained_variance" in part:
             tree = part.groupby("level")["tree_unexplained_variance"].mean()
@@ -80,7 +82,7 @@ def health_figure(health: Path, out_dir: Path, name: str = "teacher_health") -> 
         ax_rank.plot(stats.index, stats["rank"] / dim, marker="o", ms=4, color=line.get_color(), label=label)
         bad = stats[stats["collapsed"]]
         ax_fvu.scatter(bad.index, bad["fvu_max"], marker="x", s=80, color="red", zorder=5)
-    limit = frame["max_unexplained_variance"].iloc[0] if "max_unexplained_variance" in frame else None
+    limit = table["max_unexplained_variance"].iloc[0] if "max_unexplained_variance" in table else None
     if limit is not None:
         ax_fvu.axhline(limit, color="red", ls="--", lw=1, label="collapse threshold")
     ax_fvu.set_yscale("log")
@@ -93,7 +95,7 @@ def health_figure(health: Path, out_dir: Path, name: str = "teacher_health") -> 
     for ax in (ax_fvu, ax_rank):
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"Teacher level health ({frame['seed'].nunique()} seeds; mean over seeds)")
+    fig.suptitle(f"Teacher level health ({table['seed'].nunique()} seeds; mean over seeds)")
     fig.tight_layout()
     return save_figure(fig, out_dir, name)
 

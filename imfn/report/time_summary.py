@@ -73,8 +73,8 @@ def read_benchmarks(root: str | os.PathLike, rules: Iterable[str] = ()) -> pd.Da
         measures = {m: pd.to_numeric(table[m], errors="coerce").mean() for m in MEASURES if m in table}
         rows.append({"rule": rule, "job": rel.as_posix(), "wildcards": wildcards, "repeats": len(table), **measures})
     columns = ["rule", "job", "wildcards", "repeats", *MEASURES]
-    frame = pd.DataFrame(rows, columns=columns)
-    return frame.astype({m: "float64" for m in MEASURES}).sort_values(["rule", "job"], ignore_index=True)
+    table = pd.DataFrame(rows, columns=columns)
+    return table.astype({m: "float64" for m in MEASURES}).sort_values(["rule", "job"], ignore_index=True)
 
 
 def per_rule(jobs: pd.DataFrame) -> pd.DataFrame:

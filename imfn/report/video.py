@@ -8,39 +8,46 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from imfn import registry
 from imfn.report.common import save_figure, write_table
-from imfn.report.paper import PAPER_TABLE3
+from imfn.report.published import PAPER_TABLE3
 from imfn.store import open_group
 
 log = logging.getLogger(__name__)
 
 
-SEQUENCE_SOURCE = "moving_mnist"  # the video dataset that is also a sequence source of the vector tree
 SEQUENCE_REFERENCES = (  # (metric table, its model, the row's name): what stores the same d numbers per window
     ("teacher", None, "vector tree `{variant}`"),
     ("clip_pca", "clip-pca", "clip PCA, {dim} components"),
 )
 
 
-def sequence_references(results: Path, seed: int, dim: int, levels: list[int]) -> pd.DataFrame:
-    """For video on ``moving_mnist``: the source's own models at equal memory over the same window, rows of
+def sequence_source(metrics: pd.DataFrame) -> str | None:
+    """The sequence source the video table's clips are of (its ``dataset`` is a registered source), or None for
+    footage."""
+    datasets = set(metrics["dataset"])
+    return next(iter(datasets)) if len(datasets) == 1 and datasets <= set(registry.SOURCES) else None
+
+
+def sequence_references(results: Path, source: str, seed: int, dim: int, levels: list[int]) -> pd.DataFrame:
+    """For video on a sequence source: the source's own models at equal memory over the same window, rows of
     (level, name, metric, value): each teacher variant's tree and clip PCA at d = ``dim``, T = 2^(level+1), seed
     ``seed``, on the source's held-out sequences (whose first frames are the validation clips)."""
     rows = []
-    for table, model, name in SEQUENCE_REFERENCES:
-        path = results / "metrics" / f"{table}.parquet"
+    for metric_table, model, name in SEQUENCE_REFERENCES:
+        path = results / "metrics" / f"{metric_table}.parquet"
         if not path.exists():
-            raise FileNotFoundError(f"{path} not found: Table 3 of {SEQUENCE_SOURCE} shows it beside every level")
-        frame = pd.read_parquet(path)
-        frame = frame[(frame["source"] == SEQUENCE_SOURCE) & (frame["seed"] == seed) & (frame["dim"] == dim)]
-        frame = frame[frame["position"].isna() & frame["metric"].isin(["mse", "psnr"])]
+            raise FileNotFoundError(f"{path} not found: Table 3 of {source} shows it beside every level")
+        table = pd.read_parquet(path)
+        table = table[(table["source"] == source) & (table["seed"] == seed) & (table["dim"] == dim)]
+        table = table[table["position"].isna() & table["metric"].isin(["mse", "psnr"])]
         if model is not None:
-            frame = frame[frame["model"] == model]
+            table = table[table["model"] == model]
         for level in levels:
-            part = frame[frame["T"] == 2 ** (level + 1)]
+            part = table[table["T"] == 2 ** (level + 1)]
             if part.empty:
-                raise ValueError(f"{path} holds no {SEQUENCE_SOURCE} rows at seed {seed}, d = {dim}, "
-                                 f"T = {2 ** (level + 1)}: the grid of sources.{SEQUENCE_SOURCE} must cover video "
+                raise ValueError(f"{path} holds no {source} rows at seed {seed}, d = {dim}, "
+                                 f"T = {2 ** (level + 1)}: the grid of sources.{source} must cover video "
                                  f"level {level}'s window at the video memory")  # fmt: skip
             for row in part.itertuples():
                 label = name.format(variant=getattr(row, "variant", ""), dim=dim)
@@ -89,7 +96,7 @@ def table3(metrics: pd.DataFrame, references: pd.DataFrame | None = None) -> str
             continue
         for name, rows in references[references["level"] == level].groupby("name", sort=False):
             values = rows.set_index("metric")["value"]
-            cells = [f"L{level}", f"{name} ({SEQUENCE_SOURCE}, T = {2 ** (level + 1)})", f"{2 ** (level + 1)}:1",
+            cells = [f"L{level}", f"{name} ({dataset}, T = {2 ** (level + 1)})", f"{2 ** (level + 1)}:1",
                      "-", f"{values['mse']:.6f}", f"{values['psnr']:.2f}", "-", "-"]  # fmt: skip
             lines.append("| " + " | ".join(cells) + " |")
     lines += [
@@ -101,7 +108,7 @@ def table3(metrics: pd.DataFrame, references: pd.DataFrame | None = None) -> str
     if references is not None:
         lines += [
             "",
-            f"The rows named `{SEQUENCE_SOURCE}` store the same numbers per window of 2^(l+1) frames: the vector "
+            f"The rows named `{dataset}` store the same numbers per window of 2^(l+1) frames: the vector "
             "tree of each teacher variant and clip PCA, from that source's metric tables (its held-out sequences, "
             "whose first 2^(l+1) frames are the first window of a validation clip; no std over videos recorded).",
         ]
@@ -129,7 +136,7 @@ def reconstruction_figure(reconstructions: list[Path], out_dir: Path, frames: in
             for t in range(shown):
                 ax = axes[r, t]
                 frame = data[v, t]
-                if frame.shape[-1] == 1:  # grayscale (moving_mnist)
+                if frame.shape[-1] == 1:  # grayscale (a sequence source's)
                     ax.imshow(frame[..., 0], cmap="gray", vmin=0, vmax=255)
                 else:
                     ax.imshow(frame)
@@ -153,10 +160,10 @@ def video_report(results: Path) -> None:
     if len(datasets) != 1:
         raise ValueError(f"{metrics_path} mixes datasets {sorted(datasets)}")
     levels = sorted(int(level) for level in metrics["level"].unique())
-    references = None
-    if datasets[0] == SEQUENCE_SOURCE:
+    references, source = None, sequence_source(metrics)
+    if source is not None:
         imfn = metrics[metrics["model"] == "imfn-video"]
-        references = sequence_references(results, int(imfn["seed"].iloc[0]), int(imfn["dim"].iloc[0]), levels)
+        references = sequence_references(results, source, int(imfn["seed"].iloc[0]), int(imfn["dim"].iloc[0]), levels)
     table_out = results / "tables" / "table3_video.md"
     write_table(table3(metrics, references).splitlines(), table_out)
     paths = [results / "video" / datasets[0] / f"reconstructions_L{level}.zarr" for level in levels]

@@ -177,9 +177,9 @@ class Run:
 
 def write_rows(rows: list[dict], out: Path, columns: Sequence[str] | None = None) -> None:
     """Loss rows as Parquet, whole or not at all."""
-    frame = pd.DataFrame(rows, columns=list(columns) if columns else None)
+    table = pd.DataFrame(rows, columns=list(columns) if columns else None)
     with atomic_output(out) as tmp:
-        frame.to_parquet(tmp, index=False)
+        table.to_parquet(tmp, index=False)
 
 
 def kill_point() -> int | None:
