@@ -2,16 +2,17 @@
 # CPU-sized run:                          snakemake --cores all --configfile config/quick.yaml
 import os
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
+
+from imfn.experiment import Experiment
 
 min_version("9.0")
 
 configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
-include: "workflow/rules/renamed_keys.py"
-
-check_renamed_keys(config)  # before the schema: a renamed key gets a message naming its new name
-validate(config, schema="workflow/schemas/config.schema.yaml")
+# The experiment the config describes: renamed keys, the schema (workflow/schemas/config.schema.yaml) and every
+# cross-field check, before any job; the rules read its grids and roles (imfn/experiment/).
+EXPERIMENT = Experiment.from_config(config)
 
 report: "workflow/report/workflow.rst"
 
@@ -21,6 +22,7 @@ report: "workflow/report/workflow.rst"
 if workflow.remote_exec and "gpu" not in workflow.global_resources:
     workflow.register_resource("gpu", 1)
 
+include: "workflow/rules/paths.smk"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/provenance.smk"
 include: "workflow/rules/data.smk"
@@ -34,22 +36,22 @@ include: "workflow/rules/figures.smk"
 rule all:
     """For every sequence source of `sources`: the teacher over its grid (every level of the source, even one no
     evaluated T reaches), its metrics and health, per-frame PCA and the per-frame autoencoder at equal memory, and
-    (sources other than mnist) clip PCA and the mean frame; Figures 2-3 (mnist); the students and Figures 4-5
-    (mnist); the Transformer and Mamba compressors on each source of compressors.sources, with Tables 1-2 and
-    Figure 6 (mnist); the video hierarchy's Table 3 and reconstruction figure (left out, with a note, when
-    video.root is not on disk)."""
+    (sources whose frames share content) clip PCA, the mean frame and the source's report; Figures 2-3 (the
+    paper's source); the students and Figures 4-5; the Transformer and Mamba compressors on each source of
+    compressors.sources, with Tables 1-2 and Figure 6 (the paper's source); the video hierarchy's Table 3 and
+    reconstruction figure (left out, with a note, when video.root is not on disk)."""
     default_target: True
     input:
         source_grids(SWEEPER),
         "results/metrics/teacher.parquet",
         "results/metrics/pca.parquet",
         "results/metrics/autoencoder.parquet",
-        ["results/metrics/clip_pca.parquet"] if CLIP_PCA_SOURCES else [],
+        ["results/metrics/clip_pca.parquet"] if EXPERIMENT.moving_sources else [],
         SOURCE_REPORTS,
         TEACHER_FIGURES,
         STUDENT_FIGURES,
         COMPRESSOR_OUTPUTS,
-        [] if VIDEO_LEFT_OUT else VIDEO_OUTPUTS,
+        [] if EXPERIMENT.video.left_out else VIDEO_OUTPUTS,
         TIME_SUMMARY,
 
 

@@ -146,7 +146,8 @@ def test_a_fake_cuda_less_slurm_job_fails_at_once_and_records_why(tmp_path):
         pytest.skip("this machine's torch can use CUDA")
     log = tmp_path / "job.log"
     env = {**os.environ, "SLURM_JOB_ID": "31", "CUDA_VISIBLE_DEVICES": "0"}
-    missing = tmp_path / "missing"
+    missing = tmp_path / "empty"  # files the verb would read (they exist: the device is checked before they are read)
+    missing.touch()
     cmd = [
         sys.executable,
         "-m",

@@ -1,4 +1,5 @@
-"""The package's layers import downward only: base -> data -> models -> train | eval -> report -> cli."""
+"""The package's layers import downward only: base -> data -> models -> experiment -> train | eval -> report -> verbs
+-> cli."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "imfn"
-BASE = {"__init__", "atomic", "store", "job", "progress", "devices", "provenance", "doctor"}  # what every layer may use
-RANK = {"base": 0, "data": 1, "models": 2, "train": 3, "eval": 3, "report": 4, "cli": 5}
+# what every layer may use
+BASE = {"__init__", "atomic", "store", "job", "progress", "devices", "provenance", "doctor", "registry", "flags"}
+RANK = {"base": 0, "data": 1, "models": 2, "experiment": 3, "train": 4, "eval": 4, "report": 5, "verbs": 6, "cli": 7}
 
 
 def layer(module: str) -> str:

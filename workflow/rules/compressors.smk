@@ -9,15 +9,13 @@ rule train_compressor:
     output:
         model=COMPRESSOR,
         loss=COMPRESSOR_LOSS,
-    wildcard_constraints:
-        model="transformer|mamba",
     log:
         f"{COMPRESSOR_LOGS}/train_compressor_{{model}}.log",
     benchmark:
         f"{COMPRESSOR_BENCHMARKS}/train_compressor_{{model}}.tsv"
     params:
         sequences=training_sequence_flags,
-        T=lambda w: compressor_setting(w, "T"),
+        T=lambda w: EXPERIMENT.compressors[w.source].T,
         training=flags(COMPRESSORS["training"]),
         model=lambda w: flags(COMPRESSORS[w.model]),
         device=DEVICE,
@@ -39,8 +37,6 @@ rule evaluate_compressor:
         model=COMPRESSOR,
     output:
         COMPRESSOR_ROUNDTRIP,
-    wildcard_constraints:
-        model="transformer|mamba",
     log:
         f"{COMPRESSOR_LOGS}/evaluate_compressor_{{model}}.log",
     benchmark:
@@ -79,25 +75,17 @@ rule compressor_report:
     """Table 1 (teacher vs Transformer vs Mamba vs per-frame PCA), Table 2 (parameters), Figure 6."""
     localrule: True
     input:
-        metrics=["results/metrics/teacher.parquet", "results/metrics/compressors.parquet",
-                 "results/metrics/autoencoder.parquet", "results/metrics/pca.parquet"],
-        param_counts="results/metrics/param_counts.parquet",
-        sweepers=sweeper_paths(PAPER_SOURCE, COMPRESSORS["seeds"][0], PAPER_COMPRESSORS["dim"], VARIANT,
-                               int(math.log2(PAPER_COMPRESSORS["T"]))),
-        compressors=[COMPRESSOR.format(source=PAPER_SOURCE, seed=COMPRESSORS["seeds"][0], dim=PAPER_COMPRESSORS["dim"],
-                                       model=m) for m in COMPRESSORS["models"]],
-        mnist=MNIST,
-        split=SPLIT.format(seed=COMPRESSORS["seeds"][0]),
+        unpack(compressor_report_inputs),
     output:
-        table1=reported(COMPRESSOR_TABLE1, "Compressors"),
-        table2=reported(COMPRESSOR_TABLE2, "Compressors"),
+        table1=reported(COMPRESSOR_REPORT[0], "Compressors"),
+        table2=reported(COMPRESSOR_REPORT[1], "Compressors"),
         figure=reported(COMPRESSOR_FIGURES, "Compressors"),
     log:
         "logs/compressor_report.log",
     params:
-        teacher_variant=VARIANT,
-        T=PAPER_COMPRESSORS["T"],
-        dim=PAPER_COMPRESSORS["dim"],
+        teacher_variant=lambda w: PAPER.variant,
+        T=lambda w: PAPER_COMPRESSORS.T,
+        dim=lambda w: PAPER_COMPRESSORS.dim,
         seed=COMPRESSORS["seeds"][0],
         figures=lambda w, output: os.path.dirname(output.figure[0]),
     threads: config["threads"]["eval"]

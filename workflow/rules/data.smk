@@ -5,12 +5,12 @@ rule fetch_mnist:
     log:
         "logs/fetch_mnist.log",
     params:
-        source=config["mnist"]["source"],
+        origin=config["mnist"]["origin"],
         download_dir=config["mnist"]["download_dir"],
     conda:
         "../envs/imfn.yaml"
     shell:
-        "imfn fetch-mnist --source {params.source} --download-dir {params.download_dir} --out {output} --log {log}"
+        "imfn fetch-mnist --origin {params.origin} --download-dir {params.download_dir} --out {output} --log {log}"
 
 
 rule split:

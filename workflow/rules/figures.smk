@@ -35,10 +35,7 @@ rule paper_sweep_report:
     beside the sweep seed's per-frame references."""
     localrule: True
     input:
-        sweep="results/metrics/paper_sweep.parquet",
-        health="results/metrics/paper_sweep_health.parquet",
-        autoencoders=paper_sweep_autoencoders,
-        pca=PCA_ROUNDTRIP.format(source=PAPER_SOURCE, seed=PAPER_SWEEP["seed"]),
+        unpack(paper_sweep_inputs),
     output:
         table=reported(PAPER_SWEEP_OUTPUTS[0], "Paper variant sweep"),
         figures=reported(PAPER_SWEEP_OUTPUTS[1:], "Paper variant sweep"),
@@ -69,9 +66,9 @@ rule student_figures:
 
 
 rule source_report:
-    """A source other than mnist: its table per d beside every reference at equal memory (the teacher's ratios to
-    the per-frame autoencoder and clip PCA, its growth in T), MSE against T, MSE per position, and one held-out clip
-    through every model."""
+    """A source whose frames share content: its table per d beside every reference at equal memory (the teacher's
+    ratios to the per-frame autoencoder and clip PCA, its growth in T), MSE against T, MSE per position, and one
+    held-out clip through every model."""
     input:
         unpack(source_report_inputs),
     output:

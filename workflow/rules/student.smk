@@ -31,7 +31,6 @@ rule train_student:
     priority: CHAIN_PRIORITY
     input:
         trajectories=lambda w: TRAJECTORIES.format(**w, which="train"),
-        sweepers=teacher_for_T,  # read only by a student variant with `intermediate` supervision
     output:
         student=STUDENT,
         loss=STUDENT_LOSS,
@@ -40,7 +39,7 @@ rule train_student:
     benchmark:
         f"{BENCHMARKS}/train_student_{{student_variant}}_T{{T}}.tsv"
     params:
-        training=student_flags,
+        training=lambda w: flags(EXPERIMENT.student_settings(w.student_variant)),
         device=DEVICE,
     threads: config["threads"]["student"]
     resources:
@@ -48,7 +47,7 @@ rule train_student:
     conda:
         "../envs/imfn.yaml"
     shell:
-        "imfn train-student --trajectories {input.trajectories} --sweepers {input.sweepers} --seed {wildcards.seed}"
+        "imfn train-student --trajectories {input.trajectories} --seed {wildcards.seed}"
         " --variant {wildcards.student_variant} {params.training} {params.device} --threads {threads}"
         " --out {output.student} --loss-out {output.loss} --log {log}"
 

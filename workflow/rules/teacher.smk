@@ -12,7 +12,7 @@ rule train_sweeper:
     benchmark:
         f"{BENCHMARKS}/train_sweeper_L{{level}}.tsv"
     params:
-        training=lambda w: flags(variant_settings(w.variant), level=int(w.level)),
+        training=lambda w: flags(EXPERIMENT.teacher_settings(w.variant), level=int(w.level)),
         health=flags(TEACHER["health"]),
         decoder_inputs=decoder_inputs,
         device=DEVICE,

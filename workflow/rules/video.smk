@@ -6,7 +6,7 @@ rule video_clips:
     """Decode every video once: the uint8 clip bank and the manifest of what was skipped and why."""
     localrule: VIDEO["dataset"] == "demo"  # the demo downloads its footage; UCF-101 is decoded on a node
     input:
-        unpack(video_source),
+        unpack(video_inputs),
     output:
         clips=directory(VIDEO_CLIPS),
         manifest=VIDEO_MANIFEST,
@@ -16,7 +16,7 @@ rule video_clips:
         f"{VIDEO_BENCHMARKS}/video_clips.tsv"
     params:
         dataset=VIDEO["dataset"],
-        source=video_source_flags,
+        inputs=video_dataset_flags,
         download_dir=VIDEO["download_dir"],
         segment_frames=VIDEO["segment_frames"],
         frame_size=VIDEO["frame_size"],
@@ -25,7 +25,7 @@ rule video_clips:
     conda:
         "../envs/imfn.yaml"
     shell:
-        "imfn video-clips --dataset {params.dataset} {params.source} --download-dir {params.download_dir}"
+        "imfn video-clips --dataset {params.dataset} {params.inputs} --download-dir {params.download_dir}"
         " --segment-frames {params.segment_frames} --frame-size {params.frame_size} --clip-frames {params.clip_frames}"
         " --seed {params.seed} --out {output.clips} --manifest-out {output.manifest} --log {log}"
 
@@ -116,9 +116,9 @@ rule video_pca:
     benchmark:
         f"{VIDEO_BENCHMARKS}/video_pca.tsv"
     params:
-        dim=VIDEO_MEMORY,
+        dim=EXPERIMENT.video.memory,
         max_videos=optional("--max-videos", VIDEO["evaluation"]["max_videos"]),
-        levels=VIDEO_LEVELS,
+        levels=EXPERIMENT.video.levels,
     threads: VIDEO["threads"]["eval"]
     conda:
         "../envs/imfn.yaml"
@@ -130,7 +130,7 @@ rule video_pca:
 rule video_metrics:
     localrule: True
     input:
-        expand(VIDEO_EVAL, level=range(VIDEO_LEVELS)),
+        expand(VIDEO_EVAL, level=range(EXPERIMENT.video.levels)),
         VIDEO_PCA,
     output:
         report("results/metrics/video.parquet", caption="../report/video_metrics.rst", category="Metrics (Parquet)"),
@@ -143,12 +143,12 @@ rule video_metrics:
 
 
 rule video_report:
-    """Table 3 and the reconstruction figure, from results/ alone (on moving_mnist beside that source's tree and
-    clip PCA at the same memory and window)."""
+    """Table 3 and the reconstruction figure, from results/ alone (on a sequence source beside that source's tree
+    and clip PCA at the same memory and window)."""
     localrule: True
     input:
         "results/metrics/video.parquet",
-        expand(VIDEO_RECONSTRUCTIONS, level=range(VIDEO_LEVELS)),
+        expand(VIDEO_RECONSTRUCTIONS, level=range(EXPERIMENT.video.levels)),
         VIDEO_SEQUENCE_REFERENCES,
     output:
         reported(["results/tables/table3_video.md", *VIDEO_FIGURES], "Video"),
