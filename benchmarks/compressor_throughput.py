@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from imfn.data.frame import MNIST_FRAME
 from imfn.models.compressors import (
     MambaCompressor,
     MambaConfig,
@@ -29,7 +30,7 @@ from imfn.models.compressors import (
     TransformerConfig,
 )
 from imfn.models.layers import parameter_count
-from imfn.models.teacher import CodecConfig, LeafCodec, Sweeper, SweeperConfig, Teacher
+from imfn.models.teacher import CodecConfig, SweeperConfig, Teacher, build_codec, build_sweeper
 
 T, BATCH, DIM = 128, 16, 1024
 REPO = Path(__file__).resolve().parents[1]
@@ -42,14 +43,15 @@ def quick_sizes() -> dict:
 def models(size: str) -> dict[str, torch.nn.Module]:
     torch.manual_seed(0)
     if size == "paper":
-        transformer = TransformerCompressor(TransformerConfig(DIM, T))
-        mamba = MambaCompressor(MambaConfig(DIM, T), use_kernels=False)
+        transformer = TransformerCompressor(TransformerConfig(DIM, T, MNIST_FRAME))
+        mamba = MambaCompressor(MambaConfig(DIM, T, MNIST_FRAME), use_kernels=False)
     else:
         q = quick_sizes()
-        transformer = TransformerCompressor(TransformerConfig(DIM, T, **q["transformer"]))
-        mamba = MambaCompressor(MambaConfig(DIM, T, **q["mamba"]), use_kernels=False)
+        transformer = TransformerCompressor(TransformerConfig(DIM, T, MNIST_FRAME, **q["transformer"]))
+        mamba = MambaCompressor(MambaConfig(DIM, T, MNIST_FRAME, **q["mamba"]), use_kernels=False)
     levels = T.bit_length() - 1
-    teacher = Teacher(LeafCodec(CodecConfig(DIM)), [Sweeper(SweeperConfig.for_dim(DIM)) for _ in range(levels)])
+    sweepers = [build_sweeper(SweeperConfig.for_dim(DIM)) for _ in range(levels)]
+    teacher = Teacher(build_codec(CodecConfig(DIM, MNIST_FRAME)), sweepers)
     return {"imfn-teacher": teacher, "transformer": transformer, "mamba": mamba}
 
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from imfn.data.frame import MNIST_FRAME
 from imfn.devices import autocast, configure_precision, describe_runtime, mamba_kernels_problem
 from imfn.models.compressors import MambaCompressor, MambaConfig, TransformerCompressor, TransformerConfig
 from imfn.models.video import VideoModelConfig, make_level
@@ -37,7 +38,7 @@ def quick() -> dict:
 def sweeper_step(device: torch.device, size: str):
     """Level 0 (leaf codec + sweeper, the most expensive level), batch 64 as the paper."""
     hp = SweeperTraining(seed=0, dim=DIM if size == "paper" else 256, level=0, epochs=1, batch_size=64)
-    model = LevelModel(hp).to(device)
+    model = LevelModel(hp, MNIST_FRAME).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=hp.lr, fused=True)  # as train_sweeper
     rows = [torch.randint(0, 256, (64, 784), dtype=torch.uint8, device=device) for _ in range(2)]
     noise = torch.randn(64, hp.dim, device=device)

@@ -31,7 +31,7 @@ from torch import nn
 
 from imfn.data.sequences import open_sequences, training_frames
 from imfn.models.pca import fit_pca
-from imfn.models.teacher import Sweeper, SweeperConfig
+from imfn.models.teacher import SweeperConfig, build_sweeper
 from imfn.models.tree import invert_down, merge_up
 
 
@@ -106,14 +106,14 @@ def main() -> None:
     print(f"conv code alone (held-out frames): {results['floor']:.5f}", flush=True)
 
     Ts = [2**i for i in range(1, T_max.bit_length()) if 2**i <= T_max]
-    frame_mean, frame_basis = fit_pca(train_codes.reshape(-1, K)[:60000])  # per-frame PCA of the code, every T's k
+    frame = fit_pca(train_codes.reshape(-1, K)[:60000])  # per-frame PCA of the code, every T's k
+    frame_mean = frame.mean.float()
     for T in Ts:
-        basis = frame_basis[:, : args.dim // T]
+        basis = frame.components(args.dim // T)
         codes = test_codes[:, :T].reshape(-1, K)
         frame_pca = error(((codes - frame_mean) @ basis) @ basis.T + frame_mean, test_pixels[:, :T])
-        windows = train_codes.reshape(-1, T * K)
-        mean, basis = fit_pca(windows)
-        basis = basis[:, : args.dim]
+        windows = fit_pca(train_codes.reshape(-1, T * K))
+        basis, mean = windows.components(min(args.dim, windows.rank)), windows.mean.float()
         clips = test_codes[:, :T].reshape(-1, T * K)
         clip_pca = error(((clips - mean) @ basis) @ basis.T + mean, test_pixels[:, :T])
         results["T"][T] = {"latent_frame_pca": frame_pca, "latent_clip_pca": clip_pca}
@@ -124,7 +124,7 @@ def main() -> None:
 
     sweepers, nodes = [], train_codes
     for level, T in enumerate(Ts):
-        sweeper = Sweeper(SweeperConfig.for_dim(K, 512, "mix", level))
+        sweeper = build_sweeper(SweeperConfig.for_dim(K, 512, "mix", level))
         pairs = torch.stack([nodes[:, 0::2], nodes[:, 1::2]], 2).reshape(-1, 2, K)  # adjacent windows of one clip
         sweeper.init_from_data(pairs[torch.randperm(len(pairs), generator=gen)[:16384]])
         linear = tree_error([*sweepers, sweeper], T)

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from imfn.data.frame import MNIST_FRAME
 from imfn.train.sweeper import LevelModel, SweeperTraining
 
 
@@ -45,7 +46,7 @@ def train_step(model, optimizer, hp, batch):
 def measure(dim: int, level: int, steps: int, batch_size: int = 64) -> dict:
     hp = SweeperTraining(seed=0, dim=dim, level=level, epochs=1, batch_size=batch_size)
     torch.manual_seed(0)
-    model = LevelModel(hp)
+    model = LevelModel(hp, MNIST_FRAME)
     optimizer = torch.optim.Adam(model.parameters(), lr=hp.lr, fused=True)  # as train_sweeper
 
     def rows() -> torch.Tensor:  # what the level's bank holds: uint8 images at level 0, codes above

@@ -4,10 +4,10 @@ For T in {16, 64, 256} at d = 256, N = 8 sequences, random ``paper`` sweepers: n
 sequence and wall time of both, their ratios, next to T / log2(T) (the asymptotic merge ratio).
 The naive rebuild batches a whole level into one matmul while the Merkle path makes many small
 calls, so the wall-time ratio sits below the merge ratio. Also the per-frame write latency of
-``TreeMemory`` (log2(T) merges) and ``StudentMemory`` (one step of each student architecture: ``mlp``, ``slot``
-and ``slot`` with ``writes: all``, the ``dense`` variant) at T = 8, 64 and 256, with each one's ratio of the
-longest T to the shortest: a student's work per frame does not grow with T, the tree's grows as log2(T).
-Prints a table and writes benchmarks/trajectory_merges.parquet.
+``TreeMemory`` (log2(T) merges) and ``StudentMemory`` (one step of each student variant: ``mlp``, ``slot``
+(the ``positional`` architecture) and ``dense`` (``positional`` with ``writes: all``)) at T = 8, 64 and 256, with
+each one's ratio of the longest T to the shortest: a student's work per frame does not grow with T, the tree's
+grows as log2(T). Prints a table and writes benchmarks/trajectory_merges.parquet.
 
     python benchmarks/trajectory_merges.py [--threads 2]
 """
@@ -22,10 +22,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from imfn.data.frame import MNIST_FRAME
 from imfn.models.memory import StudentMemory, TreeMemory
 from imfn.models.merkle import merkle_trajectory, naive_trajectory
 from imfn.models.student import StudentConfig, build_student
-from imfn.models.teacher import CodecConfig, LeafCodec, Sweeper, SweeperConfig, Teacher
+from imfn.models.teacher import CodecConfig, SweeperConfig, Teacher, build_codec, build_sweeper
 
 
 def best_time(fn, repeats: int) -> tuple[float, object]:
@@ -39,7 +40,7 @@ def best_time(fn, repeats: int) -> tuple[float, object]:
 
 def trajectory_row(T: int, dim: int, batch: int) -> dict:
     torch.manual_seed(T)
-    sweepers = [Sweeper(SweeperConfig.for_dim(dim)).eval() for _ in range(int(math.log2(T)))]
+    sweepers = [build_sweeper(SweeperConfig.for_dim(dim)).eval() for _ in range(int(math.log2(T)))]
     leaves, zero_leaf = torch.randn(batch, T, dim), torch.randn(dim)
     merkle_trajectory(sweepers, leaves[:, :2], zero_leaf)  # warm-up (T = 2 uses sweeper 0 only)
     naive_repeats = 1 if T >= 256 else 3
@@ -75,14 +76,14 @@ def _per_step_ms(memory, codes: torch.Tensor) -> torch.Tensor:
 def write_latency_row(T: int, dim: int, batch: int) -> dict:
     """Per-frame cost of writing leaf codes: the tree's Merkle update vs one student step."""
     torch.manual_seed(0)
-    codec = LeafCodec(CodecConfig(dim, 1024, "mlp"))
-    teacher = Teacher(codec, [Sweeper(SweeperConfig.for_dim(dim)) for _ in range(int(math.log2(T)))]).eval()
+    codec = build_codec(CodecConfig(dim, MNIST_FRAME, 1024, "mlp"))
+    teacher = Teacher(codec, [build_sweeper(SweeperConfig.for_dim(dim)) for _ in range(int(math.log2(T)))]).eval()
     students = {  # each at its config variant's width
         name: build_student(StudentConfig(dim, T, hidden, architecture, writes)).eval()
         for name, architecture, hidden, writes in (
-            ("mlp", "mlp", 2 * dim, "slot"),
-            ("slot", "slot", 512, "slot"),
-            ("dense", "slot", 512, "all"),
+            ("mlp", "mlp", 2 * dim, "share"),
+            ("slot", "positional", 512, "share"),
+            ("dense", "positional", 512, "all"),
         )
     }
     codes = torch.randn(T, batch, dim)
