@@ -5,6 +5,11 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CORES ?= all
+# torch first, as its CPU build: from PyPI on Linux a plain `pip install torch` is the multi-GB CUDA build, which
+# nothing here uses. Where PyTorch's CPU wheel index answers (5 s), torch comes from there; where it does not, from
+# the default index, saying so (on Linux from PyPI: the CUDA build). GPU users choose their own build (docs/gpu.md).
+TORCH := torch==2.13.0
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: setup run ablation smoke figures results-page test test-cluster gpu-check report dry-run lint clean
@@ -12,8 +17,16 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 $(STAMP): pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	# The CPU build of torch first: a bare `torch` requirement would pull a multi-GB CUDA build.
-	$(PYTHON) -m pip install --quiet torch==2.13.0
+	@if $(PYTHON) -c "import urllib.request; urllib.request.urlopen('$(TORCH_CPU_INDEX)/torch/', timeout=5)" \
+			2>/dev/null; then \
+		echo "installing $(TORCH) (CPU build) from $(TORCH_CPU_INDEX)"; \
+		$(PYTHON) -m pip install --quiet --index-url $(TORCH_CPU_INDEX) --extra-index-url https://pypi.org/simple \
+			$(TORCH); \
+	else \
+		echo "$(TORCH_CPU_INDEX) is not reachable: installing $(TORCH) from the default index (a local wheel" \
+			"where pip's configuration has one; on Linux from PyPI, the CUDA build of several GB)"; \
+		$(PYTHON) -m pip install --quiet $(TORCH); \
+	fi
 	$(PYTHON) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
