@@ -100,11 +100,13 @@ class PCA:
         return self._formed[k]
 
     def reconstruct(self, values: torch.Tensor, k: int) -> torch.Tensor:
-        """Values in [0, 1], (N, P) or (N, ..., with P in all) -> their projection onto the top ``k`` components,
-        clipped to [0, 1], in the same shape."""
-        shape, values = values.shape, values.flatten(1)
-        if values.shape[1] != len(self.mean):
-            raise ValueError(f"values of {values.shape[1]} numbers; this PCA was fit on {len(self.mean)}")
+        """Values in [0, 1] -> their projection onto the top ``k`` components, clipped to [0, 1], in the same shape:
+        (..., P) samples (frames, for a PCA of frames), or (N, ...) whose rows hold P numbers each (clips of T
+        frames, for a PCA of clips)."""
+        shape, P = values.shape, len(self.mean)
+        values = values.reshape(-1, P) if shape[-1] == P else values.flatten(1)
+        if values.shape[1] != P:
+            raise ValueError(f"values of {values.shape[1]} numbers; this PCA was fit on {P}")
         components = self.components(k)
         codes = (values.double() - self.mean).float() @ components  # (N, k)
         out = (codes @ components.T).double() + self.mean

@@ -65,7 +65,7 @@ def student_table(table: pd.DataFrame) -> str:
     """Markdown for one source: per student variant and T, the end-of-sequence MSE of student and teacher
     (mean ± std over seeds), the mean over seeds of their ratio, the largest ratio of the seed-mean prefix
     curves over the frames written measured, and the streaming per-frame references' end of sequence; then,
-    where measured, what student and teacher hold of the last T frames after 2T and 4T. ``frame``: the
+    where measured, what student and teacher hold of the last T frames after 2T and 4T. ``table``: the
     figures' rows of the source (:func:`source_curves`)."""
     end = table[table["metric"] == "mse"]
     prefix = table[table["metric"] == "prefix_mse"].groupby(["curve", "T", "frames_written"])["value"].mean()
@@ -130,16 +130,17 @@ def student_figures(
     columns = max(curves[source]["T"].nunique() for source in sources)
     fig4, axes4 = plt.subplots(len(sources), columns, figsize=(4.2 * columns, 3.8 * len(sources)), squeeze=False)
     fig5, axes5 = plt.subplots(1, len(sources), figsize=(6.4 * len(sources), 4.4), squeeze=False)
-    students = list(dict.fromkeys(c for rows in curves.values() for c in rows["curve"] if c.startswith("student")))
+    students = list(dict.fromkeys(c for table in curves.values() for c in table["curve"] if c.startswith("student")))
     style = REFERENCE_STYLE | {curve: dict(ls="-", color=f"C{i}") for i, curve in enumerate(students)}
     parts = []
     for row, source in enumerate(sources):
-        rows = curves[source]
-        Ts, dim, n_seeds = sorted(rows["T"].unique()), int(rows["dim"].iloc[0]), rows["seed"].nunique()
-        teacher = rows[rows["curve"] == "teacher"]["variant"].iloc[0]
+        source_rows = curves[source]
+        Ts, dim = sorted(source_rows["T"].unique()), int(source_rows["dim"].iloc[0])
+        n_seeds = source_rows["seed"].nunique()
+        teacher = source_rows[source_rows["curve"] == "teacher"]["variant"].iloc[0]
         seeds = f"{n_seeds} seed{'s' if n_seeds > 1 else ''}"
         for ax, T in zip(axes4[row], Ts, strict=False):
-            part = rows[(rows["T"] == T) & (rows["metric"] == "prefix_mse")]
+            part = source_rows[(source_rows["T"] == T) & (source_rows["metric"] == "prefix_mse")]
             for curve, rows in part.groupby("curve", sort=False):
                 stats = rows.groupby("frames_written")["value"].agg(["mean", "std"]).fillna(0.0)
                 ax.plot(stats.index, stats["mean"], label=curve, **style[curve])
@@ -154,7 +155,7 @@ def student_figures(
             ax.set_visible(False)
         axes4[row][0].set_ylabel("MSE over the first k frames")
         axes4[row][0].legend(fontsize=8)
-        end = seed_summary(rows[rows["metric"] == "mse"].assign(position=None), "mse", ["curve", "T"])
+        end = seed_summary(source_rows[source_rows["metric"] == "mse"].assign(position=None), "mse", ["curve", "T"])
         ax = axes5[0][row]
         for curve, rows in end.groupby("curve", sort=False):
             rows = rows.sort_values("T")
@@ -163,7 +164,7 @@ def student_figures(
         log2_axis(ax, Ts, "end-of-sequence MSE (mean ± std over seeds)")
         ax.set_title(f"{source} (d={dim}, teacher {teacher}, {seeds})")
         ax.legend(fontsize=8)
-        parts.append(f"**{source}**: teacher `{teacher}`, d = {dim}, {seeds}\n\n{student_table(rows)}")
+        parts.append(f"**{source}**: teacher `{teacher}`, d = {dim}, {seeds}\n\n{student_table(source_rows)}")
     fig4.suptitle("Fig. 4: prefix retention, student vs teacher and per-frame references at equal memory")
     fig4.tight_layout()
     fig5.suptitle("Fig. 5: end of the sequence, student vs teacher and per-frame references at equal memory")
