@@ -41,7 +41,7 @@ def test_the_quick_config_resolves_to_make_runs_grid():
     video = quick.video
     assert (video.sequence_source, video.memory, video.windows) == ("moving_mnist", 256, [2, 4, 8, 16])
     assert quick.autoencoder_ks("moving_mnist") == [4, 8, 16, 32, 64, 128]
-    assert moving.strip_T == 32 and quick.sources["mnist"].cells(dims=[256])[0] == {
+    assert moving.strip == {"seed": 0, "dim": 256, "T": 32, "k": 8} and quick.sources["mnist"].cells(dims=[256])[0] == {
         "source": "mnist", "seed": 0, "dim": 256, "variant": "framewise"}  # fmt: skip
 
 
